@@ -5,3 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod cache;
+pub mod format;
+pub mod layers;
