@@ -8,3 +8,4 @@ pub mod crypto;
 pub mod cache;
 pub mod format;
 pub mod layers;
+pub mod file;
