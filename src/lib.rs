@@ -4,8 +4,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod crypto;
 pub mod cache;
-pub mod format;
-pub mod layers;
+pub mod crypto;
 pub mod file;
+pub mod format;
+pub mod fs;
+pub mod layers;
+pub mod names;
+pub mod store;
+pub mod vault;
