@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backing;
 pub mod cache;
 pub mod crypto;
 pub mod file;
 pub mod format;
 pub mod fs;
+pub mod fuse;
 pub mod layers;
 pub mod names;
-pub mod store;
-pub mod vault;
+
+

@@ -289,14 +289,14 @@ impl Fs {
         }
         let done = (|| -> FsResult<()> {
             if !matches!(self.disk(c.disk)?.names, Some(crate::names::NameCodec::Plain)) {
-                crate::store::write_dirid(&c.path)?;
+                crate::backing::write_dirid(&c.path)?;
             }
             self.own(&c.path, &c.dir, caller)?;
             std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(bits))?;
             Ok(())
         })();
         if let Err(e) = done {
-            let _ = std::fs::remove_file(c.path.join(crate::store::DIRID_NAME));
+            let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_NAME));
             let _ = std::fs::remove_dir(&c.path);
             c.remove_sidecar();
             return Err(e);
@@ -386,10 +386,12 @@ impl Fs {
 
     /// Empties a backing directory of strata's own files if it holds
     /// nothing else; ENOTEMPTY otherwise.
-    fn clear_if_empty(dir: &Path) -> FsResult<()> {
+    fn clear_if_empty(&self, disk: usize, dir: &Path) -> FsResult<()> {
+        let (_, codec) = self.disk(disk)?.check()?;
         for e in std::fs::read_dir(dir)? {
             let e = e?;
-            if !names::is_reserved(&e.file_name()) || names::is_sidecar(&e.file_name()) {
+            let n = e.file_name();
+            if !codec.is_reserved(&n) || names::is_sidecar(&n) {
                 return Err(Errno::ENOTEMPTY);
             }
         }
@@ -409,12 +411,12 @@ impl Fs {
         if !m.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let id = std::fs::read(c.path.join(crate::store::DIRID_NAME)).ok();
-        Self::clear_if_empty(&c.path)?;
+        let id = std::fs::read(c.path.join(crate::backing::DIRID_NAME)).ok();
+        self.clear_if_empty(c.disk, &c.path)?;
         if let Err(e) = std::fs::remove_dir(&c.path) {
             // Put the id back so that the directory stays readable.
             if let Some(id) = id {
-                let _ = crate::store::atomic_write(&c.path.join(crate::store::DIRID_NAME), &id);
+                let _ = crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_NAME), &id);
             }
             return Err(e.into());
         }
@@ -457,7 +459,7 @@ impl Fs {
                 if !src.is_dir() {
                     return Err(Errno(libc::EISDIR));
                 }
-                Self::clear_if_empty(&to.path)?;
+                self.clear_if_empty(to.disk, &to.path)?;
             } else if src.is_dir() {
                 return Err(Errno(libc::ENOTDIR));
             }
@@ -471,7 +473,7 @@ impl Fs {
             if let Some(d) = &dst {
                 if d.is_dir() && !exchange {
                     // The emptied target keeps a fresh id so it stays usable.
-                    let _ = crate::store::write_dirid(&to.path);
+                    let _ = crate::backing::write_dirid(&to.path);
                 }
             }
             return Err(e.into());
@@ -526,10 +528,10 @@ impl Fs {
         for e in std::fs::read_dir(&dir)? {
             let e = e?;
             let bname = e.file_name();
-            if names::is_reserved(&bname) {
+            if codec.is_reserved(&bname) {
                 continue;
             }
-            let plain = if names::is_long(&bname) {
+            let plain = if codec.is_encrypted() && names::is_long(&bname) {
                 let side = match std::fs::read_to_string(dir.join(names::sidecar_name(&bname))) {
                     Ok(s) => s,
                     Err(err) => {

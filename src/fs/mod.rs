@@ -16,14 +16,13 @@ mod io;
 mod nodes;
 mod xattr;
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use attr::{Attr, Kind};
-pub use dir::DirEntry;
+pub use dir::{Caller, DirEntry, SetAttr, SetTime};
 
 use crate::cache::BlockCache;
 use crate::file::FileError;
@@ -205,7 +204,7 @@ impl Fs {
         if matches!(names, NameCodec::Plain) {
             return Ok([0; 16]);
         }
-        let raw = std::fs::read(dir.join(crate::store::DIRID_NAME)).map_err(|e| {
+        let raw = std::fs::read(dir.join(crate::backing::DIRID_NAME)).map_err(|e| {
             tracing::error!(dir = %dir.display(), "directory id unreadable: {e}");
             Errno::EIO
         })?;
@@ -250,7 +249,7 @@ impl Child {
     fn write_sidecar(&self) -> FsResult<()> {
         if let BackingName::Long { hashed, full } = &self.bname {
             let side = self.dir.join(crate::names::sidecar_name(hashed));
-            crate::store::atomic_write(&side, full.as_bytes())?;
+            crate::backing::atomic_write(&side, full.as_bytes())?;
         }
         Ok(())
     }
@@ -263,6 +262,3 @@ impl Child {
     }
 }
 
-fn os(b: &[u8]) -> OsString {
-    OsStr::from_bytes(b).to_os_string()
-}

@@ -7,7 +7,6 @@
 pub mod config;
 pub mod presets;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -19,8 +18,6 @@ use crate::vault::{KeyKind, Vault, VaultError};
 pub use config::{Config, ConfigError, DiskConfig, DiskKind, KeyRef, Scope, StorageMode, WrappedDek};
 pub use presets::Preset;
 
-/// Name of the per-directory id file in every backing directory.
-pub const DIRID_NAME: &str = ".dirid";
 
 /// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
@@ -96,25 +93,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `data` to `path` atomically: a temp file in the same directory,
-/// fsync, rename over `path`, fsync the directory.
-pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::backing::{atomic_write, write_dirid, DIRID_NAME};
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -176,13 +155,6 @@ pub fn new_wrapped_dek(vault: &Vault, store: &Path, store_id: &str, disk: &str, 
     let dek = Key64::random();
     let wrapped = wrap_dek(kek, &dek, &dek_aad(store_id, disk, layer, generation, &key));
     Ok(WrappedDek { layer, key, generation, wrapped })
-}
-
-/// Writes a fresh random directory id into backing directory `dir`.
-pub fn write_dirid(dir: &Path) -> std::io::Result<[u8; 16]> {
-    let id: [u8; 16] = random_array();
-    atomic_write(&dir.join(DIRID_NAME), &id)?;
-    Ok(id)
 }
 
 /// Path of a disk's backing root.
