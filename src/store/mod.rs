@@ -108,7 +108,7 @@ pub fn wrap_dek(kek: &Key32, dek: &Key64, aad: &[u8]) -> String {
     let cipher = XChaCha20Poly1305::new(kek.expose().into());
     let nonce: [u8; 24] = random_array();
     // Encryption with a valid key and nonce does not fail.
-    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: dek.expose(), aad }).unwrap_or_default();
+    let ct = cipher.encrypt(&XNonce::from(nonce), Payload { msg: dek.expose(), aad }).unwrap_or_default();
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     hex::encode(out)
@@ -121,7 +121,9 @@ pub fn unwrap_dek(kek: &Key32, wrapped: &str, aad: &[u8]) -> Option<Key64> {
         return None;
     }
     let cipher = XChaCha20Poly1305::new(kek.expose().into());
-    let pt = zeroize::Zeroizing::new(cipher.decrypt(XNonce::from_slice(&raw[..24]), Payload { msg: &raw[24..], aad }).ok()?);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&raw[..24]);
+    let pt = zeroize::Zeroizing::new(cipher.decrypt(&XNonce::from(nonce), Payload { msg: &raw[24..], aad }).ok()?);
     Key64::from_slice(&pt)
 }
 
