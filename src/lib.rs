@@ -1,7 +1,20 @@
 //! strata: a FUSE filesystem that gives one machine the disk-encryption
 //! layers of a cloud VM (guest, storage, host), with keys from a local,
 //! passphrase-sealed vault.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backing;
+pub mod cache;
+pub mod cli;
 pub mod crypto;
+pub mod file;
+pub mod format;
+pub mod fs;
+pub mod fuse;
+pub mod layers;
+pub mod names;
+pub mod store;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod vault;

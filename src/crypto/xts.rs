@@ -42,11 +42,10 @@ impl Xts {
     /// cipher, the second the tweak cipher (IEEE 1619 key order).
     pub fn new(key: &Key64) -> Self {
         let k = key.expose();
-        let (k1, k2) = k.split_at(32);
-        // Both halves are exactly 32 bytes, which is what AES-256 takes.
-        let data = Aes256::new(aes::cipher::Key::<Aes256>::from_slice(k1));
-        let tweak = Aes256::new(aes::cipher::Key::<Aes256>::from_slice(k2));
-        Xts { data, tweak }
+        Xts {
+            data: aes256(&k[..32]),
+            tweak: aes256(&k[32..]),
+        }
     }
 
     /// Encrypts `sector` in place under the 16-byte `tweak`.
@@ -85,6 +84,13 @@ impl Xts {
         }
         Ok(())
     }
+}
+
+/// An AES-256 cipher from a 32-byte slice (the caller guarantees the length).
+pub(crate) fn aes256(key: &[u8]) -> Aes256 {
+    let mut k = zeroize::Zeroizing::new([0u8; 32]);
+    k.copy_from_slice(key);
+    Aes256::new(&(*k).into())
 }
 
 fn xor_block(block: &mut Block, mask: u128) {

@@ -1,0 +1,233 @@
+//! The command line: clap definitions (pure parsing, no I/O) and one module
+//! per command family. `mount` is the one place that wires vault, store,
+//! cache and FUSE together.
+
+mod init;
+mod mount;
+mod secrets;
+mod vault_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::Preset;
+
+/// strata: the disk-encryption layers of a cloud VM, on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the vault is and how to unlock it.
+#[derive(Debug, Clone, Args)]
+pub struct VaultArgs {
+    /// Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault].
+    #[arg(long, value_name = "FILE")]
+    pub vault: Option<PathBuf>,
+    /// Read the passphrase from FILE (one trailing newline is ignored)
+    /// instead of asking on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Unlock with the recovery key read from FILE instead of the passphrase.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    pub recovery_key_file: Option<PathBuf>,
+}
+
+/// Argon2id parameters for a new vault.
+#[derive(Debug, Clone, Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB for a new vault.
+    #[arg(long, value_name = "KIB", default_value_t = crate::vault::KdfParams::default().memory_kib)]
+    pub kdf_memory: u32,
+    /// Argon2id passes for a new vault.
+    #[arg(long, value_name = "N", default_value_t = crate::vault::KdfParams::default().iterations)]
+    pub kdf_iterations: u32,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum Command {
+    /// Create a store with disks os, data and temp, layered by a preset
+    /// (creates the vault and the keys it needs if they do not exist).
+    Init {
+        /// Store directory (new or empty).
+        store: PathBuf,
+        /// Which layers to turn on.
+        #[arg(long, value_enum, default_value = "general")]
+        preset: Preset,
+        /// Region label of the store (and of a vault created now).
+        #[arg(long, default_value = "local")]
+        region: String,
+        /// Override the preset's host encryption (fixed after init).
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+        host: Option<bool>,
+        /// Age in days after which platform keys rotate.
+        #[arg(long, default_value_t = 90)]
+        pmk_rotation_days: u32,
+        #[command(flatten)]
+        vault: VaultArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Mount a store: one directory per disk under MOUNTPOINT.
+    Mount {
+        /// Store directory.
+        store: PathBuf,
+        /// Empty directory to mount on.
+        mountpoint: PathBuf,
+        /// Stay in the foreground (logs to stderr).
+        #[arg(short, long)]
+        foreground: bool,
+        /// Mount read-only.
+        #[arg(long)]
+        ro: bool,
+        /// Block cache size in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+        cache_size: u64,
+        /// Let other users use the mount.
+        #[arg(long)]
+        allow_other: bool,
+        /// Append logs to FILE.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+        /// FUSE worker threads [default: number of CPUs, at least 2].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Unmount a strata mount; its daemon then exits.
+    Umount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+    },
+    /// The vault: keys sealed with a passphrase.
+    Vault {
+        /// Vault command.
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+/// Vault commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum VaultCommand {
+    /// Create a vault and print its recovery key once.
+    Create {
+        /// Region label of the vault.
+        #[arg(long, default_value = "local")]
+        region: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// List keys: names, kinds, versions, state, creation (never material).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Manage keys.
+    Key {
+        /// Key command.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum KeyCommand {
+    /// Create a key.
+    Create {
+        /// Key name ([A-Za-z0-9._-], up to 64 characters).
+        name: String,
+        /// Key kind.
+        #[arg(long, default_value = "customer", value_parser = ["platform", "host", "customer"])]
+        kind: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got {s}")),
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init { store, preset, region, host, pmk_rotation_days, vault, kdf } => {
+            init::run(&store, preset, &region, host, pmk_rotation_days, &vault, &kdf)
+        }
+        Command::Mount { store, mountpoint, foreground, ro, cache_size, allow_other, log_file, threads, vault } => {
+            mount::run(mount::MountArgs { store, mountpoint, foreground, ro, cache_size, allow_other, log_file, threads, vault, verbose: cli.verbose })
+        }
+        Command::Umount { mountpoint } => mount::umount(&mountpoint),
+        Command::Vault { command } => vault_cmd::run(command),
+    }
+}
+
+/// The man pages of the command and every subcommand, as (file name, roff).
+pub fn man_pages() -> Vec<(String, Vec<u8>)> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    fn walk(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        let name = if prefix.is_empty() { cmd.get_name().to_string() } else { format!("{prefix}-{}", cmd.get_name()) };
+        let mut buf = Vec::new();
+        let page = clap_mangen::Man::new(cmd.clone().name(name.clone()));
+        if page.render(&mut buf).is_ok() {
+            out.push((format!("{name}.1"), buf));
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                walk(sub, &name, out);
+            }
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    walk(&cmd, "", &mut out);
+    out
+}
+
+/// Sets up logging: to `file` if given, else to stderr. `-v` raises the
+/// level; RUST_LOG overrides it. Logs never carry plaintext, names or keys.
+pub fn init_logging(verbose: u8, file: Option<&std::path::Path>, _foreground: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("strata={level},fuser=error")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let result = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("log file {}", path.display()))?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = result;
+    Ok(())
+}

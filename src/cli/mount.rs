@@ -1,0 +1,248 @@
+//! `strata mount` and `strata umount`: the one place that wires vault,
+//! store, cache and FUSE together, and the daemon's life cycle.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use anyhow::{bail, Context};
+
+use super::secrets::open_vault;
+use super::VaultArgs;
+use crate::cache::BlockCache;
+use crate::fs::{DiskRt, Fs, FsOptions};
+use crate::layers::Pipeline;
+use crate::names::{NameCipher, NameCodec};
+use crate::store::{self, DiskKind};
+
+/// Arguments of `mount`.
+#[derive(Debug)]
+pub struct MountArgs {
+    /// Store.
+    pub store: PathBuf,
+    /// Mountpoint.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground.
+    pub foreground: bool,
+    /// Read-only.
+    pub ro: bool,
+    /// Cache bytes.
+    pub cache_size: u64,
+    /// allow_other.
+    pub allow_other: bool,
+    /// Log file.
+    pub log_file: Option<PathBuf>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Vault.
+    pub vault: VaultArgs,
+    /// Verbosity.
+    pub verbose: u8,
+}
+
+/// Whether `path` is a mountpoint now, from /proc/self/mountinfo.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(canon) = path.canonicalize() else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    info.lines().any(|l| {
+        l.split(' ').nth(4).map(unescape_mountinfo).map(|p| Path::new(&p) == canon).unwrap_or(false)
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
+    let meta = match std::fs::metadata(m) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("mountpoint {} does not exist", m.display()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            bail!("mountpoint {} is a dead mount (its daemon died): run `strata umount {}` first", m.display(), m.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("mountpoint {}", m.display())),
+    };
+    if !meta.is_dir() {
+        bail!("mountpoint {} is not a directory", m.display());
+    }
+    if is_mounted(m) {
+        bail!("mountpoint {} is already mounted", m.display());
+    }
+    if std::fs::read_dir(m).with_context(|| format!("mountpoint {}", m.display()))?.next().is_some() {
+        bail!("mountpoint {} is not empty", m.display());
+    }
+    Ok(())
+}
+
+/// Empties the temp disk's backing tree, as at every mount.
+fn empty_temp(root: &Path, encrypted: bool) -> anyhow::Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root).with_context(|| format!("emptying temp disk {}", root.display()))?;
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("creating temp disk {}", root.display()))?;
+    if encrypted {
+        crate::backing::write_dirid(root).with_context(|| format!("temp disk {}", root.display()))?;
+    }
+    Ok(())
+}
+
+fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
+    let mut disks = Vec::new();
+    for (d, keys) in opened.disks {
+        let root = store::disk_root(&opened.path, &d.name);
+        let rt = match keys {
+            Ok(keys) => {
+                let salt = format!("{}\0{}", opened.config.store_id, d.name);
+                let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
+                let encrypted = !pipeline.layer_set().names().is_empty();
+                let names = if encrypted { NameCodec::Encrypted(NameCipher::new(pipeline.name_key())) } else { NameCodec::Plain };
+                if d.kind == DiskKind::Temp {
+                    empty_temp(&root, encrypted)?;
+                }
+                DiskRt { name: d.name.clone(), root, pipeline: Some(pipeline), names: Some(names), refused: RwLock::new(None) }
+            }
+            Err(e) => {
+                eprintln!("strata: {e}");
+                DiskRt { name: d.name.clone(), root, pipeline: None, names: None, refused: RwLock::new(Some(e.to_string())) }
+            }
+        };
+        disks.push(rt);
+    }
+    Ok(disks)
+}
+
+/// Runs `mount`.
+pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
+    check_mountpoint(&a.mountpoint)?;
+    super::init_logging(a.verbose, a.log_file.as_deref(), a.foreground)?;
+    let vault = open_vault(&a.vault)?;
+    let opened = store::open(&a.store, &vault)?;
+    drop(vault);
+    let store_path = opened.path.clone();
+    let disks = build_disks(opened)?;
+
+    // Daemonize before any thread starts; the parent reports the outcome.
+    let mut ready: Option<std::io::PipeWriter> = None;
+    if !a.foreground {
+        let (mut reader, writer) = std::io::pipe().context("creating a pipe")?;
+        match crate::sys::fork().context("fork")? {
+            crate::sys::Forked::Parent(_) => {
+                drop(writer);
+                let mut msg = String::new();
+                let _ = reader.read_to_string(&mut msg);
+                if msg == "ok" {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if msg.is_empty() {
+                    bail!("the daemon exited before the mount was up");
+                }
+                bail!("{msg}");
+            }
+            crate::sys::Forked::Child => {
+                drop(reader);
+                let _ = rustix::process::setsid();
+                ready = Some(writer);
+            }
+        }
+    }
+
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let cache = Arc::new(BlockCache::new(a.cache_size));
+    let fs = Arc::new(Fs::new(store_path.clone(), disks, cache.clone(), FsOptions { read_only: a.ro }));
+    let mut options = vec![
+        fuser::MountOption::FSName(format!("strata:{}", store_path.display())),
+        fuser::MountOption::Subtype("strata".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+    ];
+    if a.ro {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = if a.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2));
+    config.n_threads = Some(threads);
+    config.clone_fd = threads > 1;
+
+    let session = fuser::Session::new(crate::fuse::StrataFuse::new(fs), &a.mountpoint, &config);
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount on {}: {e}", a.mountpoint.display());
+            if let Some(mut w) = ready {
+                let _ = w.write_all(msg.as_bytes());
+                return Ok(ExitCode::FAILURE);
+            }
+            bail!(msg);
+        }
+    };
+    tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("strata-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "unmounting on signal");
+                if let Err(e) = unmounter.unmount() {
+                    tracing::error!("unmount on signal failed: {e}");
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    if let Some(mut w) = ready.take() {
+        let _ = w.write_all(b"ok");
+        drop(w);
+        detach_stdio();
+    }
+    session.run().context("serving the mount")?;
+    let stats = cache.stats();
+    tracing::info!(hits = stats.hits, misses = stats.misses, "unmounted");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+}
+
+/// Runs `umount`.
+pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
+    if !rustix::process::geteuid().is_root() {
+        let st = std::process::Command::new("fusermount3").arg("-u").arg(m).status().or_else(|_| std::process::Command::new("fusermount").arg("-u").arg(m).status());
+        return match st {
+            Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+            Ok(_) => bail!("cannot unmount {}", m.display()),
+            Err(e) => bail!("cannot unmount {}: fusermount3 is not available: {e}", m.display()),
+        };
+    }
+    match rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e == rustix::io::Errno::BUSY => bail!("{} is busy: close the files open under it and try again", m.display()),
+        Err(e) if e == rustix::io::Errno::INVAL => bail!("{} is not mounted", m.display()),
+        Err(e) if e == rustix::io::Errno::NOENT => bail!("mountpoint {} does not exist", m.display()),
+        Err(e) if e == rustix::io::Errno::NOTCONN => {
+            rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH).with_context(|| format!("unmounting the dead mount {}", m.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e).with_context(|| format!("unmounting {}", m.display())),
+    }
+}

@@ -1,0 +1,264 @@
+//! The FUSE-free filesystem core: the node table, handles and every
+//! operation, returning `Result<_, Errno>`. The `fuse` module is a thin
+//! adapter over this; tests can drive it without a kernel.
+//!
+//! The mount root (inode 1) is virtual and holds one directory per disk. Every
+//! other inode is a backing-store object: directories and special files are
+//! backing directories and special files under encrypted names; regular files
+//! and symlink targets are encrypted backing files (a symlink is a backing
+//! regular file with the sticky bit set, so its type shows without opening
+//! it). Inode numbers are the backing inode numbers, so hard links share an
+//! inode and `readdir` agrees with `stat`.
+
+mod attr;
+mod dir;
+mod io;
+mod nodes;
+mod xattr;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use attr::{Attr, Kind};
+pub use dir::{Caller, DirEntry, SetAttr, SetTime};
+
+use crate::cache::BlockCache;
+use crate::file::FileError;
+use crate::layers::Pipeline;
+use crate::names::{BackingName, NameCodec, NameError};
+use nodes::Nodes;
+
+/// The root inode.
+pub const ROOT_INO: u64 = 1;
+
+/// An errno answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// EIO.
+    pub const EIO: Errno = Errno(libc::EIO);
+    /// ENOENT.
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    /// EPERM.
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    /// EROFS.
+    pub const EROFS: Errno = Errno(libc::EROFS);
+    /// EBADF.
+    pub const EBADF: Errno = Errno(libc::EBADF);
+    /// EINVAL.
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    /// ENOTEMPTY.
+    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
+    /// EEXIST.
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+    /// ENOTSUP.
+    pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
+    /// EKEYREVOKED on Linux, EACCES elsewhere.
+    #[cfg(target_os = "linux")]
+    pub const REVOKED: Errno = Errno(libc::EKEYREVOKED);
+    /// EKEYREVOKED on Linux, EACCES elsewhere.
+    #[cfg(not(target_os = "linux"))]
+    pub const REVOKED: Errno = Errno(libc::EACCES);
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(e: std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl From<rustix::io::Errno> for Errno {
+    fn from(e: rustix::io::Errno) -> Self {
+        Errno(e.raw_os_error())
+    }
+}
+
+impl From<FileError> for Errno {
+    fn from(e: FileError) -> Self {
+        if e.errno() == libc::EIO {
+            tracing::error!("{e}");
+        }
+        Errno(e.errno())
+    }
+}
+
+impl From<NameError> for Errno {
+    fn from(e: NameError) -> Self {
+        if e.errno() == libc::EIO {
+            tracing::error!("{e}");
+        }
+        Errno(e.errno())
+    }
+}
+
+/// Result of a filesystem operation.
+pub type FsResult<T> = Result<T, Errno>;
+
+/// One disk as the daemon serves it.
+pub struct DiskRt {
+    /// Directory name in the mount.
+    pub name: String,
+    /// Backing root.
+    pub root: PathBuf,
+    /// Ciphers, when the disk's keys unlocked.
+    pub pipeline: Option<Arc<Pipeline>>,
+    /// Name codec.
+    pub names: Option<NameCodec>,
+    /// Why the disk is refused (revoked key), if it is.
+    pub refused: RwLock<Option<String>>,
+}
+
+impl DiskRt {
+    fn check(&self) -> FsResult<(&Arc<Pipeline>, &NameCodec)> {
+        if self.refused.read().map(|r| r.is_some()).unwrap_or(true) {
+            return Err(Errno::REVOKED);
+        }
+        match (&self.pipeline, &self.names) {
+            (Some(p), Some(n)) => Ok((p, n)),
+            _ => Err(Errno::REVOKED),
+        }
+    }
+}
+
+/// Options of a mount.
+#[derive(Debug, Clone, Default)]
+pub struct FsOptions {
+    /// Refuse every change.
+    pub read_only: bool,
+}
+
+/// The filesystem.
+pub struct Fs {
+    disks: Vec<DiskRt>,
+    cache: Arc<BlockCache>,
+    nodes: Mutex<Nodes>,
+    handles: Mutex<std::collections::HashMap<u64, io::Handle>>,
+    next_fh: AtomicU64,
+    /// Held shared by operations that add names, exclusively by rmdir and
+    /// rename-over-directory, which must see a directory stay empty while
+    /// they remove its id file.
+    ns_lock: RwLock<()>,
+    opts: FsOptions,
+    store: PathBuf,
+}
+
+impl Fs {
+    /// Builds the filesystem over the given disks.
+    pub fn new(store: PathBuf, disks: Vec<DiskRt>, cache: Arc<BlockCache>, opts: FsOptions) -> Self {
+        let nodes = Nodes::new(&disks);
+        Fs {
+            disks,
+            cache,
+            nodes: Mutex::new(nodes),
+            handles: Mutex::new(Default::default()),
+            next_fh: AtomicU64::new(1),
+            ns_lock: RwLock::new(()),
+            opts,
+            store,
+        }
+    }
+
+    /// The disks served.
+    pub fn disks(&self) -> &[DiskRt] {
+        &self.disks
+    }
+
+    /// The block cache.
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn disk(&self, idx: usize) -> FsResult<&DiskRt> {
+        self.disks.get(idx).ok_or(Errno::EIO)
+    }
+
+    /// The disk index and a current backing path of a directory inode.
+    fn dir_of(&self, ino: u64) -> FsResult<(usize, PathBuf)> {
+        if ino == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        let nodes = self.nodes();
+        let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+        let p = n.paths.first().cloned().ok_or(Errno::ENOENT)?;
+        Ok((n.disk, p))
+    }
+
+    /// The directory id of backing directory `dir` of disk `disk`.
+    fn dir_id(&self, disk: usize, dir: &Path) -> FsResult<[u8; 16]> {
+        let (_, names) = self.disk(disk)?.check()?;
+        if matches!(names, NameCodec::Plain) {
+            return Ok([0; 16]);
+        }
+        let raw = std::fs::read(dir.join(crate::backing::DIRID_NAME)).map_err(|e| {
+            tracing::error!(dir = %dir.display(), "directory id unreadable: {e}");
+            Errno::EIO
+        })?;
+        <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
+            tracing::error!(dir = %dir.display(), "directory id has the wrong length");
+            Errno::EIO
+        })
+    }
+
+    /// Resolves `name` in directory inode `parent`: disk index, backing
+    /// directory, backing name and full backing path of the child.
+    fn child(&self, parent: u64, name: &OsStr) -> FsResult<Child> {
+        if parent == ROOT_INO {
+            return Err(Errno::EPERM);
+        }
+        let (disk, dir) = self.dir_of(parent)?;
+        let (_, names) = self.disk(disk)?.check()?;
+        let id = self.dir_id(disk, &dir)?;
+        let bname = names.encrypt(&id, name)?;
+        let path = match &bname {
+            BackingName::Short(s) => dir.join(s),
+            BackingName::Long { hashed, .. } => dir.join(hashed),
+        };
+        Ok(Child { disk, dir, bname, path })
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A resolved child name.
+struct Child {
+    disk: usize,
+    dir: PathBuf,
+    bname: BackingName,
+    path: PathBuf,
+}
+
+impl Child {
+    /// Writes the long-name sidecar, if the name needs one.
+    fn write_sidecar(&self) -> FsResult<()> {
+        if let BackingName::Long { hashed, full } = &self.bname {
+            let side = self.dir.join(crate::names::sidecar_name(hashed));
+            crate::backing::atomic_write(&side, full.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the long-name sidecar, if any.
+    fn remove_sidecar(&self) {
+        if let BackingName::Long { hashed, .. } = &self.bname {
+            let _ = std::fs::remove_file(self.dir.join(crate::names::sidecar_name(hashed)));
+        }
+    }
+}
+

@@ -1,0 +1,163 @@
+//! Extended attributes in the `user.` namespace, stored on the backing
+//! object with encrypted names and values bound to the owner's id (a file's
+//! id, a directory's id).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use super::{Errno, Fs, FsResult, Kind};
+
+const USER: &str = "user.";
+
+impl Fs {
+    /// The owner id and backing target of an inode's xattrs.
+    fn xattr_owner(&self, ino: u64) -> FsResult<(usize, [u8; 16], XTarget)> {
+        let (disk, kind, path, open) = {
+            let nodes = self.nodes();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            (n.disk, n.kind, n.paths.first().cloned(), n.open.clone())
+        };
+        match kind {
+            Kind::Dir => {
+                let p = path.ok_or(Errno::ENOENT)?;
+                let id = self.dir_id(disk, &p)?;
+                Ok((disk, id, XTarget::Path(p)))
+            }
+            Kind::File => {
+                let f = match open {
+                    Some(f) => f,
+                    None => self.open_enc(disk, &path.ok_or(Errno::ENOENT)?)?,
+                };
+                let id = match f.file_id() {
+                    Some(id) => id,
+                    None => {
+                        // A never-written file gets its header (and id) now.
+                        self.writable()?;
+                        f.truncate(1)?;
+                        f.truncate(0)?;
+                        f.file_id().ok_or(Errno::EIO)?
+                    }
+                };
+                Ok((disk, id, XTarget::File(f)))
+            }
+            // Linux allows user xattrs only on files and directories.
+            _ => Err(Errno::EPERM),
+        }
+    }
+
+    fn user_name(name: &OsStr) -> FsResult<&str> {
+        let s = std::str::from_utf8(name.as_bytes()).map_err(|_| Errno::ENOTSUP)?;
+        if s.starts_with(USER) && s.len() > USER.len() {
+            Ok(s)
+        } else {
+            Err(Errno::ENOTSUP)
+        }
+    }
+
+    /// Sets an xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        self.writable()?;
+        let name = Self::user_name(name)?;
+        let (disk, id, target) = self.xattr_owner(ino)?;
+        let (_, codec) = self.disk(disk)?.check()?;
+        let bname = codec.encrypt_xattr_name(&id, name)?;
+        let stored = codec.encrypt_xattr_value(&id, name, value);
+        let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
+        match target {
+            XTarget::Path(p) => rustix::fs::lsetxattr(&p, bname.as_str(), &stored, f)?,
+            XTarget::File(file) => rustix::fs::fsetxattr(file.fd(), bname.as_str(), &stored, f)?,
+        }
+        Ok(())
+    }
+
+    /// Gets an xattr's value.
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
+        let (disk, id, target) = self.xattr_owner(ino)?;
+        let (_, codec) = self.disk(disk)?.check()?;
+        let bname = codec.encrypt_xattr_name(&id, name)?;
+        let stored = read_xattr(&target, &bname)?;
+        Ok(codec.decrypt_xattr_value(&id, name, &stored)?)
+    }
+
+    /// Lists xattr names, each followed by NUL.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let (disk, id, target) = match self.xattr_owner(ino) {
+            Ok(t) => t,
+            Err(e) if e == Errno::EPERM => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let (_, codec) = self.disk(disk)?.check()?;
+        let raw = list_xattrs(&target)?;
+        let mut out = Vec::new();
+        for bname in raw.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            let Ok(b) = std::str::from_utf8(bname) else { continue };
+            if !b.starts_with(USER) {
+                continue;
+            }
+            match codec.decrypt_xattr_name(&id, b) {
+                Ok(n) => {
+                    out.extend_from_slice(n.as_bytes());
+                    out.push(0);
+                }
+                Err(e) => tracing::error!("skipping an xattr whose name does not decrypt: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes an xattr.
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
+        self.writable()?;
+        let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
+        let (disk, id, target) = self.xattr_owner(ino)?;
+        let (_, codec) = self.disk(disk)?.check()?;
+        let bname = codec.encrypt_xattr_name(&id, name)?;
+        match target {
+            XTarget::Path(p) => rustix::fs::lremovexattr(&p, bname.as_str())?,
+            XTarget::File(f) => rustix::fs::fremovexattr(f.fd(), bname.as_str())?,
+        }
+        Ok(())
+    }
+}
+
+enum XTarget {
+    Path(std::path::PathBuf),
+    File(std::sync::Arc<crate::file::EncFile>),
+}
+
+fn read_xattr(t: &XTarget, name: &str) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let r = match t {
+            XTarget::Path(p) => rustix::fs::lgetxattr(p, name, &mut buf[..]),
+            XTarget::File(f) => rustix::fs::fgetxattr(f.fd(), name, &mut buf[..]),
+        };
+        match r {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn list_xattrs(t: &XTarget) -> FsResult<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let r = match t {
+            XTarget::Path(p) => rustix::fs::llistxattr(p, &mut buf[..]),
+            XTarget::File(f) => rustix::fs::flistxattr(f.fd(), &mut buf[..]),
+        };
+        match r {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 22) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

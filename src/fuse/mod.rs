@@ -1,0 +1,293 @@
+//! The thin fuser adapter: each handler calls the core in `fs` and turns its
+//! `Result` into a reply, inside a span naming the operation and inode.
+//! Nothing here decides semantics.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::fs::{Attr, Caller, Errno, Fs, Kind, SetAttr, SetTime};
+
+/// How long the kernel may cache attributes and entries. strata is the only
+/// writer of its backing store while mounted, so the kernel's view stays
+/// right; the bound only limits staleness after out-of-band changes.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Largest request the kernel is asked to send.
+pub const MAX_WRITE: u32 = 1 << 20;
+
+/// The adapter.
+pub struct StrataFuse {
+    fs: Arc<Fs>,
+}
+
+impl StrataFuse {
+    /// Wraps the core.
+    pub fn new(fs: Arc<Fs>) -> Self {
+        StrataFuse { fs }
+    }
+}
+
+fn ferr(e: Errno) -> FErrno {
+    FErrno::from_i32(e.0)
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn fattr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
+    t.map(|t| match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(s) => SetTime::At(s),
+    })
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+macro_rules! op {
+    ($name:literal, $ino:expr, $body:expr, $ok:expr, $reply:ident) => {{
+        let span = tracing::debug_span!($name, ino = $ino);
+        let _g = span.enter();
+        match $body {
+            Ok(v) => $ok(v),
+            Err(e) => {
+                tracing::debug!(errno = e.0, "failed");
+                $reply.error(ferr(e))
+            }
+        }
+    }};
+}
+
+impl Filesystem for StrataFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        op!("lookup", parent.0, self.fs.lookup(parent.0, name), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        op!("getattr", ino.0, self.fs.getattr(ino.0), |a: Attr| reply.attr(&TTL, &fattr(&a)), reply)
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = SetAttr { mode, uid, gid, size, atime: set_time(atime), mtime: set_time(mtime) };
+        op!("setattr", ino.0, self.fs.setattr(ino.0, fh.map(|f| f.0), s), |a: Attr| reply.attr(&TTL, &fattr(&a)), reply)
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        op!("readlink", ino.0, self.fs.readlink(ino.0), |d: Vec<u8>| reply.data(&d), reply)
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+        op!("mknod", parent.0, self.fs.mknod(parent.0, name, mode, rdev, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        op!("mkdir", parent.0, self.fs.mkdir(parent.0, name, mode, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        op!("unlink", parent.0, self.fs.unlink(parent.0, name), |()| reply.ok(), reply)
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        op!("rmdir", parent.0, self.fs.rmdir(parent.0, name), |()| reply.ok(), reply)
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        op!("symlink", parent.0, self.fs.symlink(parent.0, link_name, target, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    }
+
+    fn rename(&self, _req: &Request, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
+        op!("rename", parent.0, self.fs.rename(parent.0, name, newparent.0, newname, flags.bits()), |()| reply.ok(), reply)
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        op!("link", ino.0, self.fs.link(ino.0, newparent.0, newname), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        op!("open", ino.0, self.fs.open(ino.0, flags.0), |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()), reply)
+    }
+
+    fn read(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
+        op!("read", ino.0, self.fs.read(fh.0, offset, size), |d: Vec<u8>| reply.data(&d), reply)
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        op!("write", ino.0, self.fs.write(fh.0, offset, data), |n: usize| reply.written(u32::try_from(n).unwrap_or(u32::MAX)), reply)
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+        // Writes go straight to the backing file; nothing is buffered here.
+        reply.ok();
+    }
+
+    fn release(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
+        op!("release", ino.0, self.fs.release(fh.0), |()| reply.ok(), reply)
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        op!("fsync", ino.0, self.fs.fsync(fh.0, datasync), |()| reply.ok(), reply)
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        op!("opendir", ino.0, self.fs.opendir(ino.0), |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()), reply)
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        op!(
+            "readdir",
+            ino.0,
+            self.fs.dir_entries(fh.0),
+            |entries: Arc<Vec<crate::fs::DirEntry>>| {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (i, e) in entries.iter().enumerate().skip(start) {
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            },
+            reply
+        )
+    }
+
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        op!("releasedir", ino.0, self.fs.release(fh.0), |()| reply.ok(), reply)
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        op!("fsyncdir", ino.0, self.fs.fsyncdir(ino.0), |()| reply.ok(), reply)
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        op!(
+            "statfs",
+            ino.0,
+            self.fs.statfs(),
+            |s: rustix::fs::StatVfs| {
+                // Report in 4 KiB units of the backing filesystem's space.
+                let scale = |n: u64| n.saturating_mul(s.f_frsize) / 4096;
+                reply.statfs(scale(s.f_blocks), scale(s.f_bfree), scale(s.f_bavail), s.f_files, s.f_ffree, 4096, 255, 4096)
+            },
+            reply
+        )
+    }
+
+    fn setxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        op!("setxattr", ino.0, self.fs.setxattr(ino.0, name, value, flags), |()| reply.ok(), reply)
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        op!("getxattr", ino.0, self.fs.getxattr(ino.0, name), |v: Vec<u8>| xattr_reply(reply, size, &v), reply)
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        op!("listxattr", ino.0, self.fs.listxattr(ino.0), |v: Vec<u8>| xattr_reply(reply, size, &v), reply)
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        op!("removexattr", ino.0, self.fs.removexattr(ino.0, name), |()| reply.ok(), reply)
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Permission checks are the kernel's (default_permissions).
+        reply.ok();
+    }
+
+    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+        op!(
+            "create",
+            parent.0,
+            self.fs.create(parent.0, name, mode, flags, caller(req)),
+            |(a, fh): (Attr, u64)| reply.created(&TTL, &fattr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            reply
+        )
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, v: &[u8]) {
+    let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(FErrno::from_i32(libc::ERANGE));
+    } else {
+        reply.data(v);
+    }
+}

@@ -1,0 +1,343 @@
+//! The cipher layers of one disk and the pipeline that applies them.
+//!
+//! Write order for a block: plaintext → guest → host → storage CMK → storage
+//! PMK → integrity tag. The block cache sits between host and storage: the
+//! "upper" half (guest, host) produces what the cache holds, the "lower" half
+//! (CMK, PMK, tag) produces what the backing file holds. Each layer is an
+//! XTS-AES-256 pass with its own DEK, tweaked by the file id and block index.
+//! The tag and the sealed size use keys derived from every layer's DEK.
+
+use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt};
+use aes::{Aes256, Block};
+
+use crate::crypto::kdf::derive;
+use crate::crypto::tag::{self, Tag};
+use crate::crypto::xts::{block_tweak, Xts};
+use crate::crypto::{Key32, Key64};
+use crate::format::header::{Header, SEALED_SIZE_AT, TAG_AT};
+use crate::format::{LayerSet, BLOCK_SIZE, HEADER_LEN};
+
+/// The layer slots, in write order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    /// Guest layer (ADE): os and data disks only.
+    Guest,
+    /// Host layer (encryption at host).
+    Host,
+    /// Storage layer with a customer-managed key.
+    StorageCmk,
+    /// Storage layer with a platform-managed key.
+    StoragePmk,
+}
+
+impl Layer {
+    /// All slots in write order.
+    pub const ALL: [Layer; 4] = [Layer::Guest, Layer::Host, Layer::StorageCmk, Layer::StoragePmk];
+
+    /// Index of the slot in headers (0..4).
+    pub fn slot(self) -> usize {
+        match self {
+            Layer::Guest => 0,
+            Layer::Host => 1,
+            Layer::StorageCmk => 2,
+            Layer::StoragePmk => 3,
+        }
+    }
+
+    /// The header bit of the slot.
+    pub fn bit(self) -> u8 {
+        match self {
+            Layer::Guest => LayerSet::GUEST,
+            Layer::Host => LayerSet::HOST,
+            Layer::StorageCmk => LayerSet::CMK,
+            Layer::StoragePmk => LayerSet::PMK,
+        }
+    }
+
+    /// The name used in configs, logs and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Guest => "guest",
+            Layer::Host => "host",
+            Layer::StorageCmk => "storage-cmk",
+            Layer::StoragePmk => "storage-pmk",
+        }
+    }
+}
+
+/// The unwrapped data keys of one disk, one per enabled layer, with the
+/// generation of each (bumped when a layer is re-keyed).
+#[derive(Default)]
+pub struct DiskKeys {
+    keys: [Option<(Key64, u32)>; 4],
+}
+
+impl DiskKeys {
+    /// Sets the DEK of `layer`.
+    pub fn set(&mut self, layer: Layer, key: Key64, generation: u32) {
+        self.keys[layer.slot()] = Some((key, generation));
+    }
+
+    /// The DEK of `layer`, if enabled.
+    pub fn get(&self, layer: Layer) -> Option<&(Key64, u32)> {
+        self.keys[layer.slot()].as_ref()
+    }
+}
+
+/// Why a stored block or header was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntegrityError {
+    /// The block's tag does not match its ciphertext, position or file.
+    #[error("block tag mismatch")]
+    BlockTag,
+    /// The header's tag does not match.
+    #[error("header tag mismatch")]
+    HeaderTag,
+    /// The header was written with other layers or key generations than
+    /// the disk has now.
+    #[error("header layers or key generations do not match the disk")]
+    LayerMismatch,
+    /// The sealed size does not belong to this file.
+    #[error("sealed size does not belong to this file")]
+    SealedSize,
+}
+
+/// The ciphers of one disk.
+pub struct Pipeline {
+    layers: [Option<Xts>; 4],
+    set: LayerSet,
+    generations: [u32; 4],
+    tag_key: Key32,
+    size_cipher: Aes256,
+    name_key: Key64,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("layers", &self.set.names()).finish_non_exhaustive()
+    }
+}
+
+const TAG_DOMAIN: &[u8] = b"strata block v1";
+const HEADER_DOMAIN: &[u8] = b"strata header v1";
+
+impl Pipeline {
+    /// Builds the pipeline from a disk's DEKs. `salt` separates the derived
+    /// keys of different disks even if their DEKs were equal (the store id
+    /// and disk name).
+    pub fn new(keys: &DiskKeys, salt: &[u8]) -> Self {
+        let mut layers: [Option<Xts>; 4] = [None, None, None, None];
+        let mut set = 0u8;
+        let mut generations = [0u32; 4];
+        let mut ikm: Vec<&[u8]> = Vec::new();
+        for layer in Layer::ALL {
+            if let Some((key, generation)) = keys.get(layer) {
+                layers[layer.slot()] = Some(Xts::new(key));
+                set |= layer.bit();
+                generations[layer.slot()] = *generation;
+                ikm.push(&key.expose()[..]);
+            }
+        }
+        let tag_key: Key32 = derive(&ikm, salt, b"strata block tag v1");
+        let size_key: Key32 = derive(&ikm, salt, b"strata sealed size v1");
+        let name_key: Key64 = derive(&ikm, salt, b"strata names v1");
+        let size_cipher = crate::crypto::xts::aes256(size_key.expose());
+        Pipeline {
+            layers,
+            set: LayerSet(set),
+            generations,
+            tag_key,
+            size_cipher,
+            name_key,
+        }
+    }
+
+    /// The layers this pipeline applies.
+    pub fn layer_set(&self) -> LayerSet {
+        self.set
+    }
+
+    /// The DEK generation per slot.
+    pub fn generations(&self) -> [u32; 4] {
+        self.generations
+    }
+
+    /// The key for the disk's name cipher (derived from every layer).
+    pub fn name_key(&self) -> &Key64 {
+        &self.name_key
+    }
+
+    /// Whether the host layer is on (the cache then holds only ciphertext).
+    pub fn has_host(&self) -> bool {
+        self.set.has(LayerSet::HOST)
+    }
+
+    fn pass(&self, slots: &[Layer], file_id: &[u8; 16], index: u64, block: &mut [u8], encrypt: bool) {
+        let tweak = block_tweak(file_id, index);
+        for layer in slots {
+            if let Some(x) = &self.layers[layer.slot()] {
+                // Blocks are always exactly BLOCK_SIZE, which XTS accepts.
+                let r = if encrypt { x.encrypt(block, &tweak) } else { x.decrypt(block, &tweak) };
+                debug_assert!(r.is_ok());
+            }
+        }
+    }
+
+    /// Guest then host: plaintext → the form the cache holds.
+    pub fn encrypt_upper(&self, file_id: &[u8; 16], index: u64, block: &mut [u8; BLOCK_SIZE]) {
+        self.pass(&[Layer::Guest, Layer::Host], file_id, index, block, true);
+    }
+
+    /// Host then guest, inverse of `encrypt_upper`.
+    pub fn decrypt_upper(&self, file_id: &[u8; 16], index: u64, block: &mut [u8; BLOCK_SIZE]) {
+        self.pass(&[Layer::Host, Layer::Guest], file_id, index, block, false);
+    }
+
+    /// CMK then PMK, then the tag: cache form → stored form.
+    pub fn encrypt_lower(&self, file_id: &[u8; 16], index: u64, block: &mut [u8; BLOCK_SIZE]) -> Tag {
+        self.pass(&[Layer::StorageCmk, Layer::StoragePmk], file_id, index, block, true);
+        self.block_tag(file_id, index, block)
+    }
+
+    /// Checks the tag in constant time, then PMK and CMK: stored form →
+    /// cache form. A block whose tag fails is left untouched.
+    pub fn decrypt_lower(
+        &self,
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8; BLOCK_SIZE],
+        stored_tag: &[u8],
+    ) -> Result<(), IntegrityError> {
+        if !tag::ct_eq(&self.block_tag(file_id, index, block), stored_tag) {
+            return Err(IntegrityError::BlockTag);
+        }
+        self.pass(&[Layer::StoragePmk, Layer::StorageCmk], file_id, index, block, false);
+        Ok(())
+    }
+
+    fn block_tag(&self, file_id: &[u8; 16], index: u64, ciphertext: &[u8]) -> Tag {
+        let mut gens = [0u8; 16];
+        for (i, g) in self.generations.iter().enumerate() {
+            gens[4 * i..4 * i + 4].copy_from_slice(&g.to_le_bytes());
+        }
+        tag::tag(&self.tag_key, TAG_DOMAIN, &[file_id, &index.to_le_bytes(), &gens, ciphertext])
+    }
+
+    /// A fresh header for a new file of this disk (size 0, sealed and tagged).
+    pub fn new_header(&self, file_type: crate::format::FileType, file_id: [u8; 16]) -> Header {
+        let mut h = Header {
+            version: crate::format::FORMAT_VERSION,
+            file_type,
+            layers: self.set,
+            file_id,
+            generations: self.generations,
+            sealed_size: [0; 16],
+            tag: [0; 16],
+        };
+        self.seal_header(&mut h, 0);
+        h
+    }
+
+    /// Seals `size` into the header and recomputes its tag.
+    pub fn seal_header(&self, h: &mut Header, size: u64) {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&size.to_le_bytes());
+        b[8..].copy_from_slice(&h.file_id[..8]);
+        let mut block = Block::from(b);
+        self.size_cipher.encrypt_block(&mut block);
+        h.sealed_size = block.into();
+        let bytes = h.encode();
+        h.tag = tag::tag(&self.tag_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]]);
+    }
+
+    /// Verifies a decoded header against this disk and returns the logical
+    /// size it seals.
+    pub fn open_header(&self, h: &Header) -> Result<u64, IntegrityError> {
+        let bytes = h.encode();
+        if !tag::verify(&self.tag_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]], &h.tag) {
+            return Err(IntegrityError::HeaderTag);
+        }
+        if h.layers != self.set || h.generations != self.generations {
+            return Err(IntegrityError::LayerMismatch);
+        }
+        let mut block = Block::from(h.sealed_size);
+        self.size_cipher.decrypt_block(&mut block);
+        let b: [u8; 16] = block.into();
+        if b[8..] != h.file_id[..8] {
+            return Err(IntegrityError::SealedSize);
+        }
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&b[..8]);
+        Ok(u64::from_le_bytes(size))
+    }
+}
+
+const _: () = assert!(SEALED_SIZE_AT + 16 <= TAG_AT && TAG_AT + 16 <= HEADER_LEN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::FileType;
+
+    fn keys(layers: &[Layer]) -> DiskKeys {
+        let mut k = DiskKeys::default();
+        for l in layers {
+            k.set(*l, Key64::random(), 1);
+        }
+        k
+    }
+
+    fn combos() -> Vec<Vec<Layer>> {
+        (0u8..16)
+            .map(|m| Layer::ALL.iter().copied().filter(|l| m & l.bit() != 0).collect())
+            .collect()
+    }
+
+    #[test]
+    fn every_layer_combination_round_trips() {
+        for combo in combos() {
+            let p = Pipeline::new(&keys(&combo), b"s");
+            let id = [3u8; 16];
+            let mut block = [0u8; BLOCK_SIZE];
+            crate::crypto::fill_random(&mut block);
+            let plain = block;
+            p.encrypt_upper(&id, 5, &mut block);
+            let t = p.encrypt_lower(&id, 5, &mut block);
+            if !combo.is_empty() {
+                assert_ne!(block, plain, "{combo:?} left plaintext");
+            }
+            p.decrypt_lower(&id, 5, &mut block, &t).expect("tag");
+            p.decrypt_upper(&id, 5, &mut block);
+            assert_eq!(block, plain, "{combo:?}");
+        }
+    }
+
+    #[test]
+    fn block_from_another_file_or_place_fails_its_tag() {
+        let p = Pipeline::new(&keys(&[Layer::StoragePmk]), b"s");
+        let mut block = [1u8; BLOCK_SIZE];
+        let t = p.encrypt_lower(&[1; 16], 0, &mut block);
+        let mut moved = block;
+        assert_eq!(p.decrypt_lower(&[2; 16], 0, &mut moved, &t), Err(IntegrityError::BlockTag));
+        assert_eq!(p.decrypt_lower(&[1; 16], 1, &mut moved, &t), Err(IntegrityError::BlockTag));
+        let mut flipped = block;
+        flipped[77] ^= 4;
+        assert_eq!(p.decrypt_lower(&[1; 16], 0, &mut flipped, &t), Err(IntegrityError::BlockTag));
+    }
+
+    #[test]
+    fn header_seals_size_and_detects_tampering() {
+        let p = Pipeline::new(&keys(&[Layer::Host, Layer::StoragePmk]), b"s");
+        let mut h = p.new_header(FileType::Regular, [9; 16]);
+        p.seal_header(&mut h, 5000);
+        assert_eq!(p.open_header(&h), Ok(5000));
+        let mut bytes = h.encode();
+        bytes[50] ^= 1;
+        let bad = Header::decode(&bytes).expect("decodes");
+        assert_eq!(p.open_header(&bad), Err(IntegrityError::HeaderTag));
+        let other = Pipeline::new(&keys(&[Layer::Host, Layer::StoragePmk]), b"s");
+        assert_eq!(other.open_header(&h), Err(IntegrityError::HeaderTag));
+    }
+}

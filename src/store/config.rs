@@ -1,0 +1,255 @@
+//! `strata.conf`: the store's authenticated configuration.
+//!
+//! JSON, written atomically with the previous version kept as
+//! `strata.conf.bak`. The `tag` field is a keyed BLAKE3 over the compact JSON
+//! of every other field, under a key derived from a vault key (`auth_key`),
+//! so any edit that drops a layer, flips host encryption or points at another
+//! key is refused at mount as tampering. `generation` is bumped at every
+//! write and recorded in the vault, so rolling the file back to an older copy
+//! is refused too.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::kdf::derive;
+use crate::crypto::tag;
+use crate::crypto::Key32;
+use crate::format::FORMAT_VERSION;
+use crate::layers::Layer;
+
+/// File name of the config inside a store.
+pub const CONFIG_NAME: &str = "strata.conf";
+
+/// The kind of a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskKind {
+    /// The OS disk.
+    Os,
+    /// A data disk.
+    Data,
+    /// The temp disk: emptied at every mount, host layer only.
+    Temp,
+}
+
+impl std::fmt::Display for DiskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiskKind::Os => "os",
+            DiskKind::Data => "data",
+            DiskKind::Temp => "temp",
+        })
+    }
+}
+
+/// How the storage layer is keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// Platform-managed key (one pass).
+    Platform,
+    /// Customer-managed key (one pass).
+    Customer,
+    /// Double encryption: a CMK pass and a PMK pass.
+    Double,
+    /// No storage layer (temp disks only).
+    None,
+}
+
+/// A reference to one version of a vault key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    /// Vault key name.
+    pub name: String,
+    /// Version of that key.
+    pub version: u32,
+}
+
+/// One layer's DEK, wrapped by a vault key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrappedDek {
+    /// Which layer.
+    pub layer: Layer,
+    /// The vault key (name and version) that wraps it.
+    pub key: KeyRef,
+    /// The DEK's generation (bumped by re-keying the layer).
+    pub generation: u32,
+    /// nonce (24) ‖ XChaCha20-Poly1305 ciphertext of the 64-byte DEK, hex.
+    pub wrapped: String,
+}
+
+/// One disk of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Directory name in the mount and under `disks/`.
+    pub name: String,
+    /// Kind.
+    pub kind: DiskKind,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// Scope the disk belongs to.
+    pub scope: Option<String>,
+    /// Storage-layer keying.
+    pub storage: StorageMode,
+    /// Whether the guest layer is on.
+    pub guest: bool,
+    /// The wrapped DEKs of every persistent layer. A temp disk's host key is
+    /// made fresh at every mount and never stored.
+    pub layers: Vec<WrappedDek>,
+}
+
+/// A scope: one customer key bound to a group of disks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Scope name.
+    pub name: String,
+    /// The customer key bound to it.
+    pub key: String,
+}
+
+/// The whole config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Store format version.
+    pub format: u16,
+    /// Random store id, hex.
+    pub store_id: String,
+    /// Region label.
+    pub region: String,
+    /// Id of the vault the store is bound to, hex.
+    pub vault_id: String,
+    /// Host encryption, fixed at init.
+    pub host_encryption: bool,
+    /// Bumped at every write; the vault records the newest.
+    pub generation: u64,
+    /// Age after which platform keys rotate.
+    pub pmk_rotation_days: u32,
+    /// The vault key whose derived key tags this config.
+    pub auth_key: KeyRef,
+    /// Scopes.
+    pub scopes: Vec<Scope>,
+    /// Disks.
+    pub disks: Vec<DiskConfig>,
+    /// Keyed BLAKE3 of the compact JSON of the config with this field empty.
+    pub tag: String,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No config file: not a store.
+    #[error("{0} is not a strata store (no {CONFIG_NAME})")]
+    NotAStore(PathBuf),
+    /// Unparseable.
+    #[error("{path}: config is damaged: {what}")]
+    Corrupt {
+        /// Config path.
+        path: PathBuf,
+        /// Parser message.
+        what: String,
+    },
+    /// Written by a newer strata.
+    #[error("{path}: store has format version {version}; this strata reads up to {FORMAT_VERSION}")]
+    NewerFormat {
+        /// Config path.
+        path: PathBuf,
+        /// Its version.
+        version: u64,
+    },
+    /// The tag does not match.
+    #[error("{0}: config failed its authentication tag: it was tampered with or damaged; refusing to use it")]
+    Tampered(PathBuf),
+    /// Older than the vault's record.
+    #[error("{path}: config generation {found} is older than the vault's record {expected}: it was rolled back (tampered); refusing to use it")]
+    RolledBack {
+        /// Config path.
+        path: PathBuf,
+        /// Generation found.
+        found: u64,
+        /// Generation the vault recorded.
+        expected: u64,
+    },
+    /// I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Path of the config in `store`.
+    pub fn path(store: &Path) -> PathBuf {
+        store.join(CONFIG_NAME)
+    }
+
+    /// Reads and parses the config (not yet authenticated).
+    pub fn read(store: &Path) -> Result<Config, ConfigError> {
+        let path = Self::path(store);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotAStore(store.to_path_buf())),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let corrupt = |e: serde_json::Error| ConfigError::Corrupt { path: path.clone(), what: e.to_string() };
+        // Look at the version first so that a newer format is named as such
+        // rather than as a parse error.
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(corrupt)?;
+        match value.get("format").and_then(|v| v.as_u64()) {
+            Some(v) if v > u64::from(FORMAT_VERSION) => return Err(ConfigError::NewerFormat { path, version: v }),
+            Some(v) if v >= 1 => {}
+            _ => return Err(ConfigError::Corrupt { path, what: "missing or invalid \"format\"".into() }),
+        }
+        serde_json::from_value(value).map_err(corrupt)
+    }
+
+    fn auth_key(material: &Key32, store_id: &str) -> Key32 {
+        derive(&[material.expose()], store_id.as_bytes(), b"strata config tag v1")
+    }
+
+    fn body_tag(&self, material: &Key32) -> String {
+        let mut copy = self.clone();
+        copy.tag.clear();
+        // Serializing plain data structures cannot fail.
+        let body = serde_json::to_vec(&copy).unwrap_or_default();
+        hex::encode(tag::tag(&Self::auth_key(material, &self.store_id), b"strata config v1", &[&body]))
+    }
+
+    /// Checks the tag with the auth key's material.
+    pub fn verify(&self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
+        let expected = self.body_tag(material);
+        if tag::ct_eq(expected.as_bytes(), self.tag.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ConfigError::Tampered(Self::path(store)))
+        }
+    }
+
+    /// Bumps the generation, re-tags and writes the config atomically,
+    /// keeping the previous file as `strata.conf.bak`.
+    pub fn write(&mut self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
+        self.generation += 1;
+        self.tag = self.body_tag(material);
+        let path = Self::path(store);
+        let text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Corrupt { path: path.clone(), what: e.to_string() })?;
+        if path.exists() {
+            crate::store::atomic_write(&store.join(format!("{CONFIG_NAME}.bak")), &std::fs::read(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?)
+                .map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+        }
+        crate::store::atomic_write(&path, format!("{text}\n").as_bytes()).map_err(|source| ConfigError::Io { path, source })
+    }
+
+    /// The disk named `name`.
+    pub fn disk(&self, name: &str) -> Option<&DiskConfig> {
+        self.disks.iter().find(|d| d.name == name)
+    }
+}

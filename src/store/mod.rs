@@ -1,0 +1,305 @@
+//! The backing store: its config, disks and their wrapped keys, presets and
+//! `init`, and opening a store with a vault into per-disk pipelines.
+//!
+//! Layout: `STORE/strata.conf`, `STORE/disks/<disk>/…` (one encrypted tree
+//! per disk, each directory holding its `.dirid`).
+
+pub mod config;
+pub mod presets;
+
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::crypto::{random_array, Key32, Key64};
+use crate::layers::{DiskKeys, Layer};
+use crate::vault::{KeyKind, Vault, VaultError};
+pub use config::{Config, ConfigError, DiskConfig, DiskKind, KeyRef, Scope, StorageMode, WrappedDek};
+pub use presets::Preset;
+
+
+/// Errors of store operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Config problems.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Vault problems.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The store was made with another vault.
+    #[error("store {store} is bound to another vault (id {expected}); {vault} has id {found}")]
+    OtherVault {
+        /// Store.
+        store: PathBuf,
+        /// Vault id the store expects.
+        expected: String,
+        /// Vault path given.
+        vault: PathBuf,
+        /// Its id.
+        found: String,
+    },
+    /// The config names a key the vault does not have.
+    #[error("store {store}: vault key {key} (version {version}) is missing from the vault")]
+    MissingKey {
+        /// Store.
+        store: PathBuf,
+        /// Key name.
+        key: String,
+        /// Version.
+        version: u32,
+    },
+    /// A key the disk depends on is disabled.
+    #[error("disk {disk} is unavailable: vault key {key} version {version} is disabled (revoked)")]
+    Revoked {
+        /// Disk.
+        disk: String,
+        /// Key.
+        key: String,
+        /// Version.
+        version: u32,
+    },
+    /// A wrapped DEK did not unwrap.
+    #[error("store {store}: the {layer} key of disk {disk} does not unwrap with vault key {key}: tampered or damaged")]
+    Unwrap {
+        /// Store.
+        store: PathBuf,
+        /// Disk.
+        disk: String,
+        /// Layer.
+        layer: &'static str,
+        /// Key.
+        key: String,
+    },
+    /// `init` on a directory that is already a store or not empty.
+    #[error("{0} already exists and is not empty; choose a new directory for the store")]
+    Exists(PathBuf),
+    /// Bad request.
+    #[error("{0}")]
+    Invalid(String),
+    /// I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+pub use crate::backing::{atomic_write, write_dirid, DIRID_NAME};
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn dek_aad(store_id: &str, disk: &str, layer: Layer, generation: u32, key: &KeyRef) -> Vec<u8> {
+    format!("strata dek v1\0{store_id}\0{disk}\0{}\0{generation}\0{}\0{}", layer.name(), key.name, key.version).into_bytes()
+}
+
+/// Wraps a DEK under a vault key version.
+pub fn wrap_dek(kek: &Key32, dek: &Key64, aad: &[u8]) -> String {
+    let cipher = XChaCha20Poly1305::new(kek.expose().into());
+    let nonce: [u8; 24] = random_array();
+    // Encryption with a valid key and nonce does not fail.
+    let ct = cipher.encrypt(&XNonce::from(nonce), Payload { msg: dek.expose(), aad }).unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    hex::encode(out)
+}
+
+/// Unwraps a DEK; `None` when the tag fails or the encoding is wrong.
+pub fn unwrap_dek(kek: &Key32, wrapped: &str, aad: &[u8]) -> Option<Key64> {
+    let raw = hex::decode(wrapped).ok()?;
+    if raw.len() != 24 + 64 + 16 {
+        return None;
+    }
+    let cipher = XChaCha20Poly1305::new(kek.expose().into());
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&raw[..24]);
+    let pt = zeroize::Zeroizing::new(cipher.decrypt(&XNonce::from(nonce), Payload { msg: &raw[24..], aad }).ok()?);
+    Key64::from_slice(&pt)
+}
+
+/// Makes sure the vault holds key `name` of `kind`, creating it if needed.
+/// Returns the reference to its newest enabled version.
+pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef, StoreError> {
+    if vault.key(name).is_none() {
+        vault.create_key(name, kind)?;
+    }
+    let key = vault.key(name).ok_or_else(|| StoreError::Invalid(format!("vault key {name} vanished")))?;
+    let v = key
+        .latest_enabled()
+        .ok_or_else(|| StoreError::Invalid(format!("vault key {name} has no enabled version")))?;
+    Ok(KeyRef { name: name.to_string(), version: v.version })
+}
+
+fn key_material<'v>(vault: &'v Vault, store: &Path, disk: &str, key: &KeyRef) -> Result<&'v Key32, StoreError> {
+    let v = vault
+        .key(&key.name)
+        .and_then(|k| k.version(key.version))
+        .ok_or_else(|| StoreError::MissingKey { store: store.to_path_buf(), key: key.name.clone(), version: key.version })?;
+    if !v.enabled {
+        return Err(StoreError::Revoked { disk: disk.to_string(), key: key.name.clone(), version: key.version });
+    }
+    Ok(v.material())
+}
+
+/// Creates a new DEK for `layer` of `disk`, wrapped by `key`.
+pub fn new_wrapped_dek(vault: &Vault, store: &Path, store_id: &str, disk: &str, layer: Layer, key: KeyRef, generation: u32) -> Result<WrappedDek, StoreError> {
+    let kek = key_material(vault, store, disk, &key)?;
+    let dek = Key64::random();
+    let wrapped = wrap_dek(kek, &dek, &dek_aad(store_id, disk, layer, generation, &key));
+    Ok(WrappedDek { layer, key, generation, wrapped })
+}
+
+/// Path of a disk's backing root.
+pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
+    store.join("disks").join(disk)
+}
+
+/// Options of `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The preset.
+    pub preset: Preset,
+    /// Region label of the store.
+    pub region: String,
+    /// Overrides the preset's host encryption.
+    pub host: Option<bool>,
+    /// PMK rotation age.
+    pub pmk_rotation_days: u32,
+}
+
+/// Creates a new store at `store` bound to `vault`, creating the vault keys
+/// the preset needs. Returns the written config.
+pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Config, StoreError> {
+    if let Ok(mut entries) = std::fs::read_dir(store) {
+        if entries.next().is_some() {
+            return Err(StoreError::Exists(store.to_path_buf()));
+        }
+    }
+    let plan = opts.preset.plan();
+    let host = opts.host.unwrap_or(plan.host);
+    let store_id = hex::encode(random_array::<16>());
+    let auth_key = ensure_key(vault, "platform", KeyKind::Platform)?;
+    let mut scopes = Vec::new();
+    if let Some((scope, key)) = &plan.scope {
+        ensure_key(vault, key, KeyKind::Customer)?;
+        scopes.push(Scope { name: scope.to_string(), key: key.to_string() });
+    }
+    let mut disks = Vec::new();
+    for (name, kind) in [("os", DiskKind::Os), ("data", DiskKind::Data), ("temp", DiskKind::Temp)] {
+        let mut layers = Vec::new();
+        let (guest, storage) = if kind == DiskKind::Temp { (false, StorageMode::None) } else { (plan.guest, plan.storage) };
+        if guest {
+            let k = ensure_key(vault, plan.guest_key, KeyKind::Customer)?;
+            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::Guest, k, 1)?);
+        }
+        if host && kind != DiskKind::Temp {
+            let k = ensure_key(vault, "host", KeyKind::Host)?;
+            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::Host, k, 1)?);
+        }
+        if matches!(storage, StorageMode::Customer | StorageMode::Double) {
+            let cmk = plan.scope.as_ref().map(|(_, k)| *k).unwrap_or(plan.cmk);
+            let k = ensure_key(vault, cmk, KeyKind::Customer)?;
+            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::StorageCmk, k, 1)?);
+        }
+        if matches!(storage, StorageMode::Platform | StorageMode::Double) {
+            let k = ensure_key(vault, "platform", KeyKind::Platform)?;
+            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::StoragePmk, k, 1)?);
+        }
+        disks.push(DiskConfig {
+            name: name.to_string(),
+            kind,
+            created: now(),
+            scope: if kind == DiskKind::Temp { None } else { plan.scope.as_ref().map(|(s, _)| s.to_string()) },
+            storage,
+            guest,
+            layers,
+        });
+    }
+    let mut config = Config {
+        format: crate::format::FORMAT_VERSION,
+        store_id,
+        region: opts.region.clone(),
+        vault_id: hex::encode(vault.id()),
+        host_encryption: host,
+        generation: 0,
+        pmk_rotation_days: opts.pmk_rotation_days,
+        auth_key: auth_key.clone(),
+        scopes,
+        disks,
+        tag: String::new(),
+    };
+    std::fs::create_dir_all(store).map_err(io(store))?;
+    for d in &config.disks {
+        let root = disk_root(store, &d.name);
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        if d.kind != DiskKind::Temp {
+            write_dirid(&root).map_err(io(&root))?;
+        }
+    }
+    let material = key_material(vault, store, "config", &auth_key)?.duplicate();
+    config.write(store, &material)?;
+    vault.set_store_generation(&config.store_id, config.generation);
+    vault.save()?;
+    Ok(config)
+}
+
+/// An opened store: its config and, per disk, the unwrapped keys or why
+/// they are unavailable.
+pub struct OpenStore {
+    /// Store directory.
+    pub path: PathBuf,
+    /// Its authenticated config.
+    pub config: Config,
+    /// Per disk (in config order): keys, or the reason the disk is refused.
+    pub disks: Vec<(DiskConfig, Result<DiskKeys, StoreError>)>,
+}
+
+/// Reads, authenticates and unlocks a store with `vault`.
+pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
+    let config = Config::read(store)?;
+    let vid = hex::encode(vault.id());
+    if config.vault_id != vid {
+        return Err(StoreError::OtherVault { store: store.to_path_buf(), expected: config.vault_id, vault: vault.path().to_path_buf(), found: vid });
+    }
+    let material = key_material(vault, store, "config", &config.auth_key)?;
+    config.verify(store, material)?;
+    let expected = vault.store_generation(&config.store_id);
+    if config.generation < expected {
+        return Err(ConfigError::RolledBack { path: Config::path(store), found: config.generation, expected }.into());
+    }
+    let mut disks = Vec::new();
+    for d in &config.disks {
+        disks.push((d.clone(), unlock_disk(store, &config, d, vault)));
+    }
+    Ok(OpenStore { path: store.to_path_buf(), config, disks })
+}
+
+fn unlock_disk(store: &Path, config: &Config, d: &DiskConfig, vault: &Vault) -> Result<DiskKeys, StoreError> {
+    let mut keys = DiskKeys::default();
+    for w in &d.layers {
+        let kek = key_material(vault, store, &d.name, &w.key)?;
+        let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
+        let dek = unwrap_dek(kek, &w.wrapped, &aad).ok_or_else(|| StoreError::Unwrap {
+            store: store.to_path_buf(),
+            disk: d.name.clone(),
+            layer: w.layer.name(),
+            key: w.key.name.clone(),
+        })?;
+        keys.set(w.layer, dek, w.generation);
+    }
+    if d.kind == DiskKind::Temp && config.host_encryption {
+        // The temp disk's host key exists only in this process's memory.
+        keys.set(Layer::Host, Key64::random(), 1);
+    }
+    Ok(keys)
+}
