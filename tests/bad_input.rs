@@ -294,16 +294,17 @@ fn replace_field(v: &mut Value, key: &str, from: &Value, to: &Value) -> bool {
     }
 }
 
-/// Removes the guest layer wherever a disk describes it: a `"guest"` key
-/// of an object, or a `"guest"` entry (string or object with such a kind or
-/// name) in a layers list.
+/// Removes the guest layer wherever a disk describes it, keeping the
+/// config well-formed: a `"guest": true` becomes false, and a `"guest"`
+/// entry (a string, or an object with such a layer, kind or name) leaves
+/// its list.
 fn drop_guest_layer(v: &mut Value) -> bool {
     match v {
         Value::Object(map) => {
             let mut hit = false;
-            if let Some(g) = map.get("guest") {
-                if !g.is_null() && *g != Value::Bool(false) {
-                    map.remove("guest");
+            if let Some(g) = map.get_mut("guest") {
+                if *g == Value::Bool(true) {
+                    *g = Value::Bool(false);
                     hit = true;
                 }
             }
