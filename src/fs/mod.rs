@@ -147,7 +147,12 @@ pub struct Fs {
 
 impl Fs {
     /// Builds the filesystem over the given disks.
-    pub fn new(store: PathBuf, disks: Vec<DiskRt>, cache: Arc<BlockCache>, opts: FsOptions) -> Self {
+    pub fn new(
+        store: PathBuf,
+        disks: Vec<DiskRt>,
+        cache: Arc<BlockCache>,
+        opts: FsOptions,
+    ) -> Self {
         let nodes = Nodes::new(&disks);
         Fs {
             disks,
@@ -228,7 +233,12 @@ impl Fs {
             BackingName::Short(s) => dir.join(s),
             BackingName::Long { hashed, .. } => dir.join(hashed),
         };
-        Ok(Child { disk, dir, bname, path })
+        Ok(Child {
+            disk,
+            dir,
+            bname,
+            path,
+        })
     }
 
     fn new_fh(&self) -> u64 {
@@ -261,4 +271,3 @@ impl Child {
         }
     }
 }
-
