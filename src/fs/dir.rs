@@ -336,6 +336,7 @@ impl Fs {
         })();
         if let Err(e) = done {
             let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_NAME));
+            let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_BACKUP));
             let _ = std::fs::remove_dir(&c.path);
             c.remove_sidecar();
             return Err(e);
@@ -485,11 +486,13 @@ impl Fs {
         if !m.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let id = std::fs::read(c.path.join(crate::backing::DIRID_NAME)).ok();
+        let id = crate::backing::read_dirid(&c.path).ok();
         self.clear_if_empty(c.disk, &c.path)?;
         if let Err(e) = std::fs::remove_dir(&c.path) {
             // Put the id back so that the directory stays readable.
-            if let Some(id) = id {
+            if let Some((id, _)) = id {
+                let _ =
+                    crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_BACKUP), &id);
                 let _ = crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_NAME), &id);
             }
             return Err(e.into());
