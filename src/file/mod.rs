@@ -428,12 +428,15 @@ impl EncFile {
             let stored = self.seal_blocks(&file_id, last, &mut plain);
             self.write_all_at(&stored, last.backing_offset())?;
         }
+        // The header never claims more blocks than the backing file holds:
+        // shrinking seals the new size before cutting, growing extends first.
+        // A crash in between leaves only unused blocks past the end.
         if size < old {
             self.cache.invalidate_from(&file_id, blocks_for(size));
+            self.store_size(&mut st, size)?;
             self.fd
                 .set_len(backing_len(size))
-                .map_err(io_err(&self.path))?;
-            self.store_size(&mut st, size)
+                .map_err(io_err(&self.path))
         } else {
             self.fd
                 .set_len(backing_len(size))
