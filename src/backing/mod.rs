@@ -6,6 +6,9 @@ use std::path::Path;
 
 /// Name of the per-directory id file in every backing directory.
 pub const DIRID_NAME: &str = ".dirid";
+/// Name of its backup copy beside it (`verify --repair` restores either from
+/// the other).
+pub const DIRID_BACKUP: &str = ".dirid.bak";
 
 /// Writes `data` to `path` atomically: a temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory. On failure `path` is
@@ -16,10 +19,18 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -31,11 +42,43 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Writes a fresh random directory id into backing directory `dir`.
+/// Writes a fresh random directory id into backing directory `dir`, and its
+/// backup copy.
 pub fn write_dirid(dir: &Path) -> std::io::Result<[u8; 16]> {
     let id: [u8; 16] = crate::crypto::random_array();
+    atomic_write(&dir.join(DIRID_BACKUP), &id)?;
     atomic_write(&dir.join(DIRID_NAME), &id)?;
     Ok(id)
+}
+
+/// Which copy a directory id was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirIdSource {
+    /// The primary `.dirid`.
+    Primary,
+    /// The backup `.dirid.bak` (the primary is missing or damaged).
+    Backup,
+}
+
+/// Reads the directory id of backing directory `dir`, falling back to the
+/// backup copy when the primary is missing or not 16 bytes.
+pub fn read_dirid(dir: &Path) -> std::io::Result<([u8; 16], DirIdSource)> {
+    let read = |name: &str| -> std::io::Result<[u8; 16]> {
+        let raw = std::fs::read(dir.join(name))?;
+        <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{name} is not 16 bytes"),
+            )
+        })
+    };
+    match read(DIRID_NAME) {
+        Ok(id) => Ok((id, DirIdSource::Primary)),
+        Err(primary) => match read(DIRID_BACKUP) {
+            Ok(id) => Ok((id, DirIdSource::Backup)),
+            Err(_) => Err(primary),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -50,5 +93,27 @@ mod tests {
         atomic_write(&p, b"two").expect("write");
         assert_eq!(std::fs::read(&p).expect("read"), b"two");
         assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn lost_dirid_is_read_from_its_backup() {
+        let d = tempfile::tempdir().expect("tmp");
+        let id = write_dirid(d.path()).expect("write");
+        assert_eq!(
+            read_dirid(d.path()).expect("read"),
+            (id, DirIdSource::Primary)
+        );
+        std::fs::remove_file(d.path().join(DIRID_NAME)).expect("rm");
+        assert_eq!(
+            read_dirid(d.path()).expect("read"),
+            (id, DirIdSource::Backup)
+        );
+        std::fs::write(d.path().join(DIRID_NAME), b"short").expect("write");
+        assert_eq!(
+            read_dirid(d.path()).expect("read"),
+            (id, DirIdSource::Backup)
+        );
+        std::fs::remove_file(d.path().join(DIRID_BACKUP)).expect("rm");
+        assert!(read_dirid(d.path()).is_err());
     }
 }

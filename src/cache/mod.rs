@@ -47,12 +47,16 @@ impl BlockCache {
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, LruCache<Key, Box<[u8; BLOCK_SIZE]>>>> {
         // A poisoned cache only means a panic elsewhere; its entries are still
         // whole blocks, so keep using it.
-        self.inner.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        self.inner
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Copies the cached block into `out` if present.
     pub fn get(&self, file_id: &[u8; 16], index: u64, out: &mut [u8; BLOCK_SIZE]) -> bool {
-        let Some(mut c) = self.lock() else { return false };
+        let Some(mut c) = self.lock() else {
+            return false;
+        };
         match c.get(&(u128::from_le_bytes(*file_id), index)) {
             Some(b) => {
                 out.copy_from_slice(&b[..]);
@@ -81,7 +85,11 @@ impl BlockCache {
     pub fn invalidate_from(&self, file_id: &[u8; 16], from: u64) {
         let Some(mut c) = self.lock() else { return };
         let id = u128::from_le_bytes(*file_id);
-        let doomed: Vec<Key> = c.iter().map(|(k, _)| *k).filter(|(f, i)| *f == id && *i >= from).collect();
+        let doomed: Vec<Key> = c
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|(f, i)| *f == id && *i >= from)
+            .collect();
         for k in doomed {
             c.pop(&k);
         }
@@ -89,7 +97,10 @@ impl BlockCache {
 
     /// Hit and miss counters.
     pub fn stats(&self) -> CacheStats {
-        let (blocks, capacity) = self.lock().map(|c| (c.len(), c.cap().get())).unwrap_or((0, 0));
+        let (blocks, capacity) = self
+            .lock()
+            .map(|c| (c.len(), c.cap().get()))
+            .unwrap_or((0, 0));
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),

@@ -8,18 +8,49 @@ use super::{KdfArgs, VaultArgs};
 use crate::store::{self, InitOptions, Preset};
 
 /// Runs `init`.
-pub fn run(store_path: &Path, preset: Preset, region: &str, host: Option<bool>, pmk_rotation_days: u32, vargs: &VaultArgs, kargs: &KdfArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    store_path: &Path,
+    preset: Preset,
+    region: &str,
+    host: Option<bool>,
+    pmk_rotation_days: u32,
+    vargs: &VaultArgs,
+    kargs: &KdfArgs,
+) -> anyhow::Result<ExitCode> {
     let vpath = vault_path(vargs)?;
-    let mut vault = if vpath.exists() { open_vault(vargs)? } else { create_vault(vargs, region, kdf(kargs)?)? };
-    let opts = InitOptions { preset, region: region.to_string(), host, pmk_rotation_days };
+    let mut vault = if vpath.exists() {
+        open_vault(vargs)?
+    } else {
+        create_vault(vargs, region, kdf(kargs)?)?
+    };
+    let opts = InitOptions {
+        preset,
+        region: region.to_string(),
+        host,
+        pmk_rotation_days,
+    };
     let config = store::init(store_path, &mut vault, &opts)?;
-    println!("Created store {} (preset {}, id {})", store_path.display(), preset.name(), config.store_id);
+    println!(
+        "Created store {} (preset {}, id {})",
+        store_path.display(),
+        preset.name(),
+        config.store_id
+    );
     for d in &config.disks {
         let mut layers: Vec<&str> = d.layers.iter().map(|w| w.layer.name()).collect();
         if d.kind == store::DiskKind::Temp && config.host_encryption {
             layers.push("host (per-mount key)");
         }
-        println!("  disk {:<5} {:<5} layers: {}", d.name, d.kind.to_string(), if layers.is_empty() { "none (plaintext temp)".into() } else { layers.join(", ") });
+        println!(
+            "  disk {:<5} {:<5} layers: {}",
+            d.name,
+            d.kind.to_string(),
+            if layers.is_empty() {
+                "none (plaintext temp)".into()
+            } else {
+                layers.join(", ")
+            }
+        );
     }
     if !config.host_encryption {
         eprintln!("strata: warning: host encryption is off: the temp disk holds plaintext in the backing store, and it cannot be turned on later");

@@ -175,12 +175,45 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Init { store, preset, region, host, pmk_rotation_days, vault, kdf } => {
-            init::run(&store, preset, &region, host, pmk_rotation_days, &vault, &kdf)
-        }
-        Command::Mount { store, mountpoint, foreground, ro, cache_size, allow_other, log_file, threads, vault } => {
-            mount::run(mount::MountArgs { store, mountpoint, foreground, ro, cache_size, allow_other, log_file, threads, vault, verbose: cli.verbose })
-        }
+        Command::Init {
+            store,
+            preset,
+            region,
+            host,
+            pmk_rotation_days,
+            vault,
+            kdf,
+        } => init::run(
+            &store,
+            preset,
+            &region,
+            host,
+            pmk_rotation_days,
+            &vault,
+            &kdf,
+        ),
+        Command::Mount {
+            store,
+            mountpoint,
+            foreground,
+            ro,
+            cache_size,
+            allow_other,
+            log_file,
+            threads,
+            vault,
+        } => mount::run(mount::MountArgs {
+            store,
+            mountpoint,
+            foreground,
+            ro,
+            cache_size,
+            allow_other,
+            log_file,
+            threads,
+            vault,
+            verbose: cli.verbose,
+        }),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Vault { command } => vault_cmd::run(command),
     }
@@ -191,7 +224,11 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
     use clap::CommandFactory;
     let mut out = Vec::new();
     fn walk(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
-        let name = if prefix.is_empty() { cmd.get_name().to_string() } else { format!("{prefix}-{}", cmd.get_name()) };
+        let name = if prefix.is_empty() {
+            cmd.get_name().to_string()
+        } else {
+            format!("{prefix}-{}", cmd.get_name())
+        };
         let mut buf = Vec::new();
         let page = clap_mangen::Man::new(cmd.clone().name(name.clone()));
         if page.render(&mut buf).is_ok() {
@@ -211,19 +248,34 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
 
 /// Sets up logging: to `file` if given, else to stderr. `-v` raises the
 /// level; RUST_LOG overrides it. Logs never carry plaintext, names or keys.
-pub fn init_logging(verbose: u8, file: Option<&std::path::Path>, _foreground: bool) -> anyhow::Result<()> {
+pub fn init_logging(
+    verbose: u8,
+    file: Option<&std::path::Path>,
+    _foreground: bool,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("strata={level},fuser=error")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("strata={level},fuser=error"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = match file {
         Some(path) => {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init()
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init()
         }
         None => builder.with_writer(std::io::stderr).try_init(),
     };

@@ -43,10 +43,18 @@ pub struct MountArgs {
 
 /// Whether `path` is a mountpoint now, from /proc/self/mountinfo.
 fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else { return false };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     info.lines().any(|l| {
-        l.split(' ').nth(4).map(unescape_mountinfo).map(|p| Path::new(&p) == canon).unwrap_or(false)
+        l.split(' ')
+            .nth(4)
+            .map(unescape_mountinfo)
+            .map(|p| Path::new(&p) == canon)
+            .unwrap_or(false)
     })
 }
 
@@ -55,7 +63,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -69,9 +80,15 @@ fn unescape_mountinfo(s: &str) -> String {
 fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
     let meta = match std::fs::metadata(m) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("mountpoint {} does not exist", m.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mountpoint {} does not exist", m.display())
+        }
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            bail!("mountpoint {} is a dead mount (its daemon died): run `strata umount {}` first", m.display(), m.display())
+            bail!(
+                "mountpoint {} is a dead mount (its daemon died): run `strata umount {}` first",
+                m.display(),
+                m.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("mountpoint {}", m.display())),
     };
@@ -81,7 +98,11 @@ fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
     if is_mounted(m) {
         bail!("mountpoint {} is already mounted", m.display());
     }
-    if std::fs::read_dir(m).with_context(|| format!("mountpoint {}", m.display()))?.next().is_some() {
+    if std::fs::read_dir(m)
+        .with_context(|| format!("mountpoint {}", m.display()))?
+        .next()
+        .is_some()
+    {
         bail!("mountpoint {} is not empty", m.display());
     }
     Ok(())
@@ -90,11 +111,14 @@ fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
 /// Empties the temp disk's backing tree, as at every mount.
 fn empty_temp(root: &Path, encrypted: bool) -> anyhow::Result<()> {
     if root.exists() {
-        std::fs::remove_dir_all(root).with_context(|| format!("emptying temp disk {}", root.display()))?;
+        std::fs::remove_dir_all(root)
+            .with_context(|| format!("emptying temp disk {}", root.display()))?;
     }
-    std::fs::create_dir_all(root).with_context(|| format!("creating temp disk {}", root.display()))?;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating temp disk {}", root.display()))?;
     if encrypted {
-        crate::backing::write_dirid(root).with_context(|| format!("temp disk {}", root.display()))?;
+        crate::backing::write_dirid(root)
+            .with_context(|| format!("temp disk {}", root.display()))?;
     }
     Ok(())
 }
@@ -108,15 +132,31 @@ fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
                 let salt = format!("{}\0{}", opened.config.store_id, d.name);
                 let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
                 let encrypted = !pipeline.layer_set().names().is_empty();
-                let names = if encrypted { NameCodec::Encrypted(NameCipher::new(pipeline.name_key())) } else { NameCodec::Plain };
+                let names = if encrypted {
+                    NameCodec::Encrypted(NameCipher::new(pipeline.name_key()))
+                } else {
+                    NameCodec::Plain
+                };
                 if d.kind == DiskKind::Temp {
                     empty_temp(&root, encrypted)?;
                 }
-                DiskRt { name: d.name.clone(), root, pipeline: Some(pipeline), names: Some(names), refused: RwLock::new(None) }
+                DiskRt {
+                    name: d.name.clone(),
+                    root,
+                    pipeline: Some(pipeline),
+                    names: Some(names),
+                    refused: RwLock::new(None),
+                }
             }
             Err(e) => {
                 eprintln!("strata: {e}");
-                DiskRt { name: d.name.clone(), root, pipeline: None, names: None, refused: RwLock::new(Some(e.to_string())) }
+                DiskRt {
+                    name: d.name.clone(),
+                    root,
+                    pipeline: None,
+                    names: None,
+                    refused: RwLock::new(Some(e.to_string())),
+                }
             }
         };
         disks.push(rt);
@@ -161,7 +201,12 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
 
     rustix::process::umask(rustix::fs::Mode::empty());
     let cache = Arc::new(BlockCache::new(a.cache_size));
-    let fs = Arc::new(Fs::new(store_path.clone(), disks, cache.clone(), FsOptions { read_only: a.ro }));
+    let fs = Arc::new(Fs::new(
+        store_path.clone(),
+        disks,
+        cache.clone(),
+        FsOptions { read_only: a.ro },
+    ));
     let mut options = vec![
         fuser::MountOption::FSName(format!("strata:{}", store_path.display())),
         fuser::MountOption::Subtype("strata".into()),
@@ -173,8 +218,17 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
-    config.acl = if a.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2));
+    config.acl = if a.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2)
+    });
     config.n_threads = Some(threads);
     config.clone_fd = threads > 1;
 
@@ -192,8 +246,12 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
     let mut unmounter = session.unmount_callable();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
@@ -217,7 +275,11 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = rustix::stdio::dup2_stdin(&null);
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
@@ -227,20 +289,38 @@ fn detach_stdio() {
 /// Runs `umount`.
 pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     if !rustix::process::geteuid().is_root() {
-        let st = std::process::Command::new("fusermount3").arg("-u").arg(m).status().or_else(|_| std::process::Command::new("fusermount").arg("-u").arg(m).status());
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(m)
+            .status()
+            .or_else(|_| {
+                std::process::Command::new("fusermount")
+                    .arg("-u")
+                    .arg(m)
+                    .status()
+            });
         return match st {
             Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
             Ok(_) => bail!("cannot unmount {}", m.display()),
-            Err(e) => bail!("cannot unmount {}: fusermount3 is not available: {e}", m.display()),
+            Err(e) => bail!(
+                "cannot unmount {}: fusermount3 is not available: {e}",
+                m.display()
+            ),
         };
     }
     match rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty()) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e == rustix::io::Errno::BUSY => bail!("{} is busy: close the files open under it and try again", m.display()),
+        Err(e) if e == rustix::io::Errno::BUSY => bail!(
+            "{} is busy: close the files open under it and try again",
+            m.display()
+        ),
         Err(e) if e == rustix::io::Errno::INVAL => bail!("{} is not mounted", m.display()),
-        Err(e) if e == rustix::io::Errno::NOENT => bail!("mountpoint {} does not exist", m.display()),
+        Err(e) if e == rustix::io::Errno::NOENT => {
+            bail!("mountpoint {} does not exist", m.display())
+        }
         Err(e) if e == rustix::io::Errno::NOTCONN => {
-            rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH).with_context(|| format!("unmounting the dead mount {}", m.display()))?;
+            rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH)
+                .with_context(|| format!("unmounting the dead mount {}", m.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e).with_context(|| format!("unmounting {}", m.display())),

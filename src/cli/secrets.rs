@@ -19,13 +19,17 @@ pub fn vault_path(args: &VaultArgs) -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(x).join("strata").join("vault"));
     }
     match std::env::var_os("HOME") {
-        Some(h) => Ok(PathBuf::from(h).join(".config").join("strata").join("vault")),
+        Some(h) => Ok(PathBuf::from(h)
+            .join(".config")
+            .join("strata")
+            .join("vault")),
         None => bail!("no --vault given and neither XDG_CONFIG_HOME nor HOME is set"),
     }
 }
 
 fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretBytes> {
-    let mut raw = std::fs::read(path).with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    let mut raw = std::fs::read(path)
+        .with_context(|| format!("cannot read {what} file {}", path.display()))?;
     if raw.last() == Some(&b'\n') {
         raw.pop();
         if raw.last() == Some(&b'\r') {
@@ -53,7 +57,8 @@ pub fn passphrase(args: &VaultArgs, confirm: bool) -> anyhow::Result<SecretBytes
         bail!("the passphrase must not be empty");
     }
     if confirm {
-        let second = SecretBytes::new(rpassword::prompt_password("Repeat passphrase: ")?.into_bytes());
+        let second =
+            SecretBytes::new(rpassword::prompt_password("Repeat passphrase: ")?.into_bytes());
         if !crate::crypto::tag::ct_eq(first.expose(), second.expose()) {
             bail!("the passphrases do not match");
         }
@@ -71,7 +76,10 @@ pub fn open_vault(args: &VaultArgs) -> anyhow::Result<Vault> {
         return Ok(Vault::open_with_recovery(&path, &key)?);
     }
     if !path.exists() {
-        bail!("vault not found: {} (create it with `strata vault create` or `strata init`)", path.display());
+        bail!(
+            "vault not found: {} (create it with `strata vault create` or `strata init`)",
+            path.display()
+        );
     }
     let pass = passphrase(args, false)?;
     Ok(Vault::open(&path, &pass)?)
@@ -79,8 +87,13 @@ pub fn open_vault(args: &VaultArgs) -> anyhow::Result<Vault> {
 
 /// Argon2id parameters from the flags.
 pub fn kdf(args: &KdfArgs) -> anyhow::Result<KdfParams> {
-    let p = KdfParams { memory_kib: args.kdf_memory, iterations: args.kdf_iterations, ..KdfParams::default() };
-    p.check().map_err(|e| anyhow::anyhow!("invalid KDF parameters: {e}"))?;
+    let p = KdfParams {
+        memory_kib: args.kdf_memory,
+        iterations: args.kdf_iterations,
+        ..KdfParams::default()
+    };
+    p.check()
+        .map_err(|e| anyhow::anyhow!("invalid KDF parameters: {e}"))?;
     Ok(p)
 }
 
@@ -90,7 +103,9 @@ pub fn create_vault(args: &VaultArgs, region: &str, kdf: KdfParams) -> anyhow::R
     let pass = passphrase(args, true)?;
     let (vault, recovery) = Vault::create(&path, &pass, region, kdf)?;
     println!("Created vault {}", path.display());
-    println!("Recovery key (shown once; store it safely, it unlocks the vault without the passphrase):");
+    println!(
+        "Recovery key (shown once; store it safely, it unlocks the vault without the passphrase):"
+    );
     println!("    {recovery}");
     Ok(vault)
 }

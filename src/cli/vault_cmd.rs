@@ -9,7 +9,11 @@ use crate::vault::KeyKind;
 /// Runs a vault command.
 pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        VaultCommand::Create { region, vault, kdf: k } => {
+        VaultCommand::Create {
+            region,
+            vault,
+            kdf: k,
+        } => {
             create_vault(&vault, &region, kdf(&k)?)?;
         }
         VaultCommand::List { json, vault } => {
@@ -32,8 +36,16 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 let out = serde_json::json!({ "vault_id": hex::encode(v.id()), "region": v.region(), "keys": keys });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("vault {} (id {}, region {})", v.path().display(), hex::encode(v.id()), v.region());
-                println!("{:<24} {:<9} {:>7} {:<8} CREATED", "NAME", "KIND", "VERSION", "STATE");
+                println!(
+                    "vault {} (id {}, region {})",
+                    v.path().display(),
+                    hex::encode(v.id()),
+                    v.region()
+                );
+                println!(
+                    "{:<24} {:<9} {:>7} {:<8} CREATED",
+                    "NAME", "KIND", "VERSION", "STATE"
+                );
                 for k in v.keys() {
                     for ver in &k.versions {
                         println!(
@@ -48,7 +60,9 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        VaultCommand::Key { command: KeyCommand::Create { name, kind, vault } } => {
+        VaultCommand::Key {
+            command: KeyCommand::Create { name, kind, vault },
+        } => {
             let mut v = open_vault(&vault)?;
             let kind: KeyKind = kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             v.create_key(&name, kind)?;

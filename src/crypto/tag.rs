@@ -45,10 +45,7 @@ mod tests {
         // input of length 0, keyed_hash prefix.
         let key = Key32::from_bytes(b"whats the Elvish word for friend");
         let h = blake3::keyed_hash(key.expose(), b"");
-        assert_eq!(
-            &h.to_hex()[..32],
-            "92b2b75604ed3c761f9d6f62392c8a92"
-        );
+        assert_eq!(&h.to_hex()[..32], "92b2b75604ed3c761f9d6f62392c8a92");
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Xts {
 
     fn apply(&self, sector: &mut [u8], tweak: &[u8; 16], encrypt: bool) -> Result<(), XtsError> {
         let len = sector.len();
-        if len == 0 || len % 16 != 0 || len > MAX_SECTOR {
+        if len == 0 || !len.is_multiple_of(16) || len > MAX_SECTOR {
             return Err(XtsError::BadLength(len));
         }
         let mut t = Block::from(*tweak);
@@ -168,10 +168,14 @@ mod tests {
                 Aes256::new_from_slice(&k.expose()[32..]).expect("key"),
             );
             let len = 16 * (1 + (round as usize * 37) % 256);
-            let mut ours: Vec<u8> = (0..len).map(|_| crate::crypto::random_array::<1>()[0]).collect();
+            let mut ours: Vec<u8> = (0..len)
+                .map(|_| crate::crypto::random_array::<1>()[0])
+                .collect();
             let mut theirs = ours.clone();
             let sector = u128::from(round) * 7919;
-            Xts::new(&k).encrypt(&mut ours, &tweak_for(sector)).expect("encrypt");
+            Xts::new(&k)
+                .encrypt(&mut ours, &tweak_for(sector))
+                .expect("encrypt");
             reference.encrypt_sector(&mut theirs, xts_mode::get_tweak_default(sector));
             assert_eq!(ours, theirs, "sector length {len}");
         }
@@ -180,10 +184,16 @@ mod tests {
     #[test]
     fn refuses_partial_blocks_and_oversized_sectors() {
         let xts = Xts::new(&Key64::random());
-        assert_eq!(xts.encrypt(&mut [0u8; 15], &[0; 16]), Err(XtsError::BadLength(15)));
+        assert_eq!(
+            xts.encrypt(&mut [0u8; 15], &[0; 16]),
+            Err(XtsError::BadLength(15))
+        );
         assert_eq!(xts.encrypt(&mut [], &[0; 16]), Err(XtsError::BadLength(0)));
         let mut big = vec![0u8; 4112];
-        assert_eq!(xts.encrypt(&mut big, &[0; 16]), Err(XtsError::BadLength(4112)));
+        assert_eq!(
+            xts.encrypt(&mut big, &[0; 16]),
+            Err(XtsError::BadLength(4112))
+        );
     }
 
     #[test]

@@ -72,7 +72,9 @@ impl FileError {
     pub fn errno(&self) -> i32 {
         match self {
             FileError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            FileError::Header { .. } | FileError::BlockTag { .. } | FileError::Truncated { .. } => libc::EIO,
+            FileError::Header { .. } | FileError::BlockTag { .. } | FileError::Truncated { .. } => {
+                libc::EIO
+            }
             FileError::TooLarge(_) => libc::EFBIG,
         }
     }
@@ -97,33 +99,55 @@ pub struct EncFile {
 
 impl std::fmt::Debug for EncFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncFile").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("EncFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
-    move |source| FileError::Io { path: path.to_path_buf(), source }
+    move |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads and verifies the header of an open backing file. `Ok(None)` for an
 /// empty backing file (a file never written).
-pub fn read_header(fd: &File, path: &Path, pipeline: &Pipeline) -> Result<Option<(Header, u64)>, FileError> {
+pub fn read_header(
+    fd: &File,
+    path: &Path,
+    pipeline: &Pipeline,
+) -> Result<Option<(Header, u64)>, FileError> {
     let len = fd.metadata().map_err(io_err(path))?.len();
     if len == 0 {
         return Ok(None);
     }
     let mut buf = [0u8; HEADER_LEN];
     let n = read_full_at(fd, &mut buf, 0).map_err(io_err(path))?;
-    let header = Header::decode(&buf[..n]).map_err(|e| FileError::Header { path: path.to_path_buf(), what: e.to_string() })?;
+    let header = Header::decode(&buf[..n]).map_err(|e| FileError::Header {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
     let size = pipeline
         .open_header(&header)
-        .map_err(|e| FileError::Header { path: path.to_path_buf(), what: e.to_string() })?;
+        .map_err(|e| FileError::Header {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
     if size > MAX_SIZE {
-        return Err(FileError::Header { path: path.to_path_buf(), what: format!("impossible size {size}") });
+        return Err(FileError::Header {
+            path: path.to_path_buf(),
+            what: format!("impossible size {size}"),
+        });
     }
     let expected = backing_len(size);
     if len < expected {
-        return Err(FileError::Truncated { path: path.to_path_buf(), expected, actual: len });
+        return Err(FileError::Truncated {
+            path: path.to_path_buf(),
+            expected,
+            actual: len,
+        });
     }
     Ok(Some((header, size)))
 }
@@ -143,12 +167,23 @@ fn read_full_at(fd: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize
 
 impl EncFile {
     /// Opens the encrypted file in `fd`, verifying its header.
-    pub fn open(fd: File, path: PathBuf, pipeline: Arc<Pipeline>, cache: Arc<BlockCache>) -> Result<Self, FileError> {
+    pub fn open(
+        fd: File,
+        path: PathBuf,
+        pipeline: Arc<Pipeline>,
+        cache: Arc<BlockCache>,
+    ) -> Result<Self, FileError> {
         let (header, size) = match read_header(&fd, &path, &pipeline)? {
             Some((h, s)) => (Some(h), s),
             None => (None, 0),
         };
-        Ok(EncFile { fd, path, pipeline, cache, state: RwLock::new(State { header, size }) })
+        Ok(EncFile {
+            fd,
+            path,
+            pipeline,
+            cache,
+            state: RwLock::new(State { header, size }),
+        })
     }
 
     /// The backing path this file was opened at.
@@ -182,7 +217,9 @@ impl EncFile {
     /// Reads up to `len` bytes at `offset` (short at end of file).
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, FileError> {
         let st = self.read_state();
-        let Some(header) = st.header.as_ref() else { return Ok(Vec::new()) };
+        let Some(header) = st.header.as_ref() else {
+            return Ok(Vec::new());
+        };
         if offset >= st.size || len == 0 {
             return Ok(Vec::new());
         }
@@ -200,10 +237,16 @@ impl EncFile {
 
     /// Fills `plain` (whole blocks) with the decrypted blocks starting at
     /// `first`. Blocks past the backing end or stored as all zeros are holes.
-    fn load_blocks(&self, file_id: &[u8; 16], first: BlockIndex, plain: &mut [u8]) -> Result<(), FileError> {
+    fn load_blocks(
+        &self,
+        file_id: &[u8; 16],
+        first: BlockIndex,
+        plain: &mut [u8],
+    ) -> Result<(), FileError> {
         let count = plain.len() / BLOCK_SIZE;
         let mut stored = vec![0u8; count * STORED_BLOCK];
-        let n = read_full_at(&self.fd, &mut stored, first.backing_offset()).map_err(io_err(&self.path))?;
+        let n = read_full_at(&self.fd, &mut stored, first.backing_offset())
+            .map_err(io_err(&self.path))?;
         stored.truncate(n);
         let work = |(i, out): (usize, &mut [u8])| -> Result<(), FileError> {
             let index = first.0 + i as u64;
@@ -219,9 +262,16 @@ impl EncFile {
                     return Ok(());
                 }
                 out.copy_from_slice(&s[..BLOCK_SIZE]);
-                if self.pipeline.decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..]).is_err() {
+                if self
+                    .pipeline
+                    .decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..])
+                    .is_err()
+                {
                     tracing::error!(backing = %self.path.display(), "block {index} failed its integrity tag");
-                    return Err(FileError::BlockTag { path: self.path.clone(), block: index });
+                    return Err(FileError::BlockTag {
+                        path: self.path.clone(),
+                        block: index,
+                    });
                 }
                 self.cache.put(file_id, index, out);
             }
@@ -229,7 +279,10 @@ impl EncFile {
             Ok(())
         };
         if count >= PARALLEL_BLOCKS {
-            plain.par_chunks_mut(BLOCK_SIZE).enumerate().try_for_each(work)
+            plain
+                .par_chunks_mut(BLOCK_SIZE)
+                .enumerate()
+                .try_for_each(work)
         } else {
             plain.chunks_mut(BLOCK_SIZE).enumerate().try_for_each(work)
         }
@@ -237,7 +290,9 @@ impl EncFile {
 
     fn ensure_header<'a>(&self, st: &'a mut State) -> Result<&'a Header, FileError> {
         if st.header.is_none() {
-            let h = self.pipeline.new_header(FileType::Regular, crate::crypto::random_array());
+            let h = self
+                .pipeline
+                .new_header(FileType::Regular, crate::crypto::random_array());
             self.write_all_at(&h.encode(), 0)?;
             st.header = Some(h);
         }
@@ -245,7 +300,9 @@ impl EncFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<(), FileError> {
-        self.fd.write_all_at(buf, offset).map_err(io_err(&self.path))
+        self.fd
+            .write_all_at(buf, offset)
+            .map_err(io_err(&self.path))
     }
 
     fn store_size(&self, st: &mut State, size: u64) -> Result<(), FileError> {
@@ -264,11 +321,19 @@ impl EncFile {
         if to <= from {
             return Ok(());
         }
-        match rustix::fs::fallocate(&self.fd, rustix::fs::FallocateFlags::KEEP_SIZE, from, to - from) {
+        match rustix::fs::fallocate(
+            &self.fd,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            from,
+            to - from,
+        ) {
             Ok(()) => Ok(()),
             // Filesystems without fallocate: fall back to writing and hoping.
             Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
-            Err(e) => Err(FileError::Io { path: self.path.clone(), source: e.into() }),
+            Err(e) => Err(FileError::Io {
+                path: self.path.clone(),
+                source: e.into(),
+            }),
         }
     }
 
@@ -287,9 +352,17 @@ impl EncFile {
             s[BLOCK_SIZE..BLOCK_SIZE + TAG_SIZE].copy_from_slice(&tag);
         };
         if count >= PARALLEL_BLOCKS {
-            plain.par_chunks_mut(BLOCK_SIZE).zip(stored.par_chunks_mut(STORED_BLOCK)).enumerate().for_each(work);
+            plain
+                .par_chunks_mut(BLOCK_SIZE)
+                .zip(stored.par_chunks_mut(STORED_BLOCK))
+                .enumerate()
+                .for_each(work);
         } else {
-            plain.chunks_mut(BLOCK_SIZE).zip(stored.chunks_mut(STORED_BLOCK)).enumerate().for_each(work);
+            plain
+                .chunks_mut(BLOCK_SIZE)
+                .zip(stored.chunks_mut(STORED_BLOCK))
+                .enumerate()
+                .for_each(work);
         }
         stored
     }
@@ -299,7 +372,10 @@ impl EncFile {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = offset.checked_add(data.len() as u64).filter(|e| *e <= MAX_SIZE).ok_or(FileError::TooLarge(offset))?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_SIZE)
+            .ok_or(FileError::TooLarge(offset))?;
         let mut st = self.write_state();
         let file_id = self.ensure_header(&mut st)?.file_id;
         let old_size = st.size;
@@ -309,7 +385,8 @@ impl EncFile {
         let mut plain = vec![0u8; count * BLOCK_SIZE];
         let old_blocks = blocks_for(old_size);
         // Partial head and tail blocks that hold data keep it.
-        let head_partial = offset % BLOCK_SIZE as u64 != 0 || (count == 1 && end % BLOCK_SIZE as u64 != 0);
+        let head_partial = !offset.is_multiple_of(BLOCK_SIZE as u64)
+            || (count == 1 && end % BLOCK_SIZE as u64 != 0);
         if head_partial && first.0 < old_blocks {
             self.load_blocks(&file_id, first, &mut plain[..BLOCK_SIZE])?;
         }
@@ -341,7 +418,7 @@ impl EncFile {
             return Ok(());
         }
         let file_id = self.ensure_header(&mut st)?.file_id;
-        if size < old && size % BLOCK_SIZE as u64 != 0 {
+        if size < old && !size.is_multiple_of(BLOCK_SIZE as u64) {
             // Zero the tail of the new last block so that growing again
             // later reads zeros there.
             let last = BlockIndex::containing(size);
@@ -351,12 +428,19 @@ impl EncFile {
             let stored = self.seal_blocks(&file_id, last, &mut plain);
             self.write_all_at(&stored, last.backing_offset())?;
         }
+        // The header never claims more blocks than the backing file holds:
+        // shrinking seals the new size before cutting, growing extends first.
+        // A crash in between leaves only unused blocks past the end.
         if size < old {
             self.cache.invalidate_from(&file_id, blocks_for(size));
-            self.fd.set_len(backing_len(size)).map_err(io_err(&self.path))?;
-            self.store_size(&mut st, size)
+            self.store_size(&mut st, size)?;
+            self.fd
+                .set_len(backing_len(size))
+                .map_err(io_err(&self.path))
         } else {
-            self.fd.set_len(backing_len(size)).map_err(io_err(&self.path))?;
+            self.fd
+                .set_len(backing_len(size))
+                .map_err(io_err(&self.path))?;
             self.store_size(&mut st, size)
         }
     }
@@ -364,17 +448,39 @@ impl EncFile {
     /// Makes everything written so far durable in the backing store.
     pub fn sync(&self, datasync: bool) -> Result<(), FileError> {
         let _st = self.read_state();
-        if datasync { self.fd.sync_data() } else { self.fd.sync_all() }.map_err(io_err(&self.path))
+        if datasync {
+            self.fd.sync_data()
+        } else {
+            self.fd.sync_all()
+        }
+        .map_err(io_err(&self.path))
     }
 }
 
 /// Creates the backing contents of a new symlink: a header of type symlink
 /// and the target as its data, written to the empty file `fd`.
-pub fn write_symlink(fd: File, path: PathBuf, pipeline: Arc<Pipeline>, cache: Arc<BlockCache>, target: &[u8]) -> Result<(), FileError> {
-    let f = EncFile { fd, path, pipeline, cache, state: RwLock::new(State { header: None, size: 0 }) };
+pub fn write_symlink(
+    fd: File,
+    path: PathBuf,
+    pipeline: Arc<Pipeline>,
+    cache: Arc<BlockCache>,
+    target: &[u8],
+) -> Result<(), FileError> {
+    let f = EncFile {
+        fd,
+        path,
+        pipeline,
+        cache,
+        state: RwLock::new(State {
+            header: None,
+            size: 0,
+        }),
+    };
     {
         let mut st = f.write_state();
-        let h = f.pipeline.new_header(FileType::Symlink, crate::crypto::random_array());
+        let h = f
+            .pipeline
+            .new_header(FileType::Symlink, crate::crypto::random_array());
         f.write_all_at(&h.encode(), 0)?;
         st.header = Some(h);
     }
@@ -383,12 +489,20 @@ pub fn write_symlink(fd: File, path: PathBuf, pipeline: Arc<Pipeline>, cache: Ar
 }
 
 /// Reads a symlink target from its backing file.
-pub fn read_symlink(fd: File, path: PathBuf, pipeline: Arc<Pipeline>, cache: Arc<BlockCache>) -> Result<Vec<u8>, FileError> {
+pub fn read_symlink(
+    fd: File,
+    path: PathBuf,
+    pipeline: Arc<Pipeline>,
+    cache: Arc<BlockCache>,
+) -> Result<Vec<u8>, FileError> {
     let f = EncFile::open(fd, path, pipeline, cache)?;
     let size = f.size();
     let is_link = f.read_state().header.as_ref().map(|h| h.file_type) == Some(FileType::Symlink);
     if !is_link {
-        return Err(FileError::Header { path: f.path.clone(), what: "symlink backing file does not hold a symlink target".into() });
+        return Err(FileError::Header {
+            path: f.path.clone(),
+            what: "symlink backing file does not hold a symlink target".into(),
+        });
     }
     f.read(0, usize::try_from(size).unwrap_or(usize::MAX))
 }
@@ -408,7 +522,13 @@ mod tests {
 
     fn open(dir: &Path, p: &Arc<Pipeline>) -> EncFile {
         let path = dir.join("f");
-        let fd = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).expect("open");
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .expect("open");
         EncFile::open(fd, path, p.clone(), Arc::new(BlockCache::new(0))).expect("header")
     }
 
@@ -458,7 +578,12 @@ mod tests {
         assert_eq!(f.read(4096 * 1000, 10).expect("read"), vec![0u8; 10]);
         assert_eq!(f.read((1 << 30) - 2, 5).expect("read"), b"\0\0end");
         use std::os::unix::fs::MetadataExt;
-        assert!(std::fs::metadata(dir.path().join("f")).expect("stat").blocks() < 100);
+        assert!(
+            std::fs::metadata(dir.path().join("f"))
+                .expect("stat")
+                .blocks()
+                < 100
+        );
     }
 
     #[test]
@@ -474,7 +599,10 @@ mod tests {
         raw[BlockIndex(2).backing_offset() as usize + 100] ^= 1;
         std::fs::write(&path, raw).expect("write");
         let f = open(dir.path(), &p);
-        assert!(matches!(f.read(2 * 4096, 10), Err(FileError::BlockTag { block: 2, .. })));
+        assert!(matches!(
+            f.read(2 * 4096, 10),
+            Err(FileError::BlockTag { block: 2, .. })
+        ));
         assert_eq!(f.read(0, 2 * 4096).expect("read"), data[..2 * 4096]);
         assert_eq!(f.read(3 * 4096, 2 * 4096).expect("read"), data[3 * 4096..]);
     }
@@ -509,6 +637,9 @@ mod tests {
         let raw = std::fs::read(&path).expect("read");
         std::fs::write(&path, &raw[..raw.len() - 10]).expect("write");
         let fd = std::fs::File::open(&path).expect("open");
-        assert!(matches!(EncFile::open(fd, path, p, Arc::new(BlockCache::new(0))), Err(FileError::Truncated { .. })));
+        assert!(matches!(
+            EncFile::open(fd, path, p, Arc::new(BlockCache::new(0))),
+            Err(FileError::Truncated { .. })
+        ));
     }
 }

@@ -159,7 +159,9 @@ impl Header {
         let layers = buf[11];
         let flags = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]);
         if layers & !LayerSet::ALL != 0 || flags != 0 {
-            return Err(HeaderError::UnknownFlags(flags | u32::from(layers & !LayerSet::ALL)));
+            return Err(HeaderError::UnknownFlags(
+                flags | u32::from(layers & !LayerSet::ALL),
+            ));
         }
         if buf[64..TAG_AT].iter().any(|&x| x != 0) {
             return Err(HeaderError::Reserved);
@@ -216,10 +218,16 @@ mod tests {
         assert_eq!(Header::decode(&b), Err(HeaderError::NewerVersion(2)));
         let mut b = sample().encode();
         b[12] = 1;
-        assert!(matches!(Header::decode(&b), Err(HeaderError::UnknownFlags(_))));
+        assert!(matches!(
+            Header::decode(&b),
+            Err(HeaderError::UnknownFlags(_))
+        ));
         let mut b = sample().encode();
         b[11] = 0x10;
-        assert!(matches!(Header::decode(&b), Err(HeaderError::UnknownFlags(_))));
+        assert!(matches!(
+            Header::decode(&b),
+            Err(HeaderError::UnknownFlags(_))
+        ));
         assert_eq!(Header::decode(&b[..50]), Err(HeaderError::Truncated(50)));
         let mut b = sample().encode();
         b[0] = b'X';

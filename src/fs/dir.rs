@@ -67,8 +67,14 @@ pub(super) fn fuse_ino(m: &std::fs::Metadata) -> u64 {
 
 fn timestamp(t: Option<SetTime>) -> rustix::fs::Timespec {
     match t {
-        None => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
-        Some(SetTime::Now) => rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        Some(SetTime::Now) => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
         Some(SetTime::At(t)) => {
             let (sec, nsec) = match t.duration_since(std::time::UNIX_EPOCH) {
                 Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
@@ -83,7 +89,10 @@ fn timestamp(t: Option<SetTime>) -> rustix::fs::Timespec {
                     (s, n)
                 }
             };
-            rustix::fs::Timespec { tv_sec: sec, tv_nsec: nsec as _ }
+            rustix::fs::Timespec {
+                tv_sec: sec,
+                tv_nsec: nsec as _,
+            }
         }
     }
 }
@@ -105,7 +114,9 @@ impl Fs {
         }
         let (pipeline, _) = self.disk(disk)?.check()?;
         let fd = std::fs::File::open(path)?;
-        let size = crate::file::read_header(&fd, path, pipeline)?.map(|(_, s)| s).unwrap_or(0);
+        let size = crate::file::read_header(&fd, path, pipeline)?
+            .map(|(_, s)| s)
+            .unwrap_or(0);
         self.nodes().set_size(ino, Some(size));
         Ok(size)
     }
@@ -122,7 +133,11 @@ impl Fs {
     /// Looks up `name` in `parent`, counting a kernel lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
         if parent == ROOT_INO {
-            let idx = self.disks.iter().position(|d| d.name.as_bytes() == name.as_bytes()).ok_or(Errno::ENOENT)?;
+            let idx = self
+                .disks
+                .iter()
+                .position(|d| d.name.as_bytes() == name.as_bytes())
+                .ok_or(Errno::ENOENT)?;
             let root = &self.disks[idx].root;
             let m = std::fs::symlink_metadata(root)?;
             let ino = fuse_ino(&m);
@@ -213,8 +228,12 @@ impl Fs {
                 bits &= !SYMLINK_MARK;
             }
             match (&open, &path) {
-                (Some(f), _) => f.fd().set_permissions(std::fs::Permissions::from_mode(bits))?,
-                (None, Some(p)) => std::fs::set_permissions(p, std::fs::Permissions::from_mode(bits))?,
+                (Some(f), _) => f
+                    .fd()
+                    .set_permissions(std::fs::Permissions::from_mode(bits))?,
+                (None, Some(p)) => {
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(bits))?
+                }
                 _ => return Err(Errno::ENOENT),
             }
         }
@@ -226,10 +245,18 @@ impl Fs {
             }
         }
         if s.atime.is_some() || s.mtime.is_some() {
-            let ts = rustix::fs::Timestamps { last_access: timestamp(s.atime), last_modification: timestamp(s.mtime) };
+            let ts = rustix::fs::Timestamps {
+                last_access: timestamp(s.atime),
+                last_modification: timestamp(s.mtime),
+            };
             match (&open, &path) {
                 (Some(f), _) => rustix::fs::futimens(f.fd(), &ts)?,
-                (None, Some(p)) => rustix::fs::utimensat(rustix::fs::CWD, p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?,
+                (None, Some(p)) => rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    p,
+                    &ts,
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?,
                 _ => return Err(Errno::ENOENT),
             }
         }
@@ -241,13 +268,22 @@ impl Fs {
         let (disk, path) = self.dir_of(ino)?;
         let (pipeline, _) = self.disk(disk)?.check()?;
         let fd = std::fs::File::open(&path)?;
-        Ok(crate::file::read_symlink(fd, path, pipeline.clone(), self.cache.clone())?)
+        Ok(crate::file::read_symlink(
+            fd,
+            path,
+            pipeline.clone(),
+            self.cache.clone(),
+        )?)
     }
 
     /// Applies owner and setgid inheritance to a new backing object.
     fn own(&self, path: &Path, dir: &Path, caller: Caller) -> FsResult<()> {
         let parent = std::fs::metadata(dir)?;
-        let gid = if parent.mode() & libc::S_ISGID != 0 { parent.gid() } else { caller.gid };
+        let gid = if parent.mode() & libc::S_ISGID != 0 {
+            parent.gid()
+        } else {
+            caller.gid
+        };
         match std::os::unix::fs::lchown(path, Some(caller.uid), Some(gid)) {
             Ok(()) => Ok(()),
             // An unprivileged daemon can only own what it creates itself.
@@ -288,7 +324,10 @@ impl Fs {
             return Err(e.into());
         }
         let done = (|| -> FsResult<()> {
-            if !matches!(self.disk(c.disk)?.names, Some(crate::names::NameCodec::Plain)) {
+            if !matches!(
+                self.disk(c.disk)?.names,
+                Some(crate::names::NameCodec::Plain)
+            ) {
                 crate::backing::write_dirid(&c.path)?;
             }
             self.own(&c.path, &c.dir, caller)?;
@@ -297,6 +336,7 @@ impl Fs {
         })();
         if let Err(e) = done {
             let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_NAME));
+            let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_BACKUP));
             let _ = std::fs::remove_dir(&c.path);
             c.remove_sidecar();
             return Err(e);
@@ -305,7 +345,14 @@ impl Fs {
     }
 
     /// Creates a FIFO, socket or (as `create` without opening) a regular file.
-    pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32, rdev: u32, caller: Caller) -> FsResult<Attr> {
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         self.writable()?;
         let kind = mode & libc::S_IFMT;
         if kind == libc::S_IFREG || kind == 0 {
@@ -313,14 +360,24 @@ impl Fs {
             self.release(fh)?;
             return Ok(attr);
         }
-        if kind != libc::S_IFIFO && kind != libc::S_IFSOCK && kind != libc::S_IFCHR && kind != libc::S_IFBLK {
+        if kind != libc::S_IFIFO
+            && kind != libc::S_IFSOCK
+            && kind != libc::S_IFCHR
+            && kind != libc::S_IFBLK
+        {
             return Err(Errno::EINVAL);
         }
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         c.write_sidecar()?;
         let ft = rustix::fs::FileType::from_raw_mode(kind);
-        if let Err(e) = rustix::fs::mknodat(rustix::fs::CWD, &c.path, ft, rustix::fs::Mode::from_raw_mode(mode & 0o7777), u64::from(rdev)) {
+        if let Err(e) = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &c.path,
+            ft,
+            rustix::fs::Mode::from_raw_mode(mode & 0o7777),
+            u64::from(rdev),
+        ) {
             c.remove_sidecar();
             return Err(e.into());
         }
@@ -330,7 +387,13 @@ impl Fs {
     }
 
     /// Creates a symlink whose target is stored encrypted.
-    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path, caller: Caller) -> FsResult<Attr> {
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         self.writable()?;
         let target = target.as_os_str().as_bytes();
         if target.is_empty() {
@@ -343,7 +406,13 @@ impl Fs {
         let c = self.child(parent, name)?;
         let (pipeline, _) = self.disk(c.disk)?.check()?;
         c.write_sidecar()?;
-        let fd = match std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&c.path) {
+        let fd = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&c.path)
+        {
             Ok(fd) => fd,
             Err(e) => {
                 if e.kind() != std::io::ErrorKind::AlreadyExists {
@@ -355,7 +424,13 @@ impl Fs {
         let written = (|| -> FsResult<()> {
             fd.set_permissions(std::fs::Permissions::from_mode(0o600 | SYMLINK_MARK))?;
             let fd2 = fd.try_clone()?;
-            crate::file::write_symlink(fd2, c.path.clone(), pipeline.clone(), self.cache.clone(), target)?;
+            crate::file::write_symlink(
+                fd2,
+                c.path.clone(),
+                pipeline.clone(),
+                self.cache.clone(),
+                target,
+            )?;
             self.own(&c.path, &c.dir, caller)?;
             Ok(())
         })();
@@ -411,11 +486,13 @@ impl Fs {
         if !m.is_dir() {
             return Err(Errno(libc::ENOTDIR));
         }
-        let id = std::fs::read(c.path.join(crate::backing::DIRID_NAME)).ok();
+        let id = crate::backing::read_dirid(&c.path).ok();
         self.clear_if_empty(c.disk, &c.path)?;
         if let Err(e) = std::fs::remove_dir(&c.path) {
             // Put the id back so that the directory stays readable.
-            if let Some(id) = id {
+            if let Some((id, _)) = id {
+                let _ =
+                    crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_BACKUP), &id);
                 let _ = crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_NAME), &id);
             }
             return Err(e.into());
@@ -426,7 +503,14 @@ impl Fs {
     }
 
     /// Renames, with RENAME_NOREPLACE and RENAME_EXCHANGE.
-    pub fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32) -> FsResult<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
         self.writable()?;
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let from = self.child(parent, name)?;
@@ -465,8 +549,18 @@ impl Fs {
             }
         }
         to.write_sidecar()?;
-        let rflags = if exchange { rustix::fs::RenameFlags::EXCHANGE } else { rustix::fs::RenameFlags::empty() };
-        if let Err(e) = rustix::fs::renameat_with(rustix::fs::CWD, &from.path, rustix::fs::CWD, &to.path, rflags) {
+        let rflags = if exchange {
+            rustix::fs::RenameFlags::EXCHANGE
+        } else {
+            rustix::fs::RenameFlags::empty()
+        };
+        if let Err(e) = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &from.path,
+            rustix::fs::CWD,
+            &to.path,
+            rflags,
+        ) {
             if dst.is_none() {
                 to.remove_sidecar();
             }
@@ -511,14 +605,26 @@ impl Fs {
     /// Lists a directory (the whole listing, taken at opendir).
     pub fn list(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
-            DirEntry { ino, kind: Kind::Dir, name: ".".into() },
-            DirEntry { ino: ROOT_INO, kind: Kind::Dir, name: "..".into() },
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: ROOT_INO,
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
         ];
         if ino == ROOT_INO {
             out[1].ino = ROOT_INO;
             for d in &self.disks {
                 let m = std::fs::symlink_metadata(&d.root)?;
-                out.push(DirEntry { ino: fuse_ino(&m), kind: Kind::Dir, name: d.name.clone().into() });
+                out.push(DirEntry {
+                    ino: fuse_ino(&m),
+                    kind: Kind::Dir,
+                    name: d.name.clone().into(),
+                });
             }
             return Ok(out);
         }
@@ -554,7 +660,11 @@ impl Fs {
                 Ok(m) => m,
                 Err(_) => continue,
             };
-            out.push(DirEntry { ino: fuse_ino(&m), kind: attr::kind_of(m.mode()), name: plain });
+            out.push(DirEntry {
+                ino: fuse_ino(&m),
+                kind: attr::kind_of(m.mode()),
+                name: plain,
+            });
         }
         Ok(out)
     }
@@ -576,8 +686,16 @@ impl Fs {
 
     pub(super) fn open_enc(&self, disk: usize, path: &Path) -> FsResult<Arc<crate::file::EncFile>> {
         let (pipeline, _) = self.disk(disk)?.check()?;
-        let fd = std::fs::OpenOptions::new().read(true).write(!self.opts.read_only).open(path)?;
-        Ok(Arc::new(crate::file::EncFile::open(fd, path.to_path_buf(), pipeline.clone(), self.cache.clone())?))
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!self.opts.read_only)
+            .open(path)?;
+        Ok(Arc::new(crate::file::EncFile::open(
+            fd,
+            path.to_path_buf(),
+            pipeline.clone(),
+            self.cache.clone(),
+        )?))
     }
 
     /// Whether a child name would need a long-name sidecar.

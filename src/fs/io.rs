@@ -13,7 +13,11 @@ use crate::file::EncFile;
 /// What a file handle refers to.
 pub(super) enum Handle {
     /// An open regular file.
-    File { ino: u64, file: Arc<EncFile>, write: bool },
+    File {
+        ino: u64,
+        file: Arc<EncFile>,
+        write: bool,
+    },
     /// An open directory with its listing.
     Dir { entries: Arc<Vec<DirEntry>> },
 }
@@ -36,7 +40,11 @@ impl Fs {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
             if n.kind != Kind::File {
-                return Err(if n.kind == Kind::Dir { Errno(libc::EISDIR) } else { Errno::EINVAL });
+                return Err(if n.kind == Kind::Dir {
+                    Errno(libc::EISDIR)
+                } else {
+                    Errno::EINVAL
+                });
             }
             (n.disk, n.paths.first().cloned(), n.open.clone())
         };
@@ -75,14 +83,26 @@ impl Fs {
     }
 
     /// Creates and opens a regular file.
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(Attr, u64)> {
         self.writable()?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         let (pipeline, _) = self.disk(c.disk)?.check()?;
         let pipeline = pipeline.clone();
         c.write_sidecar()?;
-        let opened = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&c.path);
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&c.path);
         let fd = match opened {
             Ok(fd) => fd,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -101,7 +121,9 @@ impl Fs {
             }
         };
         let setup = (|| -> FsResult<Arc<EncFile>> {
-            fd.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777 & !libc::S_ISVTX))?;
+            fd.set_permissions(std::fs::Permissions::from_mode(
+                mode & 0o7777 & !libc::S_ISVTX,
+            ))?;
             let f = EncFile::open(fd, c.path.clone(), pipeline, self.cache.clone())?;
             Ok(Arc::new(f))
         })();
@@ -116,7 +138,8 @@ impl Fs {
         self.own_new(&c.path, &c.dir, caller)?;
         let m = std::fs::symlink_metadata(&c.path)?;
         let ino = fuse_ino(&m);
-        self.nodes().remember(ino, c.disk, &c.path, Kind::File, true);
+        self.nodes()
+            .remember(ino, c.disk, &c.path, Kind::File, true);
         let fh = self.attach(ino, true, Some(file))?;
         let attr = self.getattr(ino)?;
         Ok((attr, fh))
@@ -180,10 +203,19 @@ impl Fs {
         }
     }
 
-    fn own_new(&self, path: &std::path::Path, dir: &std::path::Path, caller: Caller) -> FsResult<()> {
+    fn own_new(
+        &self,
+        path: &std::path::Path,
+        dir: &std::path::Path,
+        caller: Caller,
+    ) -> FsResult<()> {
         use std::os::unix::fs::MetadataExt;
         let parent = std::fs::metadata(dir)?;
-        let gid = if parent.mode() & libc::S_ISGID != 0 { parent.gid() } else { caller.gid };
+        let gid = if parent.mode() & libc::S_ISGID != 0 {
+            parent.gid()
+        } else {
+            caller.gid
+        };
         match std::os::unix::fs::lchown(path, Some(caller.uid), Some(gid)) {
             Err(e) if e.raw_os_error() != Some(libc::EPERM) => Err(e.into()),
             _ => Ok(()),

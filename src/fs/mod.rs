@@ -147,7 +147,12 @@ pub struct Fs {
 
 impl Fs {
     /// Builds the filesystem over the given disks.
-    pub fn new(store: PathBuf, disks: Vec<DiskRt>, cache: Arc<BlockCache>, opts: FsOptions) -> Self {
+    pub fn new(
+        store: PathBuf,
+        disks: Vec<DiskRt>,
+        cache: Arc<BlockCache>,
+        opts: FsOptions,
+    ) -> Self {
         let nodes = Nodes::new(&disks);
         Fs {
             disks,
@@ -204,14 +209,17 @@ impl Fs {
         if matches!(names, NameCodec::Plain) {
             return Ok([0; 16]);
         }
-        let raw = std::fs::read(dir.join(crate::backing::DIRID_NAME)).map_err(|e| {
-            tracing::error!(dir = %dir.display(), "directory id unreadable: {e}");
-            Errno::EIO
-        })?;
-        <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
-            tracing::error!(dir = %dir.display(), "directory id has the wrong length");
-            Errno::EIO
-        })
+        match crate::backing::read_dirid(dir) {
+            Ok((id, crate::backing::DirIdSource::Primary)) => Ok(id),
+            Ok((id, crate::backing::DirIdSource::Backup)) => {
+                tracing::warn!(dir = %dir.display(), "directory id read from its backup copy; `strata verify --repair` restores it");
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "directory id unreadable: {e}");
+                Err(Errno::EIO)
+            }
+        }
     }
 
     /// Resolves `name` in directory inode `parent`: disk index, backing
@@ -228,7 +236,12 @@ impl Fs {
             BackingName::Short(s) => dir.join(s),
             BackingName::Long { hashed, .. } => dir.join(hashed),
         };
-        Ok(Child { disk, dir, bname, path })
+        Ok(Child {
+            disk,
+            dir,
+            bname,
+            path,
+        })
     }
 
     fn new_fh(&self) -> u64 {
@@ -261,4 +274,3 @@ impl Child {
         }
     }
 }
-

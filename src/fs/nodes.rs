@@ -36,7 +36,10 @@ pub(super) struct Nodes {
 
 impl Nodes {
     pub fn new(disks: &[DiskRt]) -> Self {
-        Nodes { map: HashMap::new(), roots: vec![0; disks.len()] }
+        Nodes {
+            map: HashMap::new(),
+            roots: vec![0; disks.len()],
+        }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
@@ -92,7 +95,11 @@ impl Nodes {
         for n in self.map.values_mut() {
             for p in n.paths.iter_mut() {
                 if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                    *p = if rest.as_os_str().is_empty() {
+                        to.to_path_buf()
+                    } else {
+                        to.join(rest)
+                    };
                 }
             }
         }

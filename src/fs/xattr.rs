@@ -91,7 +91,9 @@ impl Fs {
         let raw = list_xattrs(&target)?;
         let mut out = Vec::new();
         for bname in raw.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-            let Ok(b) = std::str::from_utf8(bname) else { continue };
+            let Ok(b) = std::str::from_utf8(bname) else {
+                continue;
+            };
             if !b.starts_with(USER) {
                 continue;
             }
@@ -138,7 +140,9 @@ fn read_xattr(t: &XTarget, name: &str) -> FsResult<Vec<u8>> {
                 buf.truncate(n);
                 return Ok(buf);
             }
-            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 20) => {
+                buf.resize(buf.len() * 4, 0)
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -156,7 +160,9 @@ fn list_xattrs(t: &XTarget) -> FsResult<Vec<u8>> {
                 buf.truncate(n);
                 return Ok(buf);
             }
-            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 22) => buf.resize(buf.len() * 4, 0),
+            Err(e) if e == rustix::io::Errno::RANGE && buf.len() < (1 << 22) => {
+                buf.resize(buf.len() * 4, 0)
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, Caller, Errno, Fs, Kind, SetAttr, SetTime};
@@ -79,7 +80,10 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 macro_rules! op {
@@ -104,7 +108,13 @@ impl Filesystem for StrataFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        op!("lookup", parent.0, self.fs.lookup(parent.0, name), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+        op!(
+            "lookup",
+            parent.0,
+            self.fs.lookup(parent.0, name),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            reply
+        )
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -112,7 +122,13 @@ impl Filesystem for StrataFuse {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        op!("getattr", ino.0, self.fs.getattr(ino.0), |a: Attr| reply.attr(&TTL, &fattr(&a)), reply)
+        op!(
+            "getattr",
+            ino.0,
+            self.fs.getattr(ino.0),
+            |a: Attr| reply.attr(&TTL, &fattr(&a)),
+            reply
+        )
     }
 
     fn setattr(
@@ -133,48 +149,172 @@ impl Filesystem for StrataFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let s = SetAttr { mode, uid, gid, size, atime: set_time(atime), mtime: set_time(mtime) };
-        op!("setattr", ino.0, self.fs.setattr(ino.0, fh.map(|f| f.0), s), |a: Attr| reply.attr(&TTL, &fattr(&a)), reply)
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: set_time(atime),
+            mtime: set_time(mtime),
+        };
+        op!(
+            "setattr",
+            ino.0,
+            self.fs.setattr(ino.0, fh.map(|f| f.0), s),
+            |a: Attr| reply.attr(&TTL, &fattr(&a)),
+            reply
+        )
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        op!("readlink", ino.0, self.fs.readlink(ino.0), |d: Vec<u8>| reply.data(&d), reply)
+        op!(
+            "readlink",
+            ino.0,
+            self.fs.readlink(ino.0),
+            |d: Vec<u8>| reply.data(&d),
+            reply
+        )
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
-        op!("mknod", parent.0, self.fs.mknod(parent.0, name, mode, rdev, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        op!(
+            "mknod",
+            parent.0,
+            self.fs.mknod(parent.0, name, mode, rdev, caller(req)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            reply
+        )
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        op!("mkdir", parent.0, self.fs.mkdir(parent.0, name, mode, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        op!(
+            "mkdir",
+            parent.0,
+            self.fs.mkdir(parent.0, name, mode, caller(req)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            reply
+        )
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        op!("unlink", parent.0, self.fs.unlink(parent.0, name), |()| reply.ok(), reply)
+        op!(
+            "unlink",
+            parent.0,
+            self.fs.unlink(parent.0, name),
+            |()| reply.ok(),
+            reply
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        op!("rmdir", parent.0, self.fs.rmdir(parent.0, name), |()| reply.ok(), reply)
+        op!(
+            "rmdir",
+            parent.0,
+            self.fs.rmdir(parent.0, name),
+            |()| reply.ok(),
+            reply
+        )
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        op!("symlink", parent.0, self.fs.symlink(parent.0, link_name, target, caller(req)), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        op!(
+            "symlink",
+            parent.0,
+            self.fs.symlink(parent.0, link_name, target, caller(req)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            reply
+        )
     }
 
-    fn rename(&self, _req: &Request, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr, flags: RenameFlags, reply: ReplyEmpty) {
-        op!("rename", parent.0, self.fs.rename(parent.0, name, newparent.0, newname, flags.bits()), |()| reply.ok(), reply)
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "rename",
+            parent.0,
+            self.fs
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+            |()| reply.ok(),
+            reply
+        )
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        op!("link", ino.0, self.fs.link(ino.0, newparent.0, newname), |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)), reply)
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        op!(
+            "link",
+            ino.0,
+            self.fs.link(ino.0, newparent.0, newname),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            reply
+        )
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        op!("open", ino.0, self.fs.open(ino.0, flags.0), |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()), reply)
+        op!(
+            "open",
+            ino.0,
+            self.fs.open(ino.0, flags.0),
+            |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()),
+            reply
+        )
     }
 
-    fn read(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, size: u32, _flags: OpenFlags, _lock: Option<LockOwner>, reply: ReplyData) {
-        op!("read", ino.0, self.fs.read(fh.0, offset, size), |d: Vec<u8>| reply.data(&d), reply)
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        op!(
+            "read",
+            ino.0,
+            self.fs.read(fh.0, offset, size),
+            |d: Vec<u8>| reply.data(&d),
+            reply
+        )
     }
 
     fn write(
@@ -189,27 +329,81 @@ impl Filesystem for StrataFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        op!("write", ino.0, self.fs.write(fh.0, offset, data), |n: usize| reply.written(u32::try_from(n).unwrap_or(u32::MAX)), reply)
+        op!(
+            "write",
+            ino.0,
+            self.fs.write(fh.0, offset, data),
+            |n: usize| reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+            reply
+        )
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // Writes go straight to the backing file; nothing is buffered here.
         reply.ok();
     }
 
-    fn release(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, _lock: Option<LockOwner>, _flush: bool, reply: ReplyEmpty) {
-        op!("release", ino.0, self.fs.release(fh.0), |()| reply.ok(), reply)
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "release",
+            ino.0,
+            self.fs.release(fh.0),
+            |()| reply.ok(),
+            reply
+        )
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        op!("fsync", ino.0, self.fs.fsync(fh.0, datasync), |()| reply.ok(), reply)
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "fsync",
+            ino.0,
+            self.fs.fsync(fh.0, datasync),
+            |()| reply.ok(),
+            reply
+        )
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        op!("opendir", ino.0, self.fs.opendir(ino.0), |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()), reply)
+        op!(
+            "opendir",
+            ino.0,
+            self.fs.opendir(ino.0),
+            |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()),
+            reply
+        )
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         op!(
             "readdir",
             ino.0,
@@ -227,12 +421,38 @@ impl Filesystem for StrataFuse {
         )
     }
 
-    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        op!("releasedir", ino.0, self.fs.release(fh.0), |()| reply.ok(), reply)
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "releasedir",
+            ino.0,
+            self.fs.release(fh.0),
+            |()| reply.ok(),
+            reply
+        )
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        op!("fsyncdir", ino.0, self.fs.fsyncdir(ino.0), |()| reply.ok(), reply)
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "fsyncdir",
+            ino.0,
+            self.fs.fsyncdir(ino.0),
+            |()| reply.ok(),
+            reply
+        )
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
@@ -243,26 +463,68 @@ impl Filesystem for StrataFuse {
             |s: rustix::fs::StatVfs| {
                 // Report in 4 KiB units of the backing filesystem's space.
                 let scale = |n: u64| n.saturating_mul(s.f_frsize) / 4096;
-                reply.statfs(scale(s.f_blocks), scale(s.f_bfree), scale(s.f_bavail), s.f_files, s.f_ffree, 4096, 255, 4096)
+                reply.statfs(
+                    scale(s.f_blocks),
+                    scale(s.f_bfree),
+                    scale(s.f_bavail),
+                    s.f_files,
+                    s.f_ffree,
+                    4096,
+                    255,
+                    4096,
+                )
             },
             reply
         )
     }
 
-    fn setxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
-        op!("setxattr", ino.0, self.fs.setxattr(ino.0, name, value, flags), |()| reply.ok(), reply)
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        op!(
+            "setxattr",
+            ino.0,
+            self.fs.setxattr(ino.0, name, value, flags),
+            |()| reply.ok(),
+            reply
+        )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        op!("getxattr", ino.0, self.fs.getxattr(ino.0, name), |v: Vec<u8>| xattr_reply(reply, size, &v), reply)
+        op!(
+            "getxattr",
+            ino.0,
+            self.fs.getxattr(ino.0, name),
+            |v: Vec<u8>| xattr_reply(reply, size, &v),
+            reply
+        )
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        op!("listxattr", ino.0, self.fs.listxattr(ino.0), |v: Vec<u8>| xattr_reply(reply, size, &v), reply)
+        op!(
+            "listxattr",
+            ino.0,
+            self.fs.listxattr(ino.0),
+            |v: Vec<u8>| xattr_reply(reply, size, &v),
+            reply
+        )
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        op!("removexattr", ino.0, self.fs.removexattr(ino.0, name), |()| reply.ok(), reply)
+        op!(
+            "removexattr",
+            ino.0,
+            self.fs.removexattr(ino.0, name),
+            |()| reply.ok(),
+            reply
+        )
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -270,12 +532,27 @@ impl Filesystem for StrataFuse {
         reply.ok();
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
         op!(
             "create",
             parent.0,
             self.fs.create(parent.0, name, mode, flags, caller(req)),
-            |(a, fh): (Attr, u64)| reply.created(&TTL, &fattr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+            |(a, fh): (Attr, u64)| reply.created(
+                &TTL,
+                &fattr(&a),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty()
+            ),
             reply
         )
     }

@@ -33,7 +33,12 @@ pub enum Layer {
 
 impl Layer {
     /// All slots in write order.
-    pub const ALL: [Layer; 4] = [Layer::Guest, Layer::Host, Layer::StorageCmk, Layer::StoragePmk];
+    pub const ALL: [Layer; 4] = [
+        Layer::Guest,
+        Layer::Host,
+        Layer::StorageCmk,
+        Layer::StoragePmk,
+    ];
 
     /// Index of the slot in headers (0..4).
     pub fn slot(self) -> usize {
@@ -116,7 +121,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("layers", &self.set.names()).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("layers", &self.set.names())
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,12 +181,23 @@ impl Pipeline {
         self.set.has(LayerSet::HOST)
     }
 
-    fn pass(&self, slots: &[Layer], file_id: &[u8; 16], index: u64, block: &mut [u8], encrypt: bool) {
+    fn pass(
+        &self,
+        slots: &[Layer],
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8],
+        encrypt: bool,
+    ) {
         let tweak = block_tweak(file_id, index);
         for layer in slots {
             if let Some(x) = &self.layers[layer.slot()] {
                 // Blocks are always exactly BLOCK_SIZE, which XTS accepts.
-                let r = if encrypt { x.encrypt(block, &tweak) } else { x.decrypt(block, &tweak) };
+                let r = if encrypt {
+                    x.encrypt(block, &tweak)
+                } else {
+                    x.decrypt(block, &tweak)
+                };
                 debug_assert!(r.is_ok());
             }
         }
@@ -196,8 +214,19 @@ impl Pipeline {
     }
 
     /// CMK then PMK, then the tag: cache form → stored form.
-    pub fn encrypt_lower(&self, file_id: &[u8; 16], index: u64, block: &mut [u8; BLOCK_SIZE]) -> Tag {
-        self.pass(&[Layer::StorageCmk, Layer::StoragePmk], file_id, index, block, true);
+    pub fn encrypt_lower(
+        &self,
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8; BLOCK_SIZE],
+    ) -> Tag {
+        self.pass(
+            &[Layer::StorageCmk, Layer::StoragePmk],
+            file_id,
+            index,
+            block,
+            true,
+        );
         self.block_tag(file_id, index, block)
     }
 
@@ -213,7 +242,13 @@ impl Pipeline {
         if !tag::ct_eq(&self.block_tag(file_id, index, block), stored_tag) {
             return Err(IntegrityError::BlockTag);
         }
-        self.pass(&[Layer::StoragePmk, Layer::StorageCmk], file_id, index, block, false);
+        self.pass(
+            &[Layer::StoragePmk, Layer::StorageCmk],
+            file_id,
+            index,
+            block,
+            false,
+        );
         Ok(())
     }
 
@@ -222,7 +257,11 @@ impl Pipeline {
         for (i, g) in self.generations.iter().enumerate() {
             gens[4 * i..4 * i + 4].copy_from_slice(&g.to_le_bytes());
         }
-        tag::tag(&self.tag_key, TAG_DOMAIN, &[file_id, &index.to_le_bytes(), &gens, ciphertext])
+        tag::tag(
+            &self.tag_key,
+            TAG_DOMAIN,
+            &[file_id, &index.to_le_bytes(), &gens, ciphertext],
+        )
     }
 
     /// A fresh header for a new file of this disk (size 0, sealed and tagged).
@@ -291,7 +330,13 @@ mod tests {
 
     fn combos() -> Vec<Vec<Layer>> {
         (0u8..16)
-            .map(|m| Layer::ALL.iter().copied().filter(|l| m & l.bit() != 0).collect())
+            .map(|m| {
+                Layer::ALL
+                    .iter()
+                    .copied()
+                    .filter(|l| m & l.bit() != 0)
+                    .collect()
+            })
             .collect()
     }
 
@@ -320,11 +365,20 @@ mod tests {
         let mut block = [1u8; BLOCK_SIZE];
         let t = p.encrypt_lower(&[1; 16], 0, &mut block);
         let mut moved = block;
-        assert_eq!(p.decrypt_lower(&[2; 16], 0, &mut moved, &t), Err(IntegrityError::BlockTag));
-        assert_eq!(p.decrypt_lower(&[1; 16], 1, &mut moved, &t), Err(IntegrityError::BlockTag));
+        assert_eq!(
+            p.decrypt_lower(&[2; 16], 0, &mut moved, &t),
+            Err(IntegrityError::BlockTag)
+        );
+        assert_eq!(
+            p.decrypt_lower(&[1; 16], 1, &mut moved, &t),
+            Err(IntegrityError::BlockTag)
+        );
         let mut flipped = block;
         flipped[77] ^= 4;
-        assert_eq!(p.decrypt_lower(&[1; 16], 0, &mut flipped, &t), Err(IntegrityError::BlockTag));
+        assert_eq!(
+            p.decrypt_lower(&[1; 16], 0, &mut flipped, &t),
+            Err(IntegrityError::BlockTag)
+        );
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl NameCipher {
     /// Decodes and opens an encoded padded name, or `None` on any failure.
     fn open_name(&self, ad: &[u8], encoded: &[u8]) -> Option<Vec<u8>> {
         let sealed = B64.decode(encoded).ok()?;
-        if sealed.len() < SIV_TAG_LEN + PAD_BLOCK || (sealed.len() - SIV_TAG_LEN) % PAD_BLOCK != 0 {
+        if sealed.len() < SIV_TAG_LEN + PAD_BLOCK
+            || !(sealed.len() - SIV_TAG_LEN).is_multiple_of(PAD_BLOCK)
+        {
             return None;
         }
         layout::unpad(self.open(ad, &sealed)?)

@@ -192,7 +192,7 @@ pub(crate) fn pad(data: &[u8]) -> Vec<u8> {
 
 /// Removes [`pad`]'s padding, or `None` if it is malformed.
 pub(crate) fn unpad(mut data: Vec<u8>) -> Option<Vec<u8>> {
-    if data.is_empty() || data.len() % PAD_BLOCK != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(PAD_BLOCK) {
         return None;
     }
     let k = usize::from(*data.last()?);

@@ -156,7 +156,9 @@ pub enum ConfigError {
         what: String,
     },
     /// Written by a newer strata.
-    #[error("{path}: store has format version {version}; this strata reads up to {FORMAT_VERSION}")]
+    #[error(
+        "{path}: store has format version {version}; this strata reads up to {FORMAT_VERSION}"
+    )]
     NewerFormat {
         /// Config path.
         path: PathBuf,
@@ -197,23 +199,39 @@ impl Config {
         let path = Self::path(store);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::NotAStore(store.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotAStore(store.to_path_buf()))
+            }
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        let corrupt = |e: serde_json::Error| ConfigError::Corrupt { path: path.clone(), what: e.to_string() };
+        let corrupt = |e: serde_json::Error| ConfigError::Corrupt {
+            path: path.clone(),
+            what: e.to_string(),
+        };
         // Look at the version first so that a newer format is named as such
         // rather than as a parse error.
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(corrupt)?;
         match value.get("format").and_then(|v| v.as_u64()) {
-            Some(v) if v > u64::from(FORMAT_VERSION) => return Err(ConfigError::NewerFormat { path, version: v }),
+            Some(v) if v > u64::from(FORMAT_VERSION) => {
+                return Err(ConfigError::NewerFormat { path, version: v })
+            }
             Some(v) if v >= 1 => {}
-            _ => return Err(ConfigError::Corrupt { path, what: "missing or invalid \"format\"".into() }),
+            _ => {
+                return Err(ConfigError::Corrupt {
+                    path,
+                    what: "missing or invalid \"format\"".into(),
+                })
+            }
         }
         serde_json::from_value(value).map_err(corrupt)
     }
 
     fn auth_key(material: &Key32, store_id: &str) -> Key32 {
-        derive(&[material.expose()], store_id.as_bytes(), b"strata config tag v1")
+        derive(
+            &[material.expose()],
+            store_id.as_bytes(),
+            b"strata config tag v1",
+        )
     }
 
     fn body_tag(&self, material: &Key32) -> String {
@@ -221,7 +239,11 @@ impl Config {
         copy.tag.clear();
         // Serializing plain data structures cannot fail.
         let body = serde_json::to_vec(&copy).unwrap_or_default();
-        hex::encode(tag::tag(&Self::auth_key(material, &self.store_id), b"strata config v1", &[&body]))
+        hex::encode(tag::tag(
+            &Self::auth_key(material, &self.store_id),
+            b"strata config v1",
+            &[&body],
+        ))
     }
 
     /// Checks the tag with the auth key's material.
@@ -240,12 +262,25 @@ impl Config {
         self.generation += 1;
         self.tag = self.body_tag(material);
         let path = Self::path(store);
-        let text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Corrupt { path: path.clone(), what: e.to_string() })?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Corrupt {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
         if path.exists() {
-            crate::store::atomic_write(&store.join(format!("{CONFIG_NAME}.bak")), &std::fs::read(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?)
-                .map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+            crate::store::atomic_write(
+                &store.join(format!("{CONFIG_NAME}.bak")),
+                &std::fs::read(&path).map_err(|source| ConfigError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+            .map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
-        crate::store::atomic_write(&path, format!("{text}\n").as_bytes()).map_err(|source| ConfigError::Io { path, source })
+        crate::store::atomic_write(&path, format!("{text}\n").as_bytes())
+            .map_err(|source| ConfigError::Io { path, source })
     }
 
     /// The disk named `name`.

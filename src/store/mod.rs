@@ -15,9 +15,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use crate::crypto::{random_array, Key32, Key64};
 use crate::layers::{DiskKeys, Layer};
 use crate::vault::{KeyKind, Vault, VaultError};
-pub use config::{Config, ConfigError, DiskConfig, DiskKind, KeyRef, Scope, StorageMode, WrappedDek};
+pub use config::{
+    Config, ConfigError, DiskConfig, DiskKind, KeyRef, Scope, StorageMode, WrappedDek,
+};
 pub use presets::Preset;
-
 
 /// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
@@ -90,17 +91,29 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub use crate::backing::{atomic_write, write_dirid, DIRID_NAME};
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn dek_aad(store_id: &str, disk: &str, layer: Layer, generation: u32, key: &KeyRef) -> Vec<u8> {
-    format!("strata dek v1\0{store_id}\0{disk}\0{}\0{generation}\0{}\0{}", layer.name(), key.name, key.version).into_bytes()
+    format!(
+        "strata dek v1\0{store_id}\0{disk}\0{}\0{generation}\0{}\0{}",
+        layer.name(),
+        key.name,
+        key.version
+    )
+    .into_bytes()
 }
 
 /// Wraps a DEK under a vault key version.
@@ -108,7 +121,15 @@ pub fn wrap_dek(kek: &Key32, dek: &Key64, aad: &[u8]) -> String {
     let cipher = XChaCha20Poly1305::new(kek.expose().into());
     let nonce: [u8; 24] = random_array();
     // Encryption with a valid key and nonce does not fail.
-    let ct = cipher.encrypt(&XNonce::from(nonce), Payload { msg: dek.expose(), aad }).unwrap_or_default();
+    let ct = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: dek.expose(),
+                aad,
+            },
+        )
+        .unwrap_or_default();
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     hex::encode(out)
@@ -123,7 +144,17 @@ pub fn unwrap_dek(kek: &Key32, wrapped: &str, aad: &[u8]) -> Option<Key64> {
     let cipher = XChaCha20Poly1305::new(kek.expose().into());
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&raw[..24]);
-    let pt = zeroize::Zeroizing::new(cipher.decrypt(&XNonce::from(nonce), Payload { msg: &raw[24..], aad }).ok()?);
+    let pt = zeroize::Zeroizing::new(
+        cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &raw[24..],
+                    aad,
+                },
+            )
+            .ok()?,
+    );
     Key64::from_slice(&pt)
 }
 
@@ -133,30 +164,61 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
     if vault.key(name).is_none() {
         vault.create_key(name, kind)?;
     }
-    let key = vault.key(name).ok_or_else(|| StoreError::Invalid(format!("vault key {name} vanished")))?;
+    let key = vault
+        .key(name)
+        .ok_or_else(|| StoreError::Invalid(format!("vault key {name} vanished")))?;
     let v = key
         .latest_enabled()
         .ok_or_else(|| StoreError::Invalid(format!("vault key {name} has no enabled version")))?;
-    Ok(KeyRef { name: name.to_string(), version: v.version })
+    Ok(KeyRef {
+        name: name.to_string(),
+        version: v.version,
+    })
 }
 
-fn key_material<'v>(vault: &'v Vault, store: &Path, disk: &str, key: &KeyRef) -> Result<&'v Key32, StoreError> {
+fn key_material<'v>(
+    vault: &'v Vault,
+    store: &Path,
+    disk: &str,
+    key: &KeyRef,
+) -> Result<&'v Key32, StoreError> {
     let v = vault
         .key(&key.name)
         .and_then(|k| k.version(key.version))
-        .ok_or_else(|| StoreError::MissingKey { store: store.to_path_buf(), key: key.name.clone(), version: key.version })?;
+        .ok_or_else(|| StoreError::MissingKey {
+            store: store.to_path_buf(),
+            key: key.name.clone(),
+            version: key.version,
+        })?;
     if !v.enabled {
-        return Err(StoreError::Revoked { disk: disk.to_string(), key: key.name.clone(), version: key.version });
+        return Err(StoreError::Revoked {
+            disk: disk.to_string(),
+            key: key.name.clone(),
+            version: key.version,
+        });
     }
     Ok(v.material())
 }
 
 /// Creates a new DEK for `layer` of `disk`, wrapped by `key`.
-pub fn new_wrapped_dek(vault: &Vault, store: &Path, store_id: &str, disk: &str, layer: Layer, key: KeyRef, generation: u32) -> Result<WrappedDek, StoreError> {
+pub fn new_wrapped_dek(
+    vault: &Vault,
+    store: &Path,
+    store_id: &str,
+    disk: &str,
+    layer: Layer,
+    key: KeyRef,
+    generation: u32,
+) -> Result<WrappedDek, StoreError> {
     let kek = key_material(vault, store, disk, &key)?;
     let dek = Key64::random();
     let wrapped = wrap_dek(kek, &dek, &dek_aad(store_id, disk, layer, generation, &key));
-    Ok(WrappedDek { layer, key, generation, wrapped })
+    Ok(WrappedDek {
+        layer,
+        key,
+        generation,
+        wrapped,
+    })
 }
 
 /// Path of a disk's backing root.
@@ -192,34 +254,81 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
     let mut scopes = Vec::new();
     if let Some((scope, key)) = &plan.scope {
         ensure_key(vault, key, KeyKind::Customer)?;
-        scopes.push(Scope { name: scope.to_string(), key: key.to_string() });
+        scopes.push(Scope {
+            name: scope.to_string(),
+            key: key.to_string(),
+        });
     }
     let mut disks = Vec::new();
-    for (name, kind) in [("os", DiskKind::Os), ("data", DiskKind::Data), ("temp", DiskKind::Temp)] {
+    for (name, kind) in [
+        ("os", DiskKind::Os),
+        ("data", DiskKind::Data),
+        ("temp", DiskKind::Temp),
+    ] {
         let mut layers = Vec::new();
-        let (guest, storage) = if kind == DiskKind::Temp { (false, StorageMode::None) } else { (plan.guest, plan.storage) };
+        let (guest, storage) = if kind == DiskKind::Temp {
+            (false, StorageMode::None)
+        } else {
+            (plan.guest, plan.storage)
+        };
         if guest {
             let k = ensure_key(vault, plan.guest_key, KeyKind::Customer)?;
-            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::Guest, k, 1)?);
+            layers.push(new_wrapped_dek(
+                vault,
+                store,
+                &store_id,
+                name,
+                Layer::Guest,
+                k,
+                1,
+            )?);
         }
         if host && kind != DiskKind::Temp {
             let k = ensure_key(vault, "host", KeyKind::Host)?;
-            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::Host, k, 1)?);
+            layers.push(new_wrapped_dek(
+                vault,
+                store,
+                &store_id,
+                name,
+                Layer::Host,
+                k,
+                1,
+            )?);
         }
         if matches!(storage, StorageMode::Customer | StorageMode::Double) {
             let cmk = plan.scope.as_ref().map(|(_, k)| *k).unwrap_or(plan.cmk);
             let k = ensure_key(vault, cmk, KeyKind::Customer)?;
-            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::StorageCmk, k, 1)?);
+            layers.push(new_wrapped_dek(
+                vault,
+                store,
+                &store_id,
+                name,
+                Layer::StorageCmk,
+                k,
+                1,
+            )?);
         }
         if matches!(storage, StorageMode::Platform | StorageMode::Double) {
             let k = ensure_key(vault, "platform", KeyKind::Platform)?;
-            layers.push(new_wrapped_dek(vault, store, &store_id, name, Layer::StoragePmk, k, 1)?);
+            layers.push(new_wrapped_dek(
+                vault,
+                store,
+                &store_id,
+                name,
+                Layer::StoragePmk,
+                k,
+                1,
+            )?);
         }
         disks.push(DiskConfig {
             name: name.to_string(),
             kind,
             created: now(),
-            scope: if kind == DiskKind::Temp { None } else { plan.scope.as_ref().map(|(s, _)| s.to_string()) },
+            scope: if kind == DiskKind::Temp {
+                None
+            } else {
+                plan.scope.as_ref().map(|(s, _)| s.to_string())
+            },
             storage,
             guest,
             layers,
@@ -269,22 +378,41 @@ pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
     let config = Config::read(store)?;
     let vid = hex::encode(vault.id());
     if config.vault_id != vid {
-        return Err(StoreError::OtherVault { store: store.to_path_buf(), expected: config.vault_id, vault: vault.path().to_path_buf(), found: vid });
+        return Err(StoreError::OtherVault {
+            store: store.to_path_buf(),
+            expected: config.vault_id,
+            vault: vault.path().to_path_buf(),
+            found: vid,
+        });
     }
     let material = key_material(vault, store, "config", &config.auth_key)?;
     config.verify(store, material)?;
     let expected = vault.store_generation(&config.store_id);
     if config.generation < expected {
-        return Err(ConfigError::RolledBack { path: Config::path(store), found: config.generation, expected }.into());
+        return Err(ConfigError::RolledBack {
+            path: Config::path(store),
+            found: config.generation,
+            expected,
+        }
+        .into());
     }
     let mut disks = Vec::new();
     for d in &config.disks {
         disks.push((d.clone(), unlock_disk(store, &config, d, vault)));
     }
-    Ok(OpenStore { path: store.to_path_buf(), config, disks })
+    Ok(OpenStore {
+        path: store.to_path_buf(),
+        config,
+        disks,
+    })
 }
 
-fn unlock_disk(store: &Path, config: &Config, d: &DiskConfig, vault: &Vault) -> Result<DiskKeys, StoreError> {
+fn unlock_disk(
+    store: &Path,
+    config: &Config,
+    d: &DiskConfig,
+    vault: &Vault,
+) -> Result<DiskKeys, StoreError> {
     let mut keys = DiskKeys::default();
     for w in &d.layers {
         let kek = key_material(vault, store, &d.name, &w.key)?;

@@ -38,7 +38,14 @@ pub struct Plan {
 
 impl Preset {
     /// All presets, in documentation order.
-    pub const ALL: [Preset; 6] = [Preset::General, Preset::Compliance, Preset::OsPolicy, Preset::Full, Preset::Fleet, Preset::Max];
+    pub const ALL: [Preset; 6] = [
+        Preset::General,
+        Preset::Compliance,
+        Preset::OsPolicy,
+        Preset::Full,
+        Preset::Fleet,
+        Preset::Max,
+    ];
 
     /// The preset's name on the command line.
     pub fn name(self) -> &'static str {
@@ -54,14 +61,37 @@ impl Preset {
 
     /// The layers it turns on.
     pub fn plan(self) -> Plan {
-        let base = Plan { guest: false, host: false, storage: StorageMode::Platform, scope: None, guest_key: "guest-kek", cmk: "cmk" };
+        let base = Plan {
+            guest: false,
+            host: false,
+            storage: StorageMode::Platform,
+            scope: None,
+            guest_key: "guest-kek",
+            cmk: "cmk",
+        };
         match self {
             Preset::General => base,
-            Preset::Compliance => Plan { storage: StorageMode::Customer, ..base },
-            Preset::OsPolicy => Plan { guest: true, ..base },
+            Preset::Compliance => Plan {
+                storage: StorageMode::Customer,
+                ..base
+            },
+            Preset::OsPolicy => Plan {
+                guest: true,
+                ..base
+            },
             Preset::Full => Plan { host: true, ..base },
-            Preset::Fleet => Plan { storage: StorageMode::Customer, scope: Some(("fleet", "fleet-cmk")), ..base },
-            Preset::Max => Plan { guest: true, host: true, storage: StorageMode::Double, scope: Some(("max", "max-cmk")), ..base },
+            Preset::Fleet => Plan {
+                storage: StorageMode::Customer,
+                scope: Some(("fleet", "fleet-cmk")),
+                ..base
+            },
+            Preset::Max => Plan {
+                guest: true,
+                host: true,
+                storage: StorageMode::Double,
+                scope: Some(("max", "max-cmk")),
+                ..base
+            },
         }
     }
 }

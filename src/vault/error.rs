@@ -1,0 +1,106 @@
+//! The vault's error type: one variant per thing a user, a disk or another
+//! process can get wrong, each with a one-line message that names what went
+//! wrong and where, and never carries key material or passphrases.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong creating, opening, changing or saving a vault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// There is no file at the vault path.
+    #[error("no vault at {}", .0.display())]
+    NotFound(PathBuf),
+
+    /// `create` was asked to write over an existing file.
+    #[error("{} already exists: refusing to overwrite it with a new vault", .0.display())]
+    Exists(PathBuf),
+
+    /// The file does not start with the vault magic.
+    #[error("{} is not a strata vault", .0.display())]
+    NotAVault(PathBuf),
+
+    /// The file was written by a newer strata, in a format this one cannot read.
+    #[error(
+        "vault {} has format version {version}, newer than this strata reads (1): upgrade strata",
+        path.display()
+    )]
+    NewerFormat {
+        /// The vault file.
+        path: PathBuf,
+        /// The format version found in its header.
+        version: u16,
+    },
+
+    /// The passphrase slot did not open with the given passphrase.
+    #[error("wrong passphrase for vault {}", .0.display())]
+    WrongPassphrase(PathBuf),
+
+    /// The recovery slot did not open with the given recovery key.
+    #[error("wrong recovery key for vault {}", .0.display())]
+    WrongRecoveryKey(PathBuf),
+
+    /// The file is damaged: its structure, checksum or sealed body is wrong.
+    #[error("vault {} is damaged: {what}", path.display())]
+    Corrupt {
+        /// The vault file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+
+    /// Reading or writing a file or directory failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory being read or written.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Argon2id parameters out of range, or Argon2id could not run with them.
+    #[error("invalid Argon2id parameters: {0}")]
+    InvalidKdfParams(String),
+
+    /// A key name outside `[A-Za-z0-9._-]{1,64}`.
+    #[error("invalid key name {0:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ -")]
+    InvalidKeyName(String),
+
+    /// `create_key` was given the name of a key that already exists.
+    #[error("the vault already has a key named {0:?}")]
+    KeyExists(String),
+
+    /// No key of that name.
+    #[error("the vault has no key named {0:?}")]
+    NoSuchKey(String),
+
+    /// The key exists but has no such version.
+    #[error("key {name:?} has no version {version}")]
+    NoSuchVersion {
+        /// The key's name.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+
+    /// A recovery key that does not parse; the message names the problem.
+    #[error("{0}")]
+    BadRecoveryKey(String),
+}
+
+impl VaultError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        VaultError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        VaultError::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Tests of the vault as a whole: files on disk, passphrases, recovery keys,
+//! damage, saves and key management.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const FAST: KdfParams = KdfParams {
+    memory_kib: 256,
+    iterations: 1,
+    parallelism: 1,
+};
+
+fn pass(s: &str) -> SecretBytes {
+    SecretBytes::new(s.as_bytes().to_vec())
+}
+
+fn new_vault(dir: &Path) -> (PathBuf, Vault, RecoveryKey) {
+    let path = dir.join("sub").join("vault");
+    let (v, r) = Vault::create(&path, &pass("correct horse"), "eu-west", FAST).expect("create");
+    (path, v, r)
+}
+
+#[test]
+fn create_then_open_round_trips_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let first = v
+        .create_key("disk", KeyKind::Customer)
+        .expect("create_key")
+        .latest()
+        .material()
+        .duplicate();
+    v.create_key("host.1", KeyKind::Host).expect("create_key");
+    assert_eq!(v.rotate_key("disk").expect("rotate"), 2);
+    v.set_rotation_days("disk", Some(30)).expect("rotation");
+    v.set_store_generation("00aa", 5);
+    v.save().expect("save");
+
+    let w = Vault::open(&path, &pass("correct horse")).expect("open");
+    assert_eq!(w.id(), v.id());
+    assert_eq!(w.region(), "eu-west");
+    assert_eq!(w.created(), v.created());
+    assert_eq!(w.path(), path);
+    assert_eq!(
+        w.keys().iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["disk", "host.1"]
+    );
+    let disk = w.key("disk").expect("disk");
+    assert_eq!(disk.kind, KeyKind::Customer);
+    assert_eq!(disk.rotation_days, Some(30));
+    assert_eq!(disk.versions.len(), 2);
+    assert!(disk.version(1).expect("v1").material() == &first);
+    assert!(disk.version(2).expect("v2").material() != &first);
+    assert!(
+        disk.version(2).expect("v2").material() == v.key("disk").expect("disk").latest().material()
+    );
+    assert_eq!(w.key("host.1").expect("host").kind, KeyKind::Host);
+    assert_eq!(w.store_generation("00aa"), 5);
+    assert_eq!(w.store_generation("00bb"), 0);
+}
+
+#[test]
+fn wrong_passphrase_is_reported_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _, _) = new_vault(dir.path());
+    let e = Vault::open(&path, &pass("correct horsf")).expect_err("wrong");
+    assert!(matches!(e, VaultError::WrongPassphrase(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("wrong passphrase for vault {}", path.display())
+    );
+}
+
+#[test]
+fn recovery_key_opens_the_vault_and_a_wrong_one_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, r) = new_vault(dir.path());
+    v.create_key("k", KeyKind::Platform).expect("key");
+    v.save().expect("save");
+    let typed = RecoveryKey::parse(&r.to_string()).expect("parse");
+    let w = Vault::open_with_recovery(&path, &typed).expect("recovery opens");
+    assert!(w.key("k").is_some());
+    // The recovery key is not the passphrase and vice versa.
+    let as_pass = SecretBytes::new(r.to_string().into_bytes());
+    assert!(matches!(
+        Vault::open(&path, &as_pass),
+        Err(VaultError::WrongPassphrase(_))
+    ));
+    let other = RecoveryKey::random();
+    let e = Vault::open_with_recovery(&path, &other).expect_err("wrong key");
+    assert!(matches!(e, VaultError::WrongRecoveryKey(_)), "{e:?}");
+}
+
+#[test]
+fn change_passphrase_retires_the_old_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, r) = new_vault(dir.path());
+    v.create_key("k", KeyKind::Host).expect("key");
+    v.change_passphrase(&pass("battery staple"), FAST)
+        .expect("change");
+    assert!(matches!(
+        Vault::open(&path, &pass("correct horse")),
+        Err(VaultError::WrongPassphrase(_))
+    ));
+    let w = Vault::open(&path, &pass("battery staple")).expect("new opens");
+    // Unsaved changes were saved along with the new slot.
+    assert!(w.key("k").is_some());
+    // The recovery slot still opens, and the VMK did not change.
+    let x = Vault::open_with_recovery(&path, &r).expect("recovery");
+    assert!(x.vmk == v.vmk && w.vmk == v.vmk);
+    // The open vault keeps working with the new slot.
+    v.save().expect("save");
+    Vault::open(&path, &pass("battery staple")).expect("still opens");
+}
+
+#[test]
+fn change_passphrase_with_bad_params_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let before = fs::read(&path).expect("read");
+    let bad = KdfParams {
+        iterations: 0,
+        ..FAST
+    };
+    let e = v.change_passphrase(&pass("x"), bad).expect_err("refused");
+    assert!(matches!(e, VaultError::InvalidKdfParams(_)), "{e:?}");
+    assert_eq!(fs::read(&path).expect("read"), before);
+    Vault::open(&path, &pass("correct horse")).expect("old passphrase");
+}
+
+/// A small vault file with one key, and its passphrase.
+fn small_vault_bytes(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let (path, mut v, _) = new_vault(dir);
+    v.create_key("k", KeyKind::Platform).expect("key");
+    v.save().expect("save");
+    let bytes = fs::read(&path).expect("read");
+    (path, bytes)
+}
+
+#[test]
+fn every_single_byte_flip_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, good) = small_vault_bytes(dir.path());
+    let header_len = 29 + 101 * 2 + 32;
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x01 << (i % 8);
+        fs::write(&path, &bad).expect("write");
+        let e = Vault::open(&path, &pass("correct horse"))
+            .expect_err(&format!("flip at offset {i} opened"));
+        // The checksum and the body tag tell damage from a wrong passphrase.
+        match (i, &e) {
+            (0..=7, VaultError::NotAVault(_)) => {}
+            (8..=9, VaultError::NewerFormat { .. } | VaultError::Corrupt { .. }) => {}
+            (10.., VaultError::Corrupt { .. }) => {}
+            _ => panic!("flip at offset {i}: unexpected {e:?}"),
+        }
+        if i >= header_len + 28 {
+            assert!(
+                e.to_string().contains("does not authenticate"),
+                "flip at offset {i}: {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, good) = small_vault_bytes(dir.path());
+    for len in 0..good.len() {
+        fs::write(&path, &good[..len]).expect("write");
+        let e = Vault::open(&path, &pass("correct horse"))
+            .expect_err(&format!("truncated to {len} opened"));
+        assert!(
+            matches!(e, VaultError::Corrupt { .. }),
+            "truncated to {len}: {e:?}"
+        );
+    }
+    let mut long = good.clone();
+    long.push(0);
+    fs::write(&path, &long).expect("write");
+    let e = Vault::open(&path, &pass("correct horse")).expect_err("trailing byte");
+    assert!(
+        e.to_string().contains("1 unexpected bytes after the body"),
+        "{e}"
+    );
+}
+
+#[test]
+fn random_bytes_are_not_a_vault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("noise");
+    fs::write(&path, crypto::random_array::<600>()).expect("write");
+    let e = Vault::open(&path, &pass("x")).expect_err("noise");
+    assert!(matches!(e, VaultError::NotAVault(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("{} is not a strata vault", path.display())
+    );
+}
+
+#[test]
+fn newer_version_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut bytes) = small_vault_bytes(dir.path());
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    fs::write(&path, &bytes).expect("write");
+    let e = Vault::open(&path, &pass("correct horse")).expect_err("newer");
+    assert!(
+        matches!(e, VaultError::NewerFormat { version: 2, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("format version 2"), "{e}");
+}
+
+#[test]
+fn missing_and_existing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("none");
+    assert!(matches!(
+        Vault::open(&path, &pass("x")),
+        Err(VaultError::NotFound(_))
+    ));
+    fs::write(&path, b"something").expect("write");
+    let e = Vault::create(&path, &pass("x"), "r", FAST).expect_err("exists");
+    assert!(matches!(e, VaultError::Exists(_)), "{e:?}");
+    assert_eq!(fs::read(&path).expect("read"), b"something");
+}
+
+#[test]
+fn save_keeps_a_backup_and_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let bak = file::with_suffix(&path, ".bak");
+    let tmp = file::with_suffix(&path, ".tmp");
+    assert!(!bak.exists() && !tmp.exists());
+    let first = fs::read(&path).expect("read");
+
+    v.create_key("a", KeyKind::Host).expect("key");
+    v.save().expect("save");
+    assert_eq!(fs::read(&bak).expect("bak"), first);
+    let second = fs::read(&path).expect("read");
+    assert_ne!(second, first);
+
+    v.save().expect("save again");
+    assert_eq!(fs::read(&bak).expect("bak"), second);
+    assert!(!tmp.exists());
+    assert!(!file::with_suffix(&path, ".bak.tmp").exists());
+    // The backup is itself a vault that opens.
+    let b = Vault::open(&bak, &pass("correct horse")).expect("backup opens");
+    assert!(b.key("a").is_some());
+}
+
+#[test]
+fn failed_saves_leave_the_vault_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let before = fs::read(&path).expect("read");
+    v.create_key("a", KeyKind::Host).expect("key");
+
+    // The temporary file cannot be written.
+    let tmp = file::with_suffix(&path, ".tmp");
+    fs::create_dir(&tmp).expect("mkdir");
+    let e = v.save().expect_err("tmp is a directory");
+    assert!(matches!(e, VaultError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains("vault.tmp"), "{e}");
+    assert_eq!(fs::read(&path).expect("read"), before);
+    fs::remove_dir(&tmp).expect("rmdir");
+
+    // The backup cannot be written: the new file is not put in place either.
+    let bak_tmp = file::with_suffix(&path, ".bak.tmp");
+    fs::create_dir(&bak_tmp).expect("mkdir");
+    assert!(v.save().is_err());
+    assert_eq!(fs::read(&path).expect("read"), before);
+    assert!(!tmp.exists());
+    fs::remove_dir(&bak_tmp).expect("rmdir");
+
+    v.save().expect("save");
+    assert!(Vault::open(&path, &pass("correct horse"))
+        .expect("open")
+        .key("a")
+        .is_some());
+}
+
+#[test]
+fn files_are_0600_and_new_directories_0700() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, v, _) = new_vault(dir.path());
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("sub")), 0o700);
+    v.save().expect("save");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&file::with_suffix(&path, ".bak")), 0o600);
+    assert_eq!(mode(&file::with_suffix(&path, ".lock")), 0o600);
+}
+
+#[test]
+fn concurrent_saves_never_tear_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut a, _) = new_vault(dir.path());
+    a.create_key("a", KeyKind::Host).expect("key");
+    let mut b = Vault::open(&path, &pass("correct horse")).expect("open");
+    b.create_key("b", KeyKind::Host).expect("key");
+    std::thread::scope(|s| {
+        for v in [&a, &b] {
+            s.spawn(move || {
+                for _ in 0..25 {
+                    v.save().expect("save");
+                }
+            });
+        }
+    });
+    let last = Vault::open(&path, &pass("correct horse")).expect("whole file");
+    assert!(last.key("a").is_some() != last.key("b").is_some());
+    Vault::open(&file::with_suffix(&path, ".bak"), &pass("correct horse")).expect("whole backup");
+}
+
+#[test]
+fn key_management_semantics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, mut v, _) = new_vault(dir.path());
+    let k = v.create_key("disk", KeyKind::Customer).expect("key");
+    assert_eq!(k.versions.len(), 1);
+    assert_eq!(k.latest().version, 1);
+    assert!(k.latest().enabled);
+    assert!(k.rotation_days.is_none());
+
+    assert!(matches!(
+        v.create_key("disk", KeyKind::Host),
+        Err(VaultError::KeyExists(n)) if n == "disk"
+    ));
+    for bad in ["", "a b", "../x", &"n".repeat(65)] {
+        assert!(matches!(
+            v.create_key(bad, KeyKind::Host),
+            Err(VaultError::InvalidKeyName(_))
+        ));
+    }
+    assert!(matches!(
+        v.rotate_key("nope"),
+        Err(VaultError::NoSuchKey(_))
+    ));
+
+    assert_eq!(v.rotate_key("disk").expect("rotate"), 2);
+    assert_eq!(v.rotate_key("disk").expect("rotate"), 3);
+    let disk = v.key("disk").expect("disk");
+    assert_eq!(disk.latest_enabled().expect("enabled").version, 3);
+    assert!(disk.version(4).is_none());
+
+    v.set_enabled("disk", Some(3), false).expect("disable 3");
+    let disk = v.key("disk").expect("disk");
+    assert_eq!(disk.latest().version, 3);
+    assert_eq!(disk.latest_enabled().expect("enabled").version, 2);
+    assert!(!disk.version(3).expect("v3").enabled);
+
+    v.set_enabled("disk", None, false).expect("disable all");
+    assert!(v.key("disk").expect("disk").latest_enabled().is_none());
+
+    v.set_enabled("disk", Some(1), true).expect("enable 1");
+    assert_eq!(
+        v.key("disk")
+            .expect("disk")
+            .latest_enabled()
+            .expect("enabled")
+            .version,
+        1
+    );
+    v.set_enabled("disk", None, true).expect("enable all");
+    assert_eq!(
+        v.key("disk")
+            .expect("disk")
+            .latest_enabled()
+            .expect("enabled")
+            .version,
+        3
+    );
+
+    let e = v.set_enabled("disk", Some(9), true).expect_err("no v9");
+    assert!(matches!(e, VaultError::NoSuchVersion { version: 9, .. }));
+    assert_eq!(e.to_string(), "key \"disk\" has no version 9");
+    assert!(matches!(
+        v.set_enabled("nope", None, true),
+        Err(VaultError::NoSuchKey(_))
+    ));
+
+    // Distinct random material for every version.
+    let disk = v.key("disk").expect("disk");
+    for a in &disk.versions {
+        for b in &disk.versions {
+            assert_eq!(a.version == b.version, a.material() == b.material());
+        }
+    }
+}
+
+#[test]
+fn debug_shows_no_key_material() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, r) = new_vault(dir.path());
+    v.create_key("disk", KeyKind::Customer).expect("key");
+    v.rotate_key("disk").expect("rotate");
+    let shown = format!("{v:?} {:?} {:?}", v.keys(), r);
+    assert!(
+        shown.contains("disk") && shown.contains("eu-west"),
+        "{shown}"
+    );
+    assert!(shown.contains(&hex::encode(v.id())), "{shown}");
+    assert!(shown.contains(&path.display().to_string()), "{shown}");
+    let mut secrets: Vec<String> = vec![hex::encode(v.vmk.expose()), r.to_string()];
+    for k in v.keys() {
+        for kv in &k.versions {
+            secrets.push(hex::encode(kv.material().expose()));
+            secrets.push(format!("{:?}", kv.material().expose()));
+        }
+    }
+    for s in &secrets {
+        assert!(!shown.contains(s.as_str()), "debug output leaks {s}");
+    }
+    // Nor does any error message about this vault.
+    let e = Vault::open(&path, &pass("zebra-quartz")).expect_err("wrong");
+    assert!(!format!("{e} {e:?}").contains("zebra"));
+}
+
+#[test]
+fn reload_sees_another_instances_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let mut other = Vault::open(&path, &pass("correct horse")).expect("open");
+    other.create_key("added", KeyKind::Host).expect("key");
+    other.set_store_generation("ab", 9);
+    other.save().expect("save");
+    assert!(v.key("added").is_none());
+    v.reload().expect("reload");
+    assert!(v.key("added").is_some());
+    assert_eq!(v.store_generation("ab"), 9);
+
+    // A passphrase change elsewhere is picked up too: saving afterwards
+    // keeps the new slot.
+    other.change_passphrase(&pass("new"), FAST).expect("change");
+    v.reload().expect("reload");
+    v.save().expect("save");
+    Vault::open(&path, &pass("new")).expect("new passphrase");
+
+    // A different vault at the same path is refused.
+    fs::remove_file(&path).expect("rm");
+    let _ = Vault::create(&path, &pass("x"), "r", FAST).expect("create");
+    let e = v.reload().expect_err("different vault");
+    assert!(e.to_string().contains("now holds vault"), "{e}");
+    assert!(v.key("added").is_some());
+}
+
+#[test]
+fn invalid_kdf_params_are_refused_at_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v");
+    for kdf in [
+        KdfParams {
+            memory_kib: 4,
+            ..FAST
+        },
+        KdfParams {
+            parallelism: 0,
+            ..FAST
+        },
+        KdfParams {
+            memory_kib: MAX_MEMORY_KIB + 1,
+            ..FAST
+        },
+    ] {
+        let e = Vault::create(&path, &pass("x"), "r", kdf).expect_err("bad params");
+        assert!(matches!(e, VaultError::InvalidKdfParams(_)), "{e:?}");
+    }
+    assert!(!path.exists());
+}
+
+/// Times one default Argon2id derivation; run with
+/// `cargo test --release -- --ignored default_kdf_cost --nocapture`.
+#[test]
+#[ignore]
+fn default_kdf_cost() {
+    let start = std::time::Instant::now();
+    let kek = seal::derive_kek(b"passphrase", &[0; 16], KdfParams::default()).expect("kdf");
+    let took = start.elapsed();
+    drop(kek);
+    println!("Argon2id {} took {took:?}", KdfParams::default());
+    assert!(took < std::time::Duration::from_secs(1));
+}
