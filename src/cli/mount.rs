@@ -199,6 +199,15 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // Handlers go in before the mount exists, so that a signal arriving
+    // while it comes up is queued rather than lost (or ignored, when the
+    // parent left SIGINT ignored).
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
     rustix::process::umask(rustix::fs::Mode::empty());
     let cache = Arc::new(BlockCache::new(a.cache_size));
     let fs = Arc::new(Fs::new(
@@ -246,12 +255,6 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
     let mut unmounter = session.unmount_callable();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ])
-    .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
