@@ -8,6 +8,20 @@ use std::os::unix::ffi::OsStrExt;
 use super::{Errno, Fs, FsResult, Kind};
 
 const USER: &str = "user.";
+/// Backing-name prefix of an xattr whose encrypted name would not fit the
+/// backing filesystem's 255-byte limit: the name is a keyed hash, and the
+/// value carries the sealed name (`u16 LE length ‖ sealed name ‖ sealed
+/// value`).
+const LONG: &str = "user.~L";
+/// Associated-data name under which a long xattr's own name is sealed; no
+/// real xattr name can equal it (they all begin with `user.`).
+const LONG_NAME_AD: &str = "strata:xattr-name";
+
+/// How an xattr is stored.
+struct Stored {
+    backing: String,
+    long: bool,
+}
 
 impl Fs {
     /// The owner id and backing target of an inode's xattrs.
@@ -45,6 +59,29 @@ impl Fs {
         }
     }
 
+    /// The backing name of xattr `name` of the owner `id` on `disk`.
+    fn xattr_backing(&self, disk: usize, id: &[u8; 16], name: &str) -> FsResult<Stored> {
+        let (pipeline, codec) = self.disk(disk)?.check()?;
+        if codec.is_encrypted() && name.len() > crate::names::XATTR_NAME_MAX {
+            let key: crate::crypto::Key32 = crate::crypto::kdf::derive(
+                &[pipeline.name_key().expose()],
+                b"",
+                b"strata long xattr name v1",
+            );
+            let h = crate::crypto::tag::tag(&key, b"strata xattr name", &[id, name.as_bytes()]);
+            use base64::Engine as _;
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h);
+            return Ok(Stored {
+                backing: format!("{LONG}{b}"),
+                long: true,
+            });
+        }
+        Ok(Stored {
+            backing: codec.encrypt_xattr_name(id, name)?,
+            long: false,
+        })
+    }
+
     fn user_name(name: &OsStr) -> FsResult<&str> {
         let s = std::str::from_utf8(name.as_bytes()).map_err(|_| Errno::ENOTSUP)?;
         if s.starts_with(USER) && s.len() > USER.len() {
@@ -60,12 +97,20 @@ impl Fs {
         let name = Self::user_name(name)?;
         let (disk, id, target) = self.xattr_owner(ino)?;
         let (_, codec) = self.disk(disk)?.check()?;
-        let bname = codec.encrypt_xattr_name(&id, name)?;
-        let stored = codec.encrypt_xattr_value(&id, name, value);
+        let st = self.xattr_backing(disk, &id, name)?;
+        let mut stored = Vec::new();
+        if st.long {
+            let sealed = codec.encrypt_xattr_value(&id, LONG_NAME_AD, name.as_bytes());
+            let len = u16::try_from(sealed.len()).map_err(|_| Errno(libc::ERANGE))?;
+            stored.extend_from_slice(&len.to_le_bytes());
+            stored.extend_from_slice(&sealed);
+        }
+        stored.extend_from_slice(&codec.encrypt_xattr_value(&id, name, value));
         let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
+        let bname = st.backing.as_str();
         match target {
-            XTarget::Path(p) => rustix::fs::lsetxattr(&p, bname.as_str(), &stored, f)?,
-            XTarget::File(file) => rustix::fs::fsetxattr(file.fd(), bname.as_str(), &stored, f)?,
+            XTarget::Path(p) => rustix::fs::lsetxattr(&p, bname, &stored, f)?,
+            XTarget::File(file) => rustix::fs::fsetxattr(file.fd(), bname, &stored, f)?,
         }
         Ok(())
     }
@@ -75,9 +120,14 @@ impl Fs {
         let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
         let (disk, id, target) = self.xattr_owner(ino)?;
         let (_, codec) = self.disk(disk)?.check()?;
-        let bname = codec.encrypt_xattr_name(&id, name)?;
-        let stored = read_xattr(&target, &bname)?;
-        Ok(codec.decrypt_xattr_value(&id, name, &stored)?)
+        let st = self.xattr_backing(disk, &id, name)?;
+        let stored = read_xattr(&target, &st.backing)?;
+        let value = if st.long {
+            split_long(&stored)?.1
+        } else {
+            &stored[..]
+        };
+        Ok(codec.decrypt_xattr_value(&id, name, value)?)
     }
 
     /// Lists xattr names, each followed by NUL.
@@ -97,6 +147,19 @@ impl Fs {
             if !b.starts_with(USER) {
                 continue;
             }
+            if b.starts_with(LONG) {
+                match self.long_xattr_name(disk, &id, &target, b) {
+                    Ok(n) => {
+                        out.extend_from_slice(n.as_bytes());
+                        out.push(0);
+                    }
+                    Err(e) => tracing::error!(
+                        "skipping a long xattr whose name does not decrypt: errno {}",
+                        e.0
+                    ),
+                }
+                continue;
+            }
             match codec.decrypt_xattr_name(&id, b) {
                 Ok(n) => {
                     out.extend_from_slice(n.as_bytes());
@@ -113,14 +176,42 @@ impl Fs {
         self.writable()?;
         let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
         let (disk, id, target) = self.xattr_owner(ino)?;
-        let (_, codec) = self.disk(disk)?.check()?;
-        let bname = codec.encrypt_xattr_name(&id, name)?;
+        let st = self.xattr_backing(disk, &id, name)?;
+        let bname = st.backing.as_str();
         match target {
-            XTarget::Path(p) => rustix::fs::lremovexattr(&p, bname.as_str())?,
-            XTarget::File(f) => rustix::fs::fremovexattr(f.fd(), bname.as_str())?,
+            XTarget::Path(p) => rustix::fs::lremovexattr(&p, bname)?,
+            XTarget::File(f) => rustix::fs::fremovexattr(f.fd(), bname)?,
         }
         Ok(())
     }
+}
+
+impl Fs {
+    /// The plaintext name of a long xattr, checked against its backing name.
+    fn long_xattr_name(
+        &self,
+        disk: usize,
+        id: &[u8; 16],
+        target: &XTarget,
+        backing: &str,
+    ) -> FsResult<String> {
+        let (_, codec) = self.disk(disk)?.check()?;
+        let stored = read_xattr(target, backing)?;
+        let (sealed, _) = split_long(&stored)?;
+        let raw = codec.decrypt_xattr_value(id, LONG_NAME_AD, sealed)?;
+        let name = String::from_utf8(raw).map_err(|_| Errno::EIO)?;
+        if self.xattr_backing(disk, id, &name)?.backing != backing {
+            return Err(Errno::EIO);
+        }
+        Ok(name)
+    }
+}
+
+/// Splits a long xattr's stored value into (sealed name, sealed value).
+fn split_long(stored: &[u8]) -> FsResult<(&[u8], &[u8])> {
+    let (len, rest) = stored.split_at_checked(2).ok_or(Errno::EIO)?;
+    let n = usize::from(u16::from_le_bytes([len[0], len[1]]));
+    rest.split_at_checked(n).ok_or(Errno::EIO)
 }
 
 enum XTarget {
