@@ -206,6 +206,7 @@ fn block_from_another_file_fails_its_tag(preset: &str) {
             "donor",
         );
     }
+    drop(donor_file);
     m.unmount();
 }
 
@@ -283,5 +284,6 @@ fn torn_block_at_the_end_fails_with_eio(preset: &str) {
         );
     }
     assert_errno(read_block(&file, 3), &[libc::EIO], "read of the torn block");
+    drop(file);
     m.unmount();
 }

@@ -311,7 +311,17 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
             ),
         };
     }
-    match rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty()) {
+    // The kernel releases a just-closed file asynchronously; give it a
+    // moment before calling the mount busy.
+    let mut result = rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty());
+    for _ in 0..20 {
+        if result != Err(rustix::io::Errno::BUSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        result = rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty());
+    }
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e == rustix::io::Errno::BUSY => bail!(
             "{} is busy: close the files open under it and try again",

@@ -53,7 +53,7 @@ pub enum FileError {
         block: u64,
     },
     /// The backing file is shorter than its header says.
-    #[error("{path}: truncated: {actual} bytes, header needs {expected}")]
+    #[error("{path}: truncated: {actual} bytes, a block needs {expected}")]
     Truncated {
         /// Backing file.
         path: PathBuf,
@@ -141,14 +141,8 @@ pub fn read_header(
             what: format!("impossible size {size}"),
         });
     }
-    let expected = backing_len(size);
-    if len < expected {
-        return Err(FileError::Truncated {
-            path: path.to_path_buf(),
-            expected,
-            actual: len,
-        });
-    }
+    // A backing file shorter than its size is not refused here: its intact
+    // blocks stay readable and the missing ones fail when read.
     Ok(Some((header, size)))
 }
 
@@ -253,9 +247,15 @@ impl EncFile {
             let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
             if !self.cache.get(file_id, index, out) {
                 let at = i * STORED_BLOCK;
+                // Callers only load blocks inside the logical size, which the
+                // backing file always covers: a missing block is damage.
                 let Some(s) = stored.get(at..at + STORED_BLOCK) else {
-                    out.fill(0);
-                    return Ok(());
+                    return Err(FileError::Truncated {
+                        path: self.path.clone(),
+                        expected: (first.0 + i as u64 + 1) * STORED_BLOCK as u64
+                            + HEADER_LEN as u64,
+                        actual: (first.backing_offset() as usize + stored.len()) as u64,
+                    });
                 };
                 if s.iter().all(|&b| b == 0) {
                     out.fill(0);
@@ -267,7 +267,6 @@ impl EncFile {
                     .decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..])
                     .is_err()
                 {
-                    tracing::error!(backing = %self.path.display(), "block {index} failed its integrity tag");
                     return Err(FileError::BlockTag {
                         path: self.path.clone(),
                         block: index,
@@ -627,7 +626,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_backing_file_is_refused() {
+    fn truncated_backing_file_fails_only_the_missing_block() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = pipeline();
         let f = open(dir.path(), &p);
@@ -637,8 +636,13 @@ mod tests {
         let raw = std::fs::read(&path).expect("read");
         std::fs::write(&path, &raw[..raw.len() - 10]).expect("write");
         let fd = std::fs::File::open(&path).expect("open");
+        let f = EncFile::open(fd, path, p, Arc::new(BlockCache::new(0))).expect("header");
+        assert_eq!(
+            f.read(0, 2 * BLOCK_SIZE).expect("intact"),
+            vec![1u8; 2 * BLOCK_SIZE]
+        );
         assert!(matches!(
-            EncFile::open(fd, path, p, Arc::new(BlockCache::new(0))),
+            f.read(2 * BLOCK_SIZE as u64, 10),
             Err(FileError::Truncated { .. })
         ));
     }
