@@ -297,10 +297,8 @@ impl Fs {
         let ino = fuse_ino(&m);
         let kind = attr::kind_of(m.mode());
         let mut nodes = self.nodes();
+        nodes.fresh(ino);
         nodes.remember(ino, disk, path, kind, true);
-        if matches!(kind, Kind::File | Kind::Symlink) {
-            nodes.set_size(ino, None);
-        }
         drop(nodes);
         self.attr_at(ino, disk, path, &m)
     }
@@ -574,11 +572,15 @@ impl Fs {
         }
         let mut nodes = self.nodes();
         if exchange {
-            nodes.exchanged(&from.path, &to.path);
+            nodes.exchanged(
+                &from.path,
+                &to.path,
+                src.is_dir(),
+                dst.as_ref().map(|d| d.is_dir()).unwrap_or(false),
+            );
         } else {
             from.remove_sidecar();
-            nodes.unlinked(&to.path);
-            nodes.renamed(&from.path, &to.path);
+            nodes.renamed(&from.path, &to.path, src.is_dir());
         }
         Ok(())
     }
@@ -630,7 +632,7 @@ impl Fs {
         }
         let (disk, dir) = self.dir_of(ino)?;
         let (_, codec) = self.disk(disk)?.check()?;
-        let id = self.dir_id(disk, &dir)?;
+        let id = self.cached_dir_id(ino, disk, &dir)?;
         for e in std::fs::read_dir(&dir)? {
             let e = e?;
             let bname = e.file_name();

@@ -138,8 +138,11 @@ impl Fs {
         self.own_new(&c.path, &c.dir, caller)?;
         let m = std::fs::symlink_metadata(&c.path)?;
         let ino = fuse_ino(&m);
-        self.nodes()
-            .remember(ino, c.disk, &c.path, Kind::File, true);
+        {
+            let mut nodes = self.nodes();
+            nodes.fresh(ino);
+            nodes.remember(ino, c.disk, &c.path, Kind::File, true);
+        }
         let fh = self.attach(ino, true, Some(file))?;
         let attr = self.getattr(ino)?;
         Ok((attr, fh))

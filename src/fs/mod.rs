@@ -222,6 +222,18 @@ impl Fs {
         }
     }
 
+    /// The directory id of directory inode `ino` at `dir`, cached in its node.
+    fn cached_dir_id(&self, ino: u64, disk: usize, dir: &Path) -> FsResult<[u8; 16]> {
+        if let Some(id) = self.nodes().get(ino).and_then(|n| n.dir_id) {
+            return Ok(id);
+        }
+        let id = self.dir_id(disk, dir)?;
+        if let Some(n) = self.nodes().get_mut(ino) {
+            n.dir_id = Some(id);
+        }
+        Ok(id)
+    }
+
     /// Resolves `name` in directory inode `parent`: disk index, backing
     /// directory, backing name and full backing path of the child.
     fn child(&self, parent: u64, name: &OsStr) -> FsResult<Child> {
@@ -230,7 +242,7 @@ impl Fs {
         }
         let (disk, dir) = self.dir_of(parent)?;
         let (_, names) = self.disk(disk)?.check()?;
-        let id = self.dir_id(disk, &dir)?;
+        let id = self.cached_dir_id(parent, disk, &dir)?;
         let bname = names.encrypt(&id, name)?;
         let path = match &bname {
             BackingName::Short(s) => dir.join(s),

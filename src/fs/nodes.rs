@@ -1,5 +1,7 @@
 //! The inode table: which backing paths each inode the kernel knows is
-//! reachable at, its lookup count and its shared open file.
+//! reachable at, its lookup count, its shared open file and cached facts
+//! (logical size, directory id). An index from path to inode keeps unlink
+//! and rename of files independent of the table's size.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +27,14 @@ pub(super) struct Node {
     pub open_count: u32,
     /// Cached logical size of a regular file or symlink.
     pub size: Option<u64>,
+    /// Cached directory id of a directory.
+    pub dir_id: Option<[u8; 16]>,
 }
 
 /// The table.
 pub(super) struct Nodes {
     map: HashMap<u64, Node>,
+    by_path: HashMap<PathBuf, u64>,
     /// Disk roots: never forgotten.
     pub roots: Vec<u64>,
 }
@@ -38,6 +43,7 @@ impl Nodes {
     pub fn new(disks: &[DiskRt]) -> Self {
         Nodes {
             map: HashMap::new(),
+            by_path: HashMap::new(),
             roots: vec![0; disks.len()],
         }
     }
@@ -50,8 +56,15 @@ impl Nodes {
         self.map.get_mut(&ino)
     }
 
-    /// Records that the kernel looked up `ino` at `path`.
+    /// Records that `ino` is reachable at `path` (a kernel lookup when
+    /// `count_lookup`).
     pub fn remember(&mut self, ino: u64, disk: usize, path: &Path, kind: Kind, count_lookup: bool) {
+        if let Some(old) = self.by_path.get(path).copied() {
+            if old != ino {
+                // The path now names another inode: the old one lost it.
+                self.detach(old, path);
+            }
+        }
         let n = self.map.entry(ino).or_insert_with(|| Node {
             disk,
             paths: Vec::new(),
@@ -60,6 +73,7 @@ impl Nodes {
             open: None,
             open_count: 0,
             size: None,
+            dir_id: None,
         });
         n.kind = kind;
         // The most recently resolved path goes first.
@@ -68,6 +82,32 @@ impl Nodes {
         if count_lookup {
             n.lookups += 1;
         }
+        self.by_path.insert(path.to_path_buf(), ino);
+    }
+
+    /// Removes `path` from node `ino`. A node left with no path is an
+    /// object that no longer exists in the namespace: its cached facts go,
+    /// so that a new object reusing the inode number starts clean.
+    fn detach(&mut self, ino: u64, path: &Path) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.paths.retain(|p| p != path);
+            if n.paths.is_empty() {
+                n.dir_id = None;
+                if n.open.is_none() {
+                    n.size = None;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, ino: u64) {
+        if let Some(n) = self.map.remove(&ino) {
+            for p in n.paths {
+                if self.by_path.get(&p) == Some(&ino) {
+                    self.by_path.remove(&p);
+                }
+            }
+        }
     }
 
     /// Drops `count` lookups of `ino`; forgets it when nothing holds it.
@@ -75,45 +115,78 @@ impl Nodes {
         if self.roots.contains(&ino) {
             return;
         }
-        if let Some(n) = self.map.get_mut(&ino) {
-            n.lookups = n.lookups.saturating_sub(count);
-            if n.lookups == 0 && n.open_count == 0 {
-                self.map.remove(&ino);
+        let unused = match self.map.get_mut(&ino) {
+            Some(n) => {
+                n.lookups = n.lookups.saturating_sub(count);
+                n.lookups == 0 && n.open_count == 0
             }
+            None => false,
+        };
+        if unused {
+            self.remove(ino);
         }
     }
 
     /// A path was removed from the namespace.
     pub fn unlinked(&mut self, path: &Path) {
-        for n in self.map.values_mut() {
-            n.paths.retain(|p| p != path);
+        if let Some(ino) = self.by_path.remove(path) {
+            self.detach(ino, path);
         }
     }
 
-    /// `from` was renamed to `to`: every path at or below `from` moves.
-    pub fn renamed(&mut self, from: &Path, to: &Path) {
-        for n in self.map.values_mut() {
-            for p in n.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() {
-                        to.to_path_buf()
-                    } else {
-                        to.join(rest)
-                    };
+    /// A newly created object at `path`: whatever the table knew of that
+    /// inode number belonged to a deleted object.
+    pub fn fresh(&mut self, ino: u64) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.dir_id = None;
+            n.size = None;
+        }
+    }
+
+    /// `from` was renamed to `to` (which, if it existed, is gone): every
+    /// path at or below `from` moves.
+    pub fn renamed(&mut self, from: &Path, to: &Path, is_dir: bool) {
+        self.unlinked(to);
+        let moved: Vec<PathBuf> = if is_dir {
+            self.by_path
+                .keys()
+                .filter(|p| p.starts_with(from))
+                .cloned()
+                .collect()
+        } else {
+            self.by_path
+                .contains_key(from)
+                .then(|| from.to_path_buf())
+                .into_iter()
+                .collect()
+        };
+        for old in moved {
+            let Some(ino) = self.by_path.remove(&old) else {
+                continue;
+            };
+            let new = match old.strip_prefix(from) {
+                Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
+                Ok(rest) => to.join(rest),
+                Err(_) => continue,
+            };
+            if let Some(n) = self.map.get_mut(&ino) {
+                for p in n.paths.iter_mut().filter(|p| **p == old) {
+                    *p = new.clone();
                 }
             }
+            self.by_path.insert(new, ino);
         }
     }
 
     /// `a` and `b` were exchanged.
-    pub fn exchanged(&mut self, a: &Path, b: &Path) {
+    pub fn exchanged(&mut self, a: &Path, b: &Path, a_dir: bool, b_dir: bool) {
         let tmp = a.with_extension("\0swap");
-        self.renamed(a, &tmp);
-        self.renamed(b, a);
-        self.renamed(&tmp, b);
+        self.renamed(a, &tmp, a_dir);
+        self.renamed(b, a, b_dir);
+        self.renamed(&tmp, b, a_dir);
     }
 
-    /// Drops a cached size (after a change through another path).
+    /// Sets or drops a cached size.
     pub fn set_size(&mut self, ino: u64, size: Option<u64>) {
         if let Some(n) = self.map.get_mut(&ino) {
             n.size = size;
@@ -121,12 +194,65 @@ impl Nodes {
     }
 
     /// Drops a node that is neither looked up nor open (after a failed
-    /// operation registered it).
+    /// operation registered it, or the last handle closed).
     pub fn drop_if_unused(&mut self, ino: u64) {
-        if let Some(n) = self.map.get(&ino) {
-            if n.lookups == 0 && n.open_count == 0 && !self.roots.contains(&ino) {
-                self.map.remove(&ino);
-            }
+        let unused = self
+            .map
+            .get(&ino)
+            .map(|n| n.lookups == 0 && n.open_count == 0)
+            .unwrap_or(false);
+        if unused && !self.roots.contains(&ino) {
+            self.remove(ino);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Nodes {
+        Nodes::new(&[])
+    }
+
+    #[test]
+    fn directory_rename_moves_every_path_below_it() {
+        let mut t = table();
+        t.remember(10, 0, Path::new("/s/a"), Kind::Dir, true);
+        t.remember(11, 0, Path::new("/s/a/x"), Kind::File, true);
+        t.remember(12, 0, Path::new("/s/ab"), Kind::File, true);
+        t.renamed(Path::new("/s/a"), Path::new("/s/b"), true);
+        assert_eq!(
+            t.get(11).map(|n| n.paths.clone()),
+            Some(vec![PathBuf::from("/s/b/x")])
+        );
+        assert_eq!(
+            t.get(12).map(|n| n.paths.clone()),
+            Some(vec![PathBuf::from("/s/ab")])
+        );
+    }
+
+    #[test]
+    fn unlink_of_one_hard_link_keeps_the_other() {
+        let mut t = table();
+        t.remember(5, 0, Path::new("/s/one"), Kind::File, true);
+        t.remember(5, 0, Path::new("/s/two"), Kind::File, true);
+        t.unlinked(Path::new("/s/two"));
+        assert_eq!(
+            t.get(5).map(|n| n.paths.clone()),
+            Some(vec![PathBuf::from("/s/one")])
+        );
+    }
+
+    #[test]
+    fn reused_inode_number_starts_without_cached_facts() {
+        let mut t = table();
+        t.remember(7, 0, Path::new("/s/d"), Kind::Dir, true);
+        if let Some(n) = t.get_mut(7) {
+            n.dir_id = Some([1; 16]);
+        }
+        t.unlinked(Path::new("/s/d"));
+        t.remember(7, 0, Path::new("/s/e"), Kind::Dir, true);
+        assert_eq!(t.get(7).and_then(|n| n.dir_id), None);
     }
 }

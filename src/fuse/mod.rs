@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, Caller, Errno, Fs, Kind, SetAttr, SetTime};
@@ -104,6 +104,18 @@ impl Filesystem for StrataFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
+        // strata is the only writer of its backing store while mounted, so
+        // the kernel's page cache stays coherent: let it cache writes (it
+        // then sends large writes, handles O_APPEND and flushes on fsync and
+        // close), run directory operations in parallel and issue direct I/O
+        // asynchronously. Each capability is asked for only if offered.
+        for cap in [
+            InitFlags::FUSE_WRITEBACK_CACHE,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_DIO,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
         Ok(())
     }
 
@@ -292,7 +304,7 @@ impl Filesystem for StrataFuse {
             "open",
             ino.0,
             self.fs.open(ino.0, flags.0),
-            |fh: u64| reply.opened(FileHandle(fh), FopenFlags::empty()),
+            |fh: u64| reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             reply
         )
     }
@@ -551,7 +563,7 @@ impl Filesystem for StrataFuse {
                 &fattr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty()
+                FopenFlags::FOPEN_KEEP_CACHE
             ),
             reply
         )
