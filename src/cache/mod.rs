@@ -81,6 +81,15 @@ impl BlockCache {
         }
     }
 
+    /// Replaces a block if it is cached (writes keep the cache current
+    /// without filling it).
+    pub fn refresh(&self, file_id: &[u8; 16], index: u64, block: &[u8; BLOCK_SIZE]) {
+        let Some(mut c) = self.lock() else { return };
+        if let Some(b) = c.peek_mut(&(u128::from_le_bytes(*file_id), index)) {
+            b.copy_from_slice(block);
+        }
+    }
+
     /// Drops every block of `file_id` at or after `from`.
     pub fn invalidate_from(&self, file_id: &[u8; 16], from: u64) {
         let Some(mut c) = self.lock() else { return };

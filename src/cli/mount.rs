@@ -41,21 +41,37 @@ pub struct MountArgs {
     pub verbose: u8,
 }
 
-/// Whether `path` is a mountpoint now, from /proc/self/mountinfo.
-fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .map(unescape_mountinfo)
-            .map(|p| Path::new(&p) == canon)
-            .unwrap_or(false)
+/// The `major:minor` device of the mount at `path`, from
+/// /proc/self/mountinfo (without touching the mount itself).
+fn mount_device(path: &Path) -> Option<String> {
+    let canon = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let mut fields = l.split(' ');
+        let dev = fields.nth(2)?;
+        let point = unescape_mountinfo(fields.nth(1)?);
+        (Path::new(&point) == canon).then(|| dev.to_string())
     })
+}
+
+/// Whether `path` is a mountpoint now.
+fn is_mounted(path: &Path) -> bool {
+    mount_device(path).is_some()
+}
+
+/// Raises the kernel's readahead for the new mount to the largest request
+/// size (the default 128 KiB caps sequential reads at a fraction of what
+/// the ciphers can do). Best effort: needs root.
+fn raise_readahead(mountpoint: &Path) {
+    let Some(dev) = mount_device(mountpoint) else {
+        return;
+    };
+    let kb = crate::fuse::MAX_WRITE / 1024;
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&knob, kb.to_string()) {
+        Ok(()) => tracing::info!(read_ahead_kb = kb, "raised readahead"),
+        Err(e) => tracing::info!("readahead left at the default: {e}"),
+    }
 }
 
 fn unescape_mountinfo(s: &str) -> String {
@@ -254,6 +270,7 @@ pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
+    raise_readahead(&a.mountpoint);
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("strata-signals".into())

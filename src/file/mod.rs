@@ -342,13 +342,17 @@ impl EncFile {
         let mut stored = vec![0u8; count * STORED_BLOCK];
         let work = |(i, (p, s)): (usize, (&mut [u8], &mut [u8]))| {
             let index = first.0 + i as u64;
-            let mut block = [0u8; BLOCK_SIZE];
+            // Encrypt in place in the output buffer: one copy per block.
+            let Some((block, rest)) = s.split_first_chunk_mut::<BLOCK_SIZE>() else {
+                return;
+            };
             block.copy_from_slice(p);
-            self.pipeline.encrypt_upper(file_id, index, &mut block);
-            self.cache.put(file_id, index, &block);
-            let tag = self.pipeline.encrypt_lower(file_id, index, &mut block);
-            s[..BLOCK_SIZE].copy_from_slice(&block);
-            s[BLOCK_SIZE..BLOCK_SIZE + TAG_SIZE].copy_from_slice(&tag);
+            self.pipeline.encrypt_upper(file_id, index, block);
+            // Written blocks refresh the cache but do not fill it: a large
+            // write would only evict what reads made hot.
+            self.cache.refresh(file_id, index, block);
+            let tag = self.pipeline.encrypt_lower(file_id, index, block);
+            rest[..TAG_SIZE].copy_from_slice(&tag);
         };
         if count >= PARALLEL_BLOCKS {
             plain

@@ -115,6 +115,7 @@ pub struct Pipeline {
     set: LayerSet,
     generations: [u32; 4],
     tag_key: Key32,
+    header_key: Key32,
     size_cipher: Aes256,
     name_key: Key64,
 }
@@ -127,7 +128,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-const TAG_DOMAIN: &[u8] = b"strata block v1";
 const HEADER_DOMAIN: &[u8] = b"strata header v1";
 
 impl Pipeline {
@@ -148,6 +148,7 @@ impl Pipeline {
             }
         }
         let tag_key: Key32 = derive(&ikm, salt, b"strata block tag v1");
+        let header_key: Key32 = derive(&ikm, salt, b"strata header tag v1");
         let size_key: Key32 = derive(&ikm, salt, b"strata sealed size v1");
         let name_key: Key64 = derive(&ikm, salt, b"strata names v1");
         let size_cipher = crate::crypto::xts::aes256(size_key.expose());
@@ -156,6 +157,7 @@ impl Pipeline {
             set: LayerSet(set),
             generations,
             tag_key,
+            header_key,
             size_cipher,
             name_key,
         }
@@ -257,11 +259,7 @@ impl Pipeline {
         for (i, g) in self.generations.iter().enumerate() {
             gens[4 * i..4 * i + 4].copy_from_slice(&g.to_le_bytes());
         }
-        tag::tag(
-            &self.tag_key,
-            TAG_DOMAIN,
-            &[file_id, &index.to_le_bytes(), &gens, ciphertext],
-        )
+        tag::block_tag(&self.tag_key, ciphertext, file_id, index, &gens)
     }
 
     /// A fresh header for a new file of this disk (size 0, sealed and tagged).
@@ -288,14 +286,14 @@ impl Pipeline {
         self.size_cipher.encrypt_block(&mut block);
         h.sealed_size = block.into();
         let bytes = h.encode();
-        h.tag = tag::tag(&self.tag_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]]);
+        h.tag = tag::tag(&self.header_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]]);
     }
 
     /// Verifies a decoded header against this disk and returns the logical
     /// size it seals.
     pub fn open_header(&self, h: &Header) -> Result<u64, IntegrityError> {
         let bytes = h.encode();
-        if !tag::verify(&self.tag_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]], &h.tag) {
+        if !tag::verify(&self.header_key, HEADER_DOMAIN, &[&bytes[..TAG_AT]], &h.tag) {
             return Err(IntegrityError::HeaderTag);
         }
         if h.layers != self.set || h.generations != self.generations {
