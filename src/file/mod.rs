@@ -287,12 +287,16 @@ impl EncFile {
         }
     }
 
-    fn ensure_header<'a>(&self, st: &'a mut State) -> Result<&'a Header, FileError> {
+    /// Gives the file a header if it has none; `persist` writes it at once
+    /// (otherwise the caller writes it together with block 0).
+    fn ensure_header<'a>(&self, st: &'a mut State, persist: bool) -> Result<&'a Header, FileError> {
         if st.header.is_none() {
             let h = self
                 .pipeline
                 .new_header(FileType::Regular, crate::crypto::random_array());
-            self.write_all_at(&h.encode(), 0)?;
+            if persist {
+                self.write_all_at(&h.encode(), 0)?;
+            }
             st.header = Some(h);
         }
         st.header.as_ref().ok_or(FileError::TooLarge(0))
@@ -337,9 +341,17 @@ impl EncFile {
     }
 
     /// Encrypts whole blocks of `plain` starting at `first` into stored form.
-    fn seal_blocks(&self, file_id: &[u8; 16], first: BlockIndex, plain: &mut [u8]) -> Vec<u8> {
+    /// The result starts with `prefix` zero bytes (room for a header).
+    fn seal_blocks(
+        &self,
+        file_id: &[u8; 16],
+        first: BlockIndex,
+        plain: &mut [u8],
+        prefix: usize,
+    ) -> Vec<u8> {
         let count = plain.len() / BLOCK_SIZE;
-        let mut stored = vec![0u8; count * STORED_BLOCK];
+        let mut out = vec![0u8; prefix + count * STORED_BLOCK];
+        let stored = &mut out[prefix..];
         let work = |(i, (p, s)): (usize, (&mut [u8], &mut [u8]))| {
             let index = first.0 + i as u64;
             // Encrypt in place in the output buffer: one copy per block.
@@ -367,7 +379,7 @@ impl EncFile {
                 .enumerate()
                 .for_each(work);
         }
-        stored
+        out
     }
 
     /// Writes `data` at `offset`, extending the file as needed.
@@ -380,9 +392,14 @@ impl EncFile {
             .filter(|e| *e <= MAX_SIZE)
             .ok_or(FileError::TooLarge(offset))?;
         let mut st = self.write_state();
-        let file_id = self.ensure_header(&mut st)?.file_id;
-        let old_size = st.size;
         let first = BlockIndex::containing(offset);
+        // A write that starts in block 0 carries the header in the same
+        // pwrite (they are contiguous): one write instead of two, and a new
+        // file never shows a header without its first block.
+        let fresh = st.header.is_none();
+        let joined = first.0 == 0;
+        let file_id = self.ensure_header(&mut st, !joined)?.file_id;
+        let old_size = st.size;
         let last = BlockIndex::containing(end - 1);
         let count = (last.0 - first.0 + 1) as usize;
         let mut plain = vec![0u8; count * BLOCK_SIZE];
@@ -399,11 +416,22 @@ impl EncFile {
         }
         let skip = (offset - first.plain_offset()) as usize;
         plain[skip..skip + data.len()].copy_from_slice(data);
-        let stored = self.seal_blocks(&file_id, first, &mut plain);
         let new_size = old_size.max(end);
+        if joined && (fresh || new_size != old_size) {
+            let mut out = self.seal_blocks(&file_id, first, &mut plain, HEADER_LEN);
+            let h = st.header.as_mut().ok_or(FileError::TooLarge(0))?;
+            self.pipeline.seal_header(h, new_size);
+            out[..HEADER_LEN].copy_from_slice(&h.encode());
+            let from = if fresh { 0 } else { backing_len(old_size) };
+            self.allocate(from, out.len() as u64)?;
+            self.write_all_at(&out, 0)?;
+            st.size = new_size;
+            return Ok(data.len());
+        }
+        let stored = self.seal_blocks(&file_id, first, &mut plain, 0);
         let at = first.backing_offset();
         self.allocate(at.max(backing_len(old_size)), at + stored.len() as u64)?;
-        self.write_all_at(&stored, first.backing_offset())?;
+        self.write_all_at(&stored, at)?;
         if new_size != old_size {
             self.store_size(&mut st, new_size)?;
         }
@@ -420,7 +448,7 @@ impl EncFile {
         if size == old {
             return Ok(());
         }
-        let file_id = self.ensure_header(&mut st)?.file_id;
+        let file_id = self.ensure_header(&mut st, true)?.file_id;
         if size < old && !size.is_multiple_of(BLOCK_SIZE as u64) {
             // Zero the tail of the new last block so that growing again
             // later reads zeros there.
@@ -428,7 +456,7 @@ impl EncFile {
             let mut plain = vec![0u8; BLOCK_SIZE];
             self.load_blocks(&file_id, last, &mut plain)?;
             plain[(size % BLOCK_SIZE as u64) as usize..].fill(0);
-            let stored = self.seal_blocks(&file_id, last, &mut plain);
+            let stored = self.seal_blocks(&file_id, last, &mut plain, 0);
             self.write_all_at(&stored, last.backing_offset())?;
         }
         // The header never claims more blocks than the backing file holds:

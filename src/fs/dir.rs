@@ -277,13 +277,17 @@ impl Fs {
     }
 
     /// Applies owner and setgid inheritance to a new backing object.
-    fn own(&self, path: &Path, dir: &Path, caller: Caller) -> FsResult<()> {
+    pub(super) fn own(&self, path: &Path, dir: &Path, caller: Caller) -> FsResult<()> {
         let parent = std::fs::metadata(dir)?;
-        let gid = if parent.mode() & libc::S_ISGID != 0 {
-            parent.gid()
-        } else {
-            caller.gid
-        };
+        let setgid = parent.mode() & libc::S_ISGID != 0;
+        let gid = if setgid { parent.gid() } else { caller.gid };
+        // The object already belongs to the daemon's ids: nothing to change.
+        if caller.uid == rustix::process::geteuid().as_raw()
+            && gid == rustix::process::getegid().as_raw()
+            && !setgid
+        {
+            return Ok(());
+        }
         match std::os::unix::fs::lchown(path, Some(caller.uid), Some(gid)) {
             Ok(()) => Ok(()),
             // An unprivileged daemon can only own what it creates itself.

@@ -135,7 +135,7 @@ impl Fs {
                 return Err(e);
             }
         };
-        self.own_new(&c.path, &c.dir, caller)?;
+        self.own(&c.path, &c.dir, caller)?;
         let m = std::fs::symlink_metadata(&c.path)?;
         let ino = fuse_ino(&m);
         {
@@ -203,25 +203,6 @@ impl Fs {
         match self.handles().get(&fh) {
             Some(Handle::Dir { entries }) => Ok(entries.clone()),
             _ => Err(Errno::EBADF),
-        }
-    }
-
-    fn own_new(
-        &self,
-        path: &std::path::Path,
-        dir: &std::path::Path,
-        caller: Caller,
-    ) -> FsResult<()> {
-        use std::os::unix::fs::MetadataExt;
-        let parent = std::fs::metadata(dir)?;
-        let gid = if parent.mode() & libc::S_ISGID != 0 {
-            parent.gid()
-        } else {
-            caller.gid
-        };
-        match std::os::unix::fs::lchown(path, Some(caller.uid), Some(gid)) {
-            Err(e) if e.raw_os_error() != Some(libc::EPERM) => Err(e.into()),
-            _ => Ok(()),
         }
     }
 }
