@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = strata::cli::Cli::parse();
-    let logs_elsewhere = matches!(cli.command, strata::cli::Command::Mount { .. });
+    let logs_elsewhere = matches!(cli.command, strata::cli::Command::Mount(_));
     if !logs_elsewhere {
         let _ = strata::cli::init_logging(cli.verbose, None, true);
     }

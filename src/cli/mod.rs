@@ -26,6 +26,36 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Arguments of `mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Store directory.
+    pub store: PathBuf,
+    /// Empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (logs to stderr).
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Mount read-only.
+    #[arg(long)]
+    pub ro: bool,
+    /// Block cache size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub cache_size: u64,
+    /// Let other users use the mount.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Append logs to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// FUSE worker threads [default: number of CPUs, at least 2].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// The vault.
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
 /// Where the vault is and how to unlock it.
 #[derive(Debug, Clone, Args)]
 pub struct VaultArgs {
@@ -79,32 +109,7 @@ pub enum Command {
         kdf: KdfArgs,
     },
     /// Mount a store: one directory per disk under MOUNTPOINT.
-    Mount {
-        /// Store directory.
-        store: PathBuf,
-        /// Empty directory to mount on.
-        mountpoint: PathBuf,
-        /// Stay in the foreground (logs to stderr).
-        #[arg(short, long)]
-        foreground: bool,
-        /// Mount read-only.
-        #[arg(long)]
-        ro: bool,
-        /// Block cache size in bytes.
-        #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
-        cache_size: u64,
-        /// Let other users use the mount.
-        #[arg(long)]
-        allow_other: bool,
-        /// Append logs to FILE.
-        #[arg(long, value_name = "FILE")]
-        log_file: Option<PathBuf>,
-        /// FUSE worker threads [default: number of CPUs, at least 2].
-        #[arg(long, value_name = "N")]
-        threads: Option<usize>,
-        #[command(flatten)]
-        vault: VaultArgs,
-    },
+    Mount(MountArgs),
     /// Unmount a strata mount; its daemon then exits.
     Umount {
         /// The mountpoint.
@@ -192,28 +197,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &vault,
             &kdf,
         ),
-        Command::Mount {
-            store,
-            mountpoint,
-            foreground,
-            ro,
-            cache_size,
-            allow_other,
-            log_file,
-            threads,
-            vault,
-        } => mount::run(mount::MountArgs {
-            store,
-            mountpoint,
-            foreground,
-            ro,
-            cache_size,
-            allow_other,
-            log_file,
-            threads,
-            vault,
-            verbose: cli.verbose,
-        }),
+        Command::Mount(args) => mount::run(args, cli.verbose),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Vault { command } => vault_cmd::run(command),
     }

@@ -2,44 +2,19 @@
 //! store, cache and FUSE together, and the daemon's life cycle.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{bail, Context};
 
 use super::secrets::open_vault;
-use super::VaultArgs;
+use super::MountArgs;
 use crate::cache::BlockCache;
 use crate::fs::{DiskRt, Fs, FsOptions};
 use crate::layers::Pipeline;
 use crate::names::{NameCipher, NameCodec};
 use crate::store::{self, DiskKind};
-
-/// Arguments of `mount`.
-#[derive(Debug)]
-pub struct MountArgs {
-    /// Store.
-    pub store: PathBuf,
-    /// Mountpoint.
-    pub mountpoint: PathBuf,
-    /// Stay in the foreground.
-    pub foreground: bool,
-    /// Read-only.
-    pub ro: bool,
-    /// Cache bytes.
-    pub cache_size: u64,
-    /// allow_other.
-    pub allow_other: bool,
-    /// Log file.
-    pub log_file: Option<PathBuf>,
-    /// Worker threads.
-    pub threads: Option<usize>,
-    /// Vault.
-    pub vault: VaultArgs,
-    /// Verbosity.
-    pub verbose: u8,
-}
 
 /// The `major:minor` device of the mount at `path`, from
 /// /proc/self/mountinfo (without touching the mount itself).
@@ -181,9 +156,9 @@ fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
 }
 
 /// Runs `mount`.
-pub fn run(a: MountArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     check_mountpoint(&a.mountpoint)?;
-    super::init_logging(a.verbose, a.log_file.as_deref(), a.foreground)?;
+    super::init_logging(verbose, a.log_file.as_deref(), a.foreground)?;
     let vault = open_vault(&a.vault)?;
     let opened = store::open(&a.store, &vault)?;
     drop(vault);
