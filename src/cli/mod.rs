@@ -145,6 +145,17 @@ pub enum VaultCommand {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Change the passphrase (no store is touched; the recovery key keeps
+    /// working).
+    Passwd {
+        /// Read the new passphrase from FILE instead of asking twice.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        vault: VaultArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
     /// Manage keys.
     Key {
         /// Key command.
@@ -164,6 +175,43 @@ pub enum KeyCommand {
         /// Key kind.
         #[arg(long, default_value = "customer", value_parser = ["platform", "host", "customer"])]
         kind: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Add a version to a key; stores given with --store are rewrapped now
+    /// (no data is rewritten), others at their next mount.
+    Rotate {
+        /// Key name.
+        name: String,
+        /// Stores to rewrap at once.
+        #[arg(long = "store", value_name = "STORE")]
+        stores: Vec<PathBuf>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Disable (revoke) a key or one version (NAME@VERSION): disks that
+    /// depend on it become unavailable, at mount and within seconds in a
+    /// running mount. Nothing is deleted.
+    Disable {
+        /// NAME or NAME@VERSION.
+        key: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Enable a key or one version again.
+    Enable {
+        /// NAME or NAME@VERSION.
+        key: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Set or clear a key's rotation policy.
+    Policy {
+        /// Key name.
+        name: String,
+        /// Rotate when the newest version is this many days old (0 clears).
+        #[arg(long, value_name = "DAYS")]
+        rotate_days: u32,
         #[command(flatten)]
         vault: VaultArgs,
     },

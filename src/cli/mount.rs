@@ -114,7 +114,26 @@ fn empty_temp(root: &Path, encrypted: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
+/// Why a disk must be refused now: a disabled or missing key, or a guest
+/// layer keyed from a vault of another region.
+fn refusal(d: &store::DiskConfig, region: &str, vault: &crate::vault::Vault) -> Option<String> {
+    if let Some(r) = store::disk_revoked(d, vault) {
+        return Some(r);
+    }
+    if d.guest && vault.region() != region {
+        return Some(format!(
+            "disk {} is unavailable: the guest layer's key vault must be in the store's region (vault region {}, store region {region})",
+            d.name,
+            vault.region()
+        ));
+    }
+    None
+}
+
+fn build_disks(
+    opened: store::OpenStore,
+    vault: &crate::vault::Vault,
+) -> anyhow::Result<Vec<DiskRt>> {
     let mut disks = Vec::new();
     for (d, keys) in opened.disks {
         let root = store::disk_root(&opened.path, &d.name);
@@ -131,12 +150,16 @@ fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
                 if d.kind == DiskKind::Temp {
                     empty_temp(&root, encrypted)?;
                 }
+                let refused = refusal(&d, &opened.config.region, vault);
+                if let Some(r) = &refused {
+                    eprintln!("strata: {r}");
+                }
                 DiskRt {
                     name: d.name.clone(),
                     root,
                     pipeline: Some(pipeline),
                     names: Some(names),
-                    refused: RwLock::new(None),
+                    refused: RwLock::new(refused),
                 }
             }
             Err(e) => {
@@ -155,15 +178,67 @@ fn build_disks(opened: store::OpenStore) -> anyhow::Result<Vec<DiskRt>> {
     Ok(disks)
 }
 
+/// How often a running mount looks at the vault file for revocations.
+const VAULT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Watches the vault file: when it changes, re-reads it (with the key the
+/// daemon holds) and refuses or serves each disk again as its keys are
+/// disabled or enabled, dropping the kernel's cached data of refused disks.
+fn watch_vault(
+    mut vault: crate::vault::Vault,
+    fs: Arc<Fs>,
+    disks: Vec<store::DiskConfig>,
+    region: String,
+    notifier: fuser::Notifier,
+) {
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(vault.path());
+    loop {
+        std::thread::sleep(VAULT_POLL);
+        let now = stamp(vault.path());
+        if now == last {
+            continue;
+        }
+        last = now;
+        if let Err(e) = vault.reload() {
+            tracing::warn!("vault changed but could not be re-read: {e}");
+            continue;
+        }
+        for (i, d) in disks.iter().enumerate() {
+            let reason = refusal(d, &region, &vault);
+            let refused = reason.is_some();
+            if fs.set_refused(i, reason.clone()) {
+                match &reason {
+                    Some(r) => tracing::warn!("{r}"),
+                    None => tracing::warn!(disk = %d.name, "disk available again"),
+                }
+                if refused {
+                    for ino in fs.disk_inodes(i) {
+                        let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs `mount`.
 pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     check_mountpoint(&a.mountpoint)?;
     super::init_logging(verbose, a.log_file.as_deref(), a.foreground)?;
-    let vault = open_vault(&a.vault)?;
+    let mut vault = open_vault(&a.vault)?;
+    for line in store::rotation::rotate_due(&a.store, &mut vault)? {
+        eprintln!("strata: {line}");
+    }
     let opened = store::open(&a.store, &vault)?;
-    drop(vault);
     let store_path = opened.path.clone();
-    let disks = build_disks(opened)?;
+    let disk_configs = opened.config.disks.clone();
+    let region = opened.config.region.clone();
+    let disks = build_disks(opened, &vault)?;
 
     // Daemonize before any thread starts; the parent reports the outcome.
     let mut ready: Option<std::io::PipeWriter> = None;
@@ -232,7 +307,11 @@ pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     config.n_threads = Some(threads);
     config.clone_fd = threads > 1;
 
-    let session = fuser::Session::new(crate::fuse::StrataFuse::new(fs), &a.mountpoint, &config);
+    let session = fuser::Session::new(
+        crate::fuse::StrataFuse::new(fs.clone()),
+        &a.mountpoint,
+        &config,
+    );
     let mut session = match session {
         Ok(s) => s,
         Err(e) => {
@@ -246,6 +325,11 @@ pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
     raise_readahead(&a.mountpoint);
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("strata-vault".into())
+        .spawn(move || watch_vault(vault, fs, disk_configs, region, notifier))
+        .context("starting the vault watcher")?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("strata-signals".into())

@@ -27,7 +27,7 @@ pub fn vault_path(args: &VaultArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretBytes> {
+pub fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretBytes> {
     let mut raw = std::fs::read(path)
         .with_context(|| format!("cannot read {what} file {}", path.display()))?;
     if raw.last() == Some(&b'\n') {

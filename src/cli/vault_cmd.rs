@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::secrets::{create_vault, kdf, open_vault};
+use super::secrets::{create_vault, kdf, open_vault, read_secret_file};
 use super::{KeyCommand, VaultCommand};
 use crate::vault::KeyKind;
 
@@ -60,6 +60,68 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        VaultCommand::Passwd {
+            new_passphrase_file,
+            vault,
+            kdf: k,
+        } => {
+            let mut v = open_vault(&vault)?;
+            let new = match &new_passphrase_file {
+                Some(p) => read_secret_file(p, "new passphrase")?,
+                None => super::secrets::passphrase(
+                    &super::VaultArgs {
+                        passphrase_file: None,
+                        ..vault.clone()
+                    },
+                    true,
+                )?,
+            };
+            v.change_passphrase(&new, kdf(&k)?)?;
+            println!(
+                "passphrase of vault {} changed; no store was touched",
+                v.path().display()
+            );
+        }
+        VaultCommand::Key {
+            command:
+                KeyCommand::Rotate {
+                    name,
+                    stores,
+                    vault,
+                },
+        } => {
+            let mut v = open_vault(&vault)?;
+            let version = v.rotate_key(&name)?;
+            v.save()?;
+            println!("key {name}: version {version} created");
+            for store in stores {
+                for line in crate::store::rotation::rewrap(&store, &mut v)? {
+                    println!("{}: {line}", store.display());
+                }
+            }
+        }
+        VaultCommand::Key {
+            command: KeyCommand::Disable { key, vault },
+        } => set_enabled(&key, &vault, false)?,
+        VaultCommand::Key {
+            command: KeyCommand::Enable { key, vault },
+        } => set_enabled(&key, &vault, true)?,
+        VaultCommand::Key {
+            command:
+                KeyCommand::Policy {
+                    name,
+                    rotate_days,
+                    vault,
+                },
+        } => {
+            let mut v = open_vault(&vault)?;
+            v.set_rotation_days(&name, (rotate_days > 0).then_some(rotate_days))?;
+            v.save()?;
+            match rotate_days {
+                0 => println!("key {name}: no rotation policy"),
+                d => println!("key {name}: rotates when its newest version is {d} days old"),
+            }
+        }
         VaultCommand::Key {
             command: KeyCommand::Create { name, kind, vault },
         } => {
@@ -71,4 +133,37 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME` or `NAME@VERSION`.
+fn parse_key_spec(spec: &str) -> anyhow::Result<(&str, Option<u32>)> {
+    match spec.split_once('@') {
+        None => Ok((spec, None)),
+        Some((name, v)) => {
+            let v: u32 = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{spec}: the version after @ must be a number"))?;
+            Ok((name, Some(v)))
+        }
+    }
+}
+
+fn set_enabled(spec: &str, vault: &super::VaultArgs, enabled: bool) -> anyhow::Result<()> {
+    let (name, version) = parse_key_spec(spec)?;
+    let mut v = open_vault(vault)?;
+    v.set_enabled(name, version, enabled)?;
+    v.save()?;
+    let what = match version {
+        Some(n) => format!("key {name} version {n}"),
+        None => format!("every version of key {name}"),
+    };
+    println!(
+        "{what} {}",
+        if enabled {
+            "enabled"
+        } else {
+            "disabled (revoked)"
+        }
+    );
+    Ok(())
 }

@@ -15,6 +15,7 @@ pub(super) enum Handle {
     /// An open regular file.
     File {
         ino: u64,
+        disk: usize,
         file: Arc<EncFile>,
         write: bool,
     },
@@ -32,6 +33,19 @@ impl Fs {
             Some(Handle::File { file, .. }) => Some(file.clone()),
             _ => None,
         }
+    }
+
+    /// The file of an open handle, once its disk is checked to be served
+    /// (a revoked key stops open handles too), and whether it may write.
+    fn served_file(&self, fh: u64) -> FsResult<(Arc<EncFile>, bool)> {
+        let (file, disk, write) = match self.handles().get(&fh) {
+            Some(Handle::File {
+                file, disk, write, ..
+            }) => (file.clone(), *disk, *write),
+            _ => return Err(Errno::EBADF),
+        };
+        self.disk(disk)?.check()?;
+        Ok((file, write))
     }
 
     /// Attaches a new handle to inode `ino`, opening its file if needed.
@@ -61,7 +75,15 @@ impl Fs {
         n.size = None;
         drop(nodes);
         let fh = self.new_fh();
-        self.handles().insert(fh, Handle::File { ino, file, write });
+        self.handles().insert(
+            fh,
+            Handle::File {
+                ino,
+                disk,
+                file,
+                write,
+            },
+        );
         Ok(fh)
     }
 
@@ -150,16 +172,13 @@ impl Fs {
 
     /// Reads from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let f = self.handle_file(fh).ok_or(Errno::EBADF)?;
+        let (f, _) = self.served_file(fh)?;
         Ok(f.read(offset, size as usize)?)
     }
 
     /// Writes to an open file.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
-        let (f, write) = match self.handles().get(&fh) {
-            Some(Handle::File { file, write, .. }) => (file.clone(), *write),
-            _ => return Err(Errno::EBADF),
-        };
+        let (f, write) = self.served_file(fh)?;
         if !write {
             return Err(Errno::EBADF);
         }
@@ -168,7 +187,7 @@ impl Fs {
 
     /// Makes an open file durable.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
-        let f = self.handle_file(fh).ok_or(Errno::EBADF)?;
+        let (f, _) = self.served_file(fh)?;
         Ok(f.sync(datasync)?)
     }
 

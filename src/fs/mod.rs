@@ -171,6 +171,25 @@ impl Fs {
         &self.disks
     }
 
+    /// Inodes of disk `disk` the kernel may hold cached data of.
+    pub fn disk_inodes(&self, disk: usize) -> Vec<u64> {
+        self.nodes().of_disk(disk)
+    }
+
+    /// Refuses disk `disk` with `reason`, or serves it again with `None`.
+    /// Returns whether that changed anything.
+    pub fn set_refused(&self, disk: usize, reason: Option<String>) -> bool {
+        let Some(d) = self.disks.get(disk) else {
+            return false;
+        };
+        let mut r = d.refused.write().unwrap_or_else(|e| e.into_inner());
+        if *r == reason {
+            return false;
+        }
+        *r = reason;
+        true
+    }
+
     /// The block cache.
     pub fn cache(&self) -> &Arc<BlockCache> {
         &self.cache

@@ -75,6 +75,8 @@ impl Nodes {
             size: None,
             dir_id: None,
         });
+        // An inode number freed on one disk can be reused on another.
+        n.disk = disk;
         n.kind = kind;
         // The most recently resolved path goes first.
         n.paths.retain(|p| p != path);
@@ -186,6 +188,15 @@ impl Nodes {
         self.renamed(&tmp, b, a_dir);
     }
 
+    /// Every inode of disk `disk` the table knows.
+    pub fn of_disk(&self, disk: usize) -> Vec<u64> {
+        self.map
+            .iter()
+            .filter(|(_, n)| n.disk == disk)
+            .map(|(ino, _)| *ino)
+            .collect()
+    }
+
     /// Sets or drops a cached size.
     pub fn set_size(&mut self, ino: u64, size: Option<u64>) {
         if let Some(n) = self.map.get_mut(&ino) {
@@ -242,6 +253,15 @@ mod tests {
             t.get(5).map(|n| n.paths.clone()),
             Some(vec![PathBuf::from("/s/one")])
         );
+    }
+
+    #[test]
+    fn inode_number_reused_on_another_disk_follows_it() {
+        let mut t = table();
+        t.remember(9, 1, Path::new("/s/data/x"), Kind::File, true);
+        t.unlinked(Path::new("/s/data/x"));
+        t.remember(9, 2, Path::new("/s/temp/y"), Kind::File, true);
+        assert_eq!(t.get(9).map(|n| n.disk), Some(2));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod presets;
+pub mod rotation;
 
 use std::path::{Path, PathBuf};
 
@@ -176,6 +177,46 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
     })
 }
 
+/// The material of a key version that exists in the vault, enabled or not
+/// (a disabled key stays in the vault: revocation is enforced by refusing
+/// service, and enabling the key again brings everything back).
+fn stored_material<'v>(
+    vault: &'v Vault,
+    store: &Path,
+    key: &KeyRef,
+) -> Result<&'v Key32, StoreError> {
+    vault
+        .key(&key.name)
+        .and_then(|k| k.version(key.version))
+        .map(|v| v.material())
+        .ok_or_else(|| StoreError::MissingKey {
+            store: store.to_path_buf(),
+            key: key.name.clone(),
+            version: key.version,
+        })
+}
+
+/// Why `disk` must be refused now: the first key it depends on that is
+/// disabled or missing in the vault.
+pub fn disk_revoked(d: &DiskConfig, vault: &Vault) -> Option<String> {
+    d.layers.iter().find_map(|w| {
+        match vault
+            .key(&w.key.name)
+            .and_then(|k| k.version(w.key.version))
+        {
+            Some(v) if v.enabled => None,
+            Some(_) => Some(format!(
+                "disk {} is unavailable: vault key {} version {} is disabled (revoked)",
+                d.name, w.key.name, w.key.version
+            )),
+            None => Some(format!(
+                "disk {} is unavailable: vault key {} version {} is missing from the vault",
+                d.name, w.key.name, w.key.version
+            )),
+        }
+    })
+}
+
 fn key_material<'v>(
     vault: &'v Vault,
     store: &Path,
@@ -249,6 +290,14 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
     }
     let plan = opts.preset.plan();
     let host = opts.host.unwrap_or(plan.host);
+    if plan.guest && vault.region() != opts.region {
+        return Err(StoreError::Invalid(format!(
+            "the guest layer's key vault must be in the store's region: vault {} is in region {}, the store would be in {}",
+            vault.path().display(),
+            vault.region(),
+            opts.region
+        )));
+    }
     let store_id = hex::encode(random_array::<16>());
     let auth_key = ensure_key(vault, "platform", KeyKind::Platform)?;
     let mut scopes = Vec::new();
@@ -373,20 +422,19 @@ pub struct OpenStore {
     pub disks: Vec<(DiskConfig, Result<DiskKeys, StoreError>)>,
 }
 
-/// Reads, authenticates and unlocks a store with `vault`.
-pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
-    let config = Config::read(store)?;
+/// Checks that `config` belongs to `vault`, carries a valid tag and is not
+/// older than the newest generation the vault has seen (no rollback).
+pub fn authenticate(store: &Path, config: &Config, vault: &Vault) -> Result<(), StoreError> {
     let vid = hex::encode(vault.id());
     if config.vault_id != vid {
         return Err(StoreError::OtherVault {
             store: store.to_path_buf(),
-            expected: config.vault_id,
+            expected: config.vault_id.clone(),
             vault: vault.path().to_path_buf(),
             found: vid,
         });
     }
-    let material = key_material(vault, store, "config", &config.auth_key)?;
-    config.verify(store, material)?;
+    config.verify(store, stored_material(vault, store, &config.auth_key)?)?;
     let expected = vault.store_generation(&config.store_id);
     if config.generation < expected {
         return Err(ConfigError::RolledBack {
@@ -396,6 +444,13 @@ pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
         }
         .into());
     }
+    Ok(())
+}
+
+/// Reads, authenticates and unlocks a store with `vault`.
+pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
+    let config = Config::read(store)?;
+    authenticate(store, &config, vault)?;
     let mut disks = Vec::new();
     for d in &config.disks {
         disks.push((d.clone(), unlock_disk(store, &config, d, vault)));
@@ -415,7 +470,7 @@ fn unlock_disk(
 ) -> Result<DiskKeys, StoreError> {
     let mut keys = DiskKeys::default();
     for w in &d.layers {
-        let kek = key_material(vault, store, &d.name, &w.key)?;
+        let kek = stored_material(vault, store, &w.key)?;
         let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
         let dek = unwrap_dek(kek, &w.wrapped, &aad).ok_or_else(|| StoreError::Unwrap {
             store: store.to_path_buf(),

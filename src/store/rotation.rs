@@ -1,0 +1,142 @@
+//! Key rotation without rewriting data: when a vault key gets a new
+//! version, every DEK it wraps is unwrapped with the old version and wrapped
+//! again with the new one, and the config is re-tagged; no backing block
+//! changes. Platform keys rotate by age (`pmk_rotation_days`), customer keys
+//! by the rotation policy they carry in the vault.
+
+use std::path::Path;
+
+use super::{dek_aad, stored_material, unwrap_dek, wrap_dek, Config, KeyRef, StoreError};
+use crate::layers::Layer;
+use crate::vault::{KeyKind, Vault};
+
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The newest enabled version of `name`, if newer than `current`.
+fn newer(vault: &Vault, name: &str, current: u32) -> Option<u32> {
+    let v = vault.key(name)?.latest_enabled()?.version;
+    (v > current).then_some(v)
+}
+
+/// Rewraps every DEK of the store whose vault key has a newer enabled
+/// version, and moves the config's auth key to its newest version. Writes
+/// the config (and records its generation in the vault) only if something
+/// changed. Returns one line per change.
+pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
+    let mut config = Config::read(store)?;
+    super::authenticate(store, &config, vault)?;
+    let mut changes = Vec::new();
+    for d in config.disks.iter_mut() {
+        for w in d.layers.iter_mut() {
+            let Some(v) = newer(vault, &w.key.name, w.key.version) else {
+                continue;
+            };
+            let old_aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
+            let dek = unwrap_dek(stored_material(vault, store, &w.key)?, &w.wrapped, &old_aad)
+                .ok_or_else(|| StoreError::Unwrap {
+                    store: store.to_path_buf(),
+                    disk: d.name.clone(),
+                    layer: w.layer.name(),
+                    key: w.key.name.clone(),
+                })?;
+            let new_key = KeyRef {
+                name: w.key.name.clone(),
+                version: v,
+            };
+            let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &new_key);
+            w.wrapped = wrap_dek(stored_material(vault, store, &new_key)?, &dek, &aad);
+            changes.push(format!(
+                "disk {}: {} key rewrapped from {} version {} to version {v}",
+                d.name,
+                w.layer.name(),
+                w.key.name,
+                w.key.version
+            ));
+            w.key = new_key;
+        }
+    }
+    if let Some(v) = newer(vault, &config.auth_key.name, config.auth_key.version) {
+        changes.push(format!(
+            "config now tagged with {} version {v}",
+            config.auth_key.name
+        ));
+        config.auth_key.version = v;
+    }
+    if !changes.is_empty() {
+        let material = stored_material(vault, store, &config.auth_key)?.duplicate();
+        config.write(store, &material)?;
+        vault.set_store_generation(&config.store_id, config.generation);
+        vault.save()?;
+    }
+    Ok(changes)
+}
+
+/// The vault keys this store uses that are due for rotation: platform keys
+/// older than the store's `pmk_rotation_days`, customer keys older than
+/// their own policy.
+pub fn due(config: &Config, vault: &Vault) -> Vec<(String, u64)> {
+    let mut names: Vec<&str> = config
+        .disks
+        .iter()
+        .flat_map(|d| d.layers.iter().map(|w| w.key.name.as_str()))
+        .collect();
+    names.push(config.auth_key.name.as_str());
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(k) = vault.key(name) else { continue };
+        let Some(latest) = k.latest_enabled() else {
+            continue;
+        };
+        let days = match (k.kind, k.rotation_days) {
+            (_, Some(d)) => u64::from(d),
+            (KeyKind::Platform, None) => u64::from(config.pmk_rotation_days),
+            _ => continue,
+        };
+        if days == 0 {
+            continue;
+        }
+        let due_at = latest.created.saturating_add(days * DAY);
+        out.push((name.to_string(), due_at));
+    }
+    out
+}
+
+/// Rotates every key of the store that is due, then rewraps. Returns one
+/// line per action.
+pub fn rotate_due(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
+    let config = Config::read(store)?;
+    let now = now();
+    let mut actions = Vec::new();
+    for (name, due_at) in due(&config, vault) {
+        if due_at <= now {
+            let v = vault.rotate_key(&name)?;
+            actions.push(format!(
+                "vault key {name} was due for rotation: version {v} created"
+            ));
+        }
+    }
+    if !actions.is_empty() {
+        vault.save()?;
+    }
+    actions.extend(rewrap(store, vault)?);
+    Ok(actions)
+}
+
+/// The layers of a disk config, named, for display.
+pub fn layer_label(layer: Layer) -> &'static str {
+    match layer {
+        Layer::Guest => "guest (ADE)",
+        Layer::Host => "host (encryption at host)",
+        Layer::StorageCmk => "storage (SSE, customer-managed key)",
+        Layer::StoragePmk => "storage (SSE, platform-managed key)",
+    }
+}

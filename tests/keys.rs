@@ -1,0 +1,299 @@
+//! Key lifecycle through the CLI and real mounts: rotation rewraps without
+//! rewriting a block, revocation blocks exactly the disks that depend on a
+//! key (at mount and live) and enabling restores them, passphrase change and
+//! recovery, rollback and region rules.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn vault_cmd(f: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<&OsStr> = vec![OsStr::new("vault")];
+    all.extend(args.iter().map(OsStr::new));
+    all.extend([
+        OsStr::new("--vault"),
+        f.vault.as_os_str(),
+        OsStr::new("--passphrase-file"),
+        f.pass.as_os_str(),
+    ]);
+    run(strata(all))
+}
+
+/// Every backing file's bytes, by path.
+fn backing_bytes(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walk(&store.join("disks"))
+        .into_iter()
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .map(|p| {
+            let b = fs::read(&p).expect("read backing file");
+            (p, b)
+        })
+        .collect()
+}
+
+fn sqlite_rows(path: &Path) -> i64 {
+    let c = rusqlite::Connection::open(path).expect("open db");
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(ok, "ok");
+    c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count")
+}
+
+fn make_db(path: &Path, rows: i64) {
+    let mut c = rusqlite::Connection::open(path).expect("open db");
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(a INTEGER, b TEXT);")
+        .expect("schema");
+    let tx = c.transaction().expect("tx");
+    for i in 0..rows {
+        tx.execute(
+            "INSERT INTO t VALUES (?1, ?2)",
+            rusqlite::params![i, format!("row {i}")],
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn rotation_rewraps_keys_and_rewrites_no_block() {
+    let f = Fixture::new("max");
+    let m = f.mount();
+    fs::write(f.disk("data").join("file"), pattern(1, 50_000)).expect("write");
+    make_db(&f.disk("os").join("db"), 2_000);
+    m.unmount();
+    let before = backing_bytes(&f.store);
+    let conf_before = fs::read_to_string(f.config()).expect("config");
+    for key in ["max-cmk", "guest-kek", "host", "platform"] {
+        let out = vault_cmd(
+            &f,
+            &[
+                "key",
+                "rotate",
+                key,
+                "--store",
+                f.store.to_str().expect("utf-8"),
+            ],
+        );
+        let text = assert_ok(&out, "vault key rotate");
+        assert!(text.contains("version 2"), "{text}");
+    }
+    assert_eq!(
+        backing_bytes(&f.store),
+        before,
+        "rotation rewrote backing data"
+    );
+    let conf_after = fs::read_to_string(f.config()).expect("config");
+    assert_ne!(conf_before, conf_after, "the config was rewrapped");
+    assert!(
+        !conf_after.contains("\"version\": 1"),
+        "every key moved to version 2:\n{conf_after}"
+    );
+    let m = f.mount();
+    assert_bytes_eq(
+        &fs::read(f.disk("data").join("file")).expect("read"),
+        &pattern(1, 50_000),
+        "after rotation",
+    );
+    assert_eq!(sqlite_rows(&f.disk("os").join("db")), 2_000);
+    m.unmount();
+}
+
+#[test]
+fn rotation_without_store_rewraps_at_next_mount() {
+    let f = Fixture::new("compliance");
+    let m = f.mount();
+    fs::write(f.disk("data").join("file"), b"kept").expect("write");
+    m.unmount();
+    assert_ok(&vault_cmd(&f, &["key", "rotate", "cmk"]), "rotate");
+    let before = backing_bytes(&f.store);
+    let m = f.mount();
+    assert_eq!(
+        fs::read(f.disk("data").join("file")).expect("read"),
+        b"kept"
+    );
+    m.unmount();
+    let conf: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.config()).expect("config")).expect("json");
+    let cmk_versions: Vec<u64> = conf["disks"]
+        .as_array()
+        .expect("disks")
+        .iter()
+        .flat_map(|d| d["layers"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l["key"]["name"] == "cmk")
+        .map(|l| l["key"]["version"].as_u64().expect("version"))
+        .collect();
+    assert_eq!(
+        cmk_versions,
+        [2, 2],
+        "os and data rewrapped to cmk version 2 at mount"
+    );
+    assert_eq!(backing_bytes(&f.store), before);
+}
+
+fn revoked(r: std::io::Result<Vec<u8>>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+}
+
+#[test]
+fn revoking_the_scope_key_blocks_exactly_its_disks_live_and_at_mount() {
+    let f = Fixture::new("max");
+    let m = f.mount();
+    let data = f.disk("data").join("db");
+    make_db(&data, 1_000);
+    fs::write(f.disk("temp").join("scratch"), b"temp data").expect("write temp");
+    assert_ok(&vault_cmd(&f, &["key", "disable", "max-cmk"]), "disable");
+    let blocked = poll_until(Duration::from_secs(10), || {
+        revoked(fs::read(f.disk("data").join("db")))
+    });
+    assert!(blocked, "data disk still served 10 s after revocation");
+    assert!(
+        revoked(fs::read(f.disk("os").join("anything"))) || fs::read_dir(f.disk("os")).is_err()
+    );
+    assert_eq!(
+        fs::read(f.disk("temp").join("scratch")).expect("temp still served"),
+        b"temp data"
+    );
+    assert_ok(&vault_cmd(&f, &["key", "enable", "max-cmk"]), "enable");
+    let back = poll_until(Duration::from_secs(10), || fs::read(&data).is_ok());
+    assert!(back, "data disk not back 10 s after enabling");
+    assert_eq!(sqlite_rows(&data), 1_000);
+    m.unmount();
+
+    assert_ok(
+        &vault_cmd(&f, &["key", "disable", "max-cmk@1"]),
+        "disable version 1",
+    );
+    let m = f.mount();
+    assert!(revoked(fs::read(&data)), "refused at mount");
+    assert!(
+        m.log().contains("max-cmk"),
+        "the refusal names the key: {}",
+        m.log()
+    );
+    fs::write(f.disk("temp").join("x"), b"y").expect("temp serves");
+    m.unmount();
+    assert_ok(&vault_cmd(&f, &["key", "enable", "max-cmk@1"]), "enable");
+    let m = f.mount();
+    assert_eq!(sqlite_rows(&data), 1_000, "nothing lost by a revocation");
+    m.unmount();
+}
+
+#[test]
+fn passphrase_change_and_recovery_key() {
+    let f = Fixture::new("general");
+    let recovery = f
+        .init_stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 55 && l.chars().filter(|c| *c == '-').count() == 7)
+        .expect("recovery key printed at init")
+        .to_string();
+    let newpass = f.path().join("newpass");
+    fs::write(&newpass, "a new passphrase\n").expect("write");
+    let store_conf = fs::read(f.config()).expect("config");
+    let out = vault_cmd(
+        &f,
+        &[
+            "passwd",
+            "--new-passphrase-file",
+            newpass.to_str().expect("utf-8"),
+        ],
+    );
+    assert_ok(&out, "passwd");
+    assert_eq!(
+        fs::read(f.config()).expect("config"),
+        store_conf,
+        "passwd touched the store"
+    );
+    let old = vault_cmd(&f, &["list"]);
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("wrong passphrase"));
+    fs::copy(&newpass, &f.pass).expect("use the new passphrase");
+    assert_ok(&vault_cmd(&f, &["list"]), "list with the new passphrase");
+    let rk = f.path().join("recovery");
+    fs::write(&rk, &recovery).expect("write");
+    let out = run(strata([
+        OsStr::new("vault"),
+        OsStr::new("list"),
+        OsStr::new("--vault"),
+        f.vault.as_os_str(),
+        OsStr::new("--recovery-key-file"),
+        rk.as_os_str(),
+    ]));
+    assert_ok(&out, "list with the recovery key");
+}
+
+#[test]
+fn rolled_back_config_is_refused_as_tampering() {
+    let f = Fixture::new("compliance");
+    let old = fs::read(f.config()).expect("config");
+    assert_ok(
+        &vault_cmd(
+            &f,
+            &[
+                "key",
+                "rotate",
+                "cmk",
+                "--store",
+                f.store.to_str().expect("utf-8"),
+            ],
+        ),
+        "rotate",
+    );
+    fs::write(f.config(), &old).expect("roll back");
+    let out = run(f.mount_command(&[]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rolled back") && err.contains("tampered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn guest_layer_key_from_another_region_is_refused() {
+    let f = Fixture::empty("os-policy");
+    let out = run(strata([
+        OsStr::new("vault"),
+        OsStr::new("create"),
+        OsStr::new("--region"),
+        OsStr::new("westeurope"),
+        OsStr::new("--vault"),
+        f.vault.as_os_str(),
+        OsStr::new("--passphrase-file"),
+        f.pass.as_os_str(),
+        OsStr::new("--kdf-memory"),
+        OsStr::new("1024"),
+        OsStr::new("--kdf-iterations"),
+        OsStr::new("1"),
+    ]));
+    assert_ok(&out, "vault create");
+    let mut cmd = strata([
+        OsStr::new("init"),
+        f.store.as_os_str(),
+        OsStr::new("--preset"),
+        OsStr::new("os-policy"),
+        OsStr::new("--region"),
+        OsStr::new("eastus"),
+        OsStr::new("--vault"),
+        f.vault.as_os_str(),
+        OsStr::new("--passphrase-file"),
+        f.pass.as_os_str(),
+    ]);
+    let out = run_for(&mut cmd, COMMAND_TIMEOUT);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("guest layer's key vault must be in the store's region"),
+        "{err}"
+    );
+    assert!(!f.config().exists(), "no config written");
+}
