@@ -297,3 +297,85 @@ fn guest_layer_key_from_another_region_is_refused() {
     );
     assert!(!f.config().exists(), "no config written");
 }
+
+fn store_cmd(f: &Fixture, args: &[&str], with_vault: bool) -> std::process::Output {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    if with_vault {
+        all.extend([
+            OsStr::new("--vault"),
+            f.vault.as_os_str(),
+            OsStr::new("--passphrase-file"),
+            f.pass.as_os_str(),
+        ]);
+    }
+    run(strata(all))
+}
+
+#[test]
+fn disks_and_scopes_follow_the_cloud_rules() {
+    let f = Fixture::new("full");
+    let s = f.store.to_str().expect("utf-8");
+    assert_ok(
+        &store_cmd(
+            &f,
+            &["scope", "create", s, "team", "--key", "team-cmk"],
+            true,
+        ),
+        "scope create",
+    );
+    let out = store_cmd(
+        &f,
+        &["scope", "create", s, "other", "--key", "team-cmk"],
+        true,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already bound to scope team"));
+    let out = store_cmd(
+        &f,
+        &["disk", "add", s, "scratch", "--kind", "temp", "--guest"],
+        true,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("guest layer never covers temp disks"));
+    let out = store_cmd(&f, &["disk", "add", s, "x", "--host", "off"], true);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("host encryption is chosen at `strata init`")
+    );
+    assert_ok(
+        &store_cmd(
+            &f,
+            &["disk", "add", s, "data2", "--guest", "--scope", "team"],
+            true,
+        ),
+        "disk add",
+    );
+    let show = assert_ok(
+        &store_cmd(&f, &["disk", "show", s, "data2", "--json"], false),
+        "disk show",
+    );
+    let v: serde_json::Value = serde_json::from_str(&show).expect("json");
+    assert_eq!(v["scope"], "team");
+    let keys: Vec<&str> = v["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["key"].as_str().expect("key"))
+        .collect();
+    assert_eq!(keys, ["guest-kek", "host", "team-cmk"]);
+    let m = f.mount();
+    fs::write(f.disk("data2").join("f"), b"on the new disk").expect("write");
+    assert_eq!(
+        fs::read(f.disk("data2").join("f")).expect("read"),
+        b"on the new disk"
+    );
+    assert_ok(&vault_cmd(&f, &["key", "disable", "team-cmk"]), "disable");
+    assert!(poll_until(Duration::from_secs(10), || revoked(fs::read(
+        f.disk("data2").join("f")
+    ))));
+    fs::write(f.disk("data").join("g"), b"other disks are served").expect("data still served");
+    assert_ok(&vault_cmd(&f, &["key", "enable", "team-cmk"]), "enable");
+    assert!(poll_until(Duration::from_secs(10), || fs::read(
+        f.disk("data2").join("f")
+    )
+    .is_ok()));
+    m.unmount();
+}

@@ -2,6 +2,7 @@
 //! per command family. `mount` is the one place that wires vault, store,
 //! cache and FUSE together.
 
+mod disk;
 mod init;
 mod mount;
 mod secrets;
@@ -110,6 +111,18 @@ pub enum Command {
     },
     /// Mount a store: one directory per disk under MOUNTPOINT.
     Mount(MountArgs),
+    /// Disks of a store: add, list, show.
+    Disk {
+        /// Disk command.
+        #[command(subcommand)]
+        command: DiskCommand,
+    },
+    /// Scopes: one customer key bound to a group of disks.
+    Scope {
+        /// Scope command.
+        #[command(subcommand)]
+        command: ScopeCommand,
+    },
     /// Unmount a strata mount; its daemon then exits.
     Umount {
         /// The mountpoint.
@@ -217,6 +230,86 @@ pub enum KeyCommand {
     },
 }
 
+/// Disk commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum DiskCommand {
+    /// Add a disk (data, or temp) with its own DEKs.
+    Add {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk name (its directory in the mount).
+        name: String,
+        /// data or temp.
+        #[arg(long, default_value = "data")]
+        kind: String,
+        /// Turn the guest layer on (ADE), keyed by `guest-kek` unless --guest-key.
+        #[arg(long)]
+        guest: bool,
+        /// Vault key wrapping the guest DEK (implies --guest).
+        #[arg(long, value_name = "KEY")]
+        guest_key: Option<String>,
+        /// Storage keying: platform, customer:KEY or double:KEY.
+        #[arg(long, value_name = "MODE")]
+        sse: Option<crate::store::disks::Sse>,
+        /// Put the disk in a scope (it takes the scope's key).
+        #[arg(long, value_name = "NAME")]
+        scope: Option<String>,
+        /// Refused: host encryption is fixed at init.
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off, hide = true)]
+        host: Option<bool>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// List the disks of a store (no vault needed).
+    List {
+        /// Store directory.
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a disk: layers, ciphers, keys and versions, scope, created,
+    /// rotation due dates (with the vault), and what the real cloud would refuse.
+    Show {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+/// Scope commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum ScopeCommand {
+    /// Create a scope bound to a customer key (created if missing).
+    Create {
+        /// Store directory.
+        store: PathBuf,
+        /// Scope name.
+        name: String,
+        /// Customer key bound to the scope.
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// List the scopes of a store and their disks.
+    List {
+        /// Store directory.
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -246,6 +339,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &kdf,
         ),
         Command::Mount(args) => mount::run(args, cli.verbose),
+        Command::Disk { command } => disk::run(command),
+        Command::Scope { command } => disk::run_scope(command),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Vault { command } => vault_cmd::run(command),
     }

@@ -35,7 +35,7 @@ pub enum DiskKind {
 
 impl std::fmt::Display for DiskKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             DiskKind::Os => "os",
             DiskKind::Data => "data",
             DiskKind::Temp => "temp",

@@ -5,6 +5,7 @@
 //! per disk, each directory holding its `.dirid`).
 
 pub mod config;
+pub mod disks;
 pub mod presets;
 pub mod rotation;
 

@@ -1,0 +1,268 @@
+//! `strata disk …` and `strata scope …`: disks and scopes of a store.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::secrets::open_vault;
+use super::{DiskCommand, ScopeCommand, VaultArgs};
+use crate::store::disks::{add_disk, create_scope, NewDisk};
+use crate::store::{rotation, Config, DiskConfig, DiskKind};
+
+fn fmt_time(secs: u64) -> String {
+    // Days since the epoch to a civil date (UTC), without a date crate.
+    let days = (secs / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Combinations the real cloud would refuse (strata follows its design and
+/// allows them).
+fn cloud_notes(config: &Config, d: &DiskConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    let host = config.host_encryption && d.kind != DiskKind::Temp;
+    if d.guest && host {
+        notes.push(
+            "the real cloud refuses guest encryption (ADE) together with encryption at host".into(),
+        );
+    }
+    if d.guest
+        && d.layers
+            .iter()
+            .any(|w| w.layer == crate::layers::Layer::StorageCmk)
+    {
+        notes.push("the real cloud refuses guest encryption (ADE) together with a customer-managed SSE key".into());
+    }
+    if d.scope.is_some() {
+        notes.push("the real cloud keeps encryption scopes to blob storage".into());
+    }
+    notes
+}
+
+fn disk_json(config: &Config, d: &DiskConfig, due: &[(String, u64)]) -> serde_json::Value {
+    let host_ephemeral = d.kind == DiskKind::Temp && config.host_encryption;
+    serde_json::json!({
+        "name": d.name,
+        "kind": d.kind.to_string(),
+        "created": d.created,
+        "scope": d.scope,
+        "storage": format!("{:?}", d.storage).to_lowercase(),
+        "guest": d.guest,
+        "host": d.layers.iter().any(|w| w.layer == crate::layers::Layer::Host) || host_ephemeral,
+        "layers": d.layers.iter().map(|w| serde_json::json!({
+            "layer": w.layer.name(),
+            "cipher": "XTS-AES-256",
+            "key": w.key.name,
+            "key_version": w.key.version,
+            "dek_generation": w.generation,
+            "rotation_due": due.iter().find(|(n, _)| *n == w.key.name).map(|(_, t)| *t),
+        })).collect::<Vec<_>>(),
+        "host_key_per_mount": host_ephemeral,
+        "cloud_notes": cloud_notes(config, d),
+    })
+}
+
+fn maybe_due(
+    store: &Path,
+    vault: &VaultArgs,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    if vault.passphrase_file.is_none() && vault.recovery_key_file.is_none() {
+        return Ok(Vec::new());
+    }
+    let v = open_vault(vault)?;
+    crate::store::authenticate(store, config, &v)?;
+    Ok(rotation::due(config, &v))
+}
+
+fn print_disk(config: &Config, d: &DiskConfig, due: &[(String, u64)]) {
+    println!(
+        "disk {} ({}), created {}",
+        d.name,
+        d.kind,
+        fmt_time(d.created)
+    );
+    if let Some(s) = &d.scope {
+        println!("  scope: {s}");
+    }
+    if d.layers.is_empty() && !(d.kind == DiskKind::Temp && config.host_encryption) {
+        println!("  layers: none (plaintext temp disk: host encryption is off)");
+    }
+    for w in &d.layers {
+        let due = due
+            .iter()
+            .find(|(n, _)| *n == w.key.name)
+            .map(|(_, t)| format!(", rotation due {}", fmt_time(*t)))
+            .unwrap_or_default();
+        println!(
+            "  {:<40} XTS-AES-256, DEK generation {}, wrapped by {} version {}{due}",
+            rotation::layer_label(w.layer),
+            w.generation,
+            w.key.name,
+            w.key.version
+        );
+    }
+    if d.kind == DiskKind::Temp && config.host_encryption {
+        println!(
+            "  {:<40} XTS-AES-256, key made at every mount and never stored",
+            "host (encryption at host)"
+        );
+    }
+    for n in cloud_notes(config, d) {
+        println!("  note: {n}");
+    }
+}
+
+/// Runs a disk command.
+pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DiskCommand::Add {
+            store,
+            name,
+            kind,
+            guest,
+            guest_key,
+            sse,
+            scope,
+            host,
+            vault,
+        } => {
+            if host.is_some() {
+                anyhow::bail!(
+                    "host encryption is chosen at `strata init` and never toggled after: every disk of this store follows it"
+                );
+            }
+            let kind = match kind.as_str() {
+                "data" => DiskKind::Data,
+                "temp" => DiskKind::Temp,
+                "os" => DiskKind::Os,
+                other => anyhow::bail!("disk kind must be data or temp, not {other}"),
+            };
+            let guest_key = match (guest, guest_key) {
+                (_, Some(k)) => Some(k),
+                (true, None) => Some("guest-kek".to_string()),
+                (false, None) => None,
+            };
+            let mut v = open_vault(&vault)?;
+            let d = add_disk(
+                &store,
+                &mut v,
+                &NewDisk {
+                    name,
+                    kind,
+                    guest_key,
+                    sse,
+                    scope,
+                },
+            )?;
+            let config = Config::read(&store)?;
+            print_disk(&config, &d, &[]);
+            println!("(a running mount shows the new disk after its next mount)");
+        }
+        DiskCommand::List { store, json } => {
+            let config = Config::read(&store)?;
+            if json {
+                let v: Vec<_> = config
+                    .disks
+                    .iter()
+                    .map(|d| disk_json(&config, d, &[]))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<12} {:<5} {:<10} {:<6} {:<6} SCOPE",
+                    "DISK", "KIND", "STORAGE", "GUEST", "HOST"
+                );
+                for d in &config.disks {
+                    let host = d
+                        .layers
+                        .iter()
+                        .any(|w| w.layer == crate::layers::Layer::Host)
+                        || (d.kind == DiskKind::Temp && config.host_encryption);
+                    println!(
+                        "{:<12} {:<5} {:<10} {:<6} {:<6} {}",
+                        d.name,
+                        d.kind,
+                        format!("{:?}", d.storage).to_lowercase(),
+                        if d.guest { "on" } else { "off" },
+                        if host { "on" } else { "off" },
+                        d.scope.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        DiskCommand::Show {
+            store,
+            name,
+            json,
+            vault,
+        } => {
+            let config = Config::read(&store)?;
+            let d = config.disk(&name).ok_or_else(|| {
+                anyhow::anyhow!("store {} has no disk named {name}", store.display())
+            })?;
+            let due = maybe_due(&store, &vault, &config)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&disk_json(&config, d, &due))?
+                );
+            } else {
+                print_disk(&config, d, &due);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a scope command.
+pub fn run_scope(cmd: ScopeCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ScopeCommand::Create {
+            store,
+            name,
+            key,
+            vault,
+        } => {
+            let mut v = open_vault(&vault)?;
+            let s = create_scope(&store, &mut v, &name, &key)?;
+            println!("scope {} bound to customer key {}", s.name, s.key);
+        }
+        ScopeCommand::List { store, json } => {
+            let config = Config::read(&store)?;
+            let rows: Vec<(String, String, Vec<String>)> = config
+                .scopes
+                .iter()
+                .map(|s| {
+                    let disks = config
+                        .disks
+                        .iter()
+                        .filter(|d| d.scope.as_ref() == Some(&s.name))
+                        .map(|d| d.name.clone())
+                        .collect();
+                    (s.name.clone(), s.key.clone(), disks)
+                })
+                .collect();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, k, d)| serde_json::json!({"name": n, "key": k, "disks": d}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<16} {:<20} DISKS", "SCOPE", "KEY");
+                for (n, k, d) in rows {
+                    println!("{n:<16} {k:<20} {}", d.join(", "));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
