@@ -379,3 +379,121 @@ fn disks_and_scopes_follow_the_cloud_rules() {
     .is_ok()));
     m.unmount();
 }
+
+/// Runs `strata disk …` with the vault, optionally crashing at a crash point.
+fn disk_cmd(f: &Fixture, args: &[&str], crash_after: Option<u64>) -> std::process::Output {
+    let mut all: Vec<&OsStr> = vec![OsStr::new("disk")];
+    all.extend(args.iter().map(OsStr::new));
+    all.extend([
+        OsStr::new("--vault"),
+        f.vault.as_os_str(),
+        OsStr::new("--passphrase-file"),
+        f.pass.as_os_str(),
+    ]);
+    let mut cmd = strata(all);
+    if let Some(n) = crash_after {
+        cmd.env("STRATA_TEST_CRASH_AFTER", n.to_string());
+    }
+    run_for(&mut cmd, COMMAND_TIMEOUT)
+}
+
+fn fill(f: &Fixture) -> BTreeMap<PathBuf, Node> {
+    let d = f.disk("data");
+    fs::create_dir_all(d.join("x/y")).expect("mkdir");
+    for i in 0..6u64 {
+        fs::write(
+            d.join(format!("x/f{i}")),
+            pattern(i, 10_000 + i as usize * 7_000),
+        )
+        .expect("write");
+    }
+    fs::write(d.join("x/y/deep"), b"deep").expect("write");
+    std::os::unix::fs::symlink("x/f1", d.join("link")).expect("symlink");
+    set_xattr(&d.join("x/f2"), "user.k", b"v").expect("xattr");
+    make_db(&d.join("db"), 3_000);
+    snapshot(&d)
+}
+
+fn rekey_resumes_after_crashes(args: &[&str], expect_generation: Option<u64>) {
+    let f = Fixture::new("max");
+    let m = f.mount();
+    let before = fill(&f);
+    m.unmount();
+    let s = f.store.to_str().expect("utf-8").to_string();
+    let mut full: Vec<&str> = args.to_vec();
+    full.insert(1, &s);
+    for crash in [1u64, 2, 3] {
+        let out = disk_cmd(&f, &full, Some(crash));
+        assert_eq!(
+            out.status.code(),
+            Some(99),
+            "crash point {crash}: {}",
+            describe(&out)
+        );
+        let m = f.mount();
+        assert!(
+            revoked(fs::read(f.disk("data").join("db"))),
+            "a half re-encrypted disk is refused"
+        );
+        m.unmount();
+    }
+    assert_ok(&disk_cmd(&f, &full, None), "finish");
+    let conf = fs::read_to_string(f.config()).expect("config");
+    assert!(
+        !conf.contains("pending"),
+        "the old DEKs are retired at the end"
+    );
+    assert!(
+        !f.store.join("disks/.rekey-old-data").exists()
+            && !f.store.join("disks/.rekey-new-data").exists()
+    );
+    if let Some(g) = expect_generation {
+        assert!(conf.contains(&format!("\"generation\": {g}")), "{conf}");
+    }
+    let m = f.mount();
+    assert_eq!(
+        snapshot(&f.disk("data")),
+        before,
+        "every file reads the same after the re-encryption"
+    );
+    assert_eq!(
+        get_xattr(&f.disk("data").join("x/f2"), "user.k").expect("xattr"),
+        b"v"
+    );
+    assert_eq!(sqlite_rows(&f.disk("data").join("db")), 3_000);
+    m.unmount();
+}
+
+#[test]
+fn rekey_of_the_storage_layers_resumes_after_crashes() {
+    rekey_resumes_after_crashes(&["rekey", "data", "--layer", "storage"], Some(2));
+}
+
+#[test]
+fn guest_encryption_of_a_disk_with_data_resumes_after_crashes() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let before = fill(&f);
+    m.unmount();
+    let s = f.store.to_str().expect("utf-8").to_string();
+    let args = ["encrypt", s.as_str(), "data", "--guest"];
+    let out = disk_cmd(&f, &args, Some(5));
+    assert_eq!(out.status.code(), Some(99));
+    assert_ok(&disk_cmd(&f, &args, None), "finish");
+    let show = assert_ok(
+        &disk_cmd(&f, &["show", s.as_str(), "data", "--json"], None),
+        "show",
+    );
+    let v: serde_json::Value = serde_json::from_str(&show).expect("json");
+    assert_eq!(v["guest"], true);
+    let m = f.mount();
+    assert_eq!(snapshot(&f.disk("data")), before);
+    let again = disk_cmd(&f, &args, None);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "re-encryption refuses while mounted"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("mounted"));
+    m.unmount();
+}

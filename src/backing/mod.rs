@@ -51,6 +51,12 @@ pub fn write_dirid(dir: &Path) -> std::io::Result<[u8; 16]> {
     Ok(id)
 }
 
+/// Writes a given directory id (both copies) into backing directory `dir`.
+pub fn write_dirid_value(dir: &Path, id: &[u8; 16]) -> std::io::Result<()> {
+    atomic_write(&dir.join(DIRID_BACKUP), id)?;
+    atomic_write(&dir.join(DIRID_NAME), id)
+}
+
 /// Which copy a directory id was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirIdSource {

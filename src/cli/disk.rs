@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use super::secrets::open_vault;
 use super::{DiskCommand, ScopeCommand, VaultArgs};
+use crate::layers::Layer;
 use crate::store::disks::{add_disk, create_scope, NewDisk};
+use crate::store::rekey::Change;
 use crate::store::{rotation, Config, DiskConfig, DiskKind};
 
 fn fmt_time(secs: u64) -> String {
@@ -166,6 +168,39 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             print_disk(&config, &d, &[]);
             println!("(a running mount shows the new disk after its next mount)");
         }
+        DiskCommand::Rekey {
+            store,
+            name,
+            layers,
+            vault,
+        } => {
+            let mut set = Vec::new();
+            for l in &layers {
+                match l.as_str() {
+                    "guest" => set.push(Layer::Guest),
+                    "host" => set.push(Layer::Host),
+                    "storage" => {
+                        let config = Config::read(&store)?;
+                        let d = config.disk(&name).ok_or_else(|| anyhow::anyhow!("store {} has no disk named {name}", store.display()))?;
+                        set.extend(d.layers.iter().map(|w| w.layer).filter(|l| matches!(l, Layer::StorageCmk | Layer::StoragePmk)));
+                    }
+                    "storage-cmk" => set.push(Layer::StorageCmk),
+                    "storage-pmk" => set.push(Layer::StoragePmk),
+                    other => anyhow::bail!("unknown layer {other}: use guest, host, storage, storage-cmk or storage-pmk"),
+                }
+            }
+            set.dedup();
+            reencrypt(&store, &name, &Change::Rekey(set), &vault)?;
+        }
+        DiskCommand::Encrypt {
+            store,
+            name,
+            guest: _,
+            guest_key,
+            vault,
+        } => {
+            reencrypt(&store, &name, &Change::AddGuest(guest_key), &vault)?;
+        }
         DiskCommand::List { store, json } => {
             let config = Config::read(&store)?;
             if json {
@@ -220,6 +255,25 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn reencrypt(store: &Path, name: &str, change: &Change, vault: &VaultArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut v = open_vault(vault)?;
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |n: u64| {
+        if tty && n.is_multiple_of(16) {
+            eprint!("\rre-encrypting: {n} objects");
+        }
+    };
+    let log = crate::store::rekey::run(store, &mut v, name, change, &mut progress)?;
+    if tty {
+        eprintln!();
+    }
+    for line in log {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// Runs a scope command.

@@ -261,6 +261,36 @@ pub enum DiskCommand {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Re-encrypt a disk under new DEKs for the given layers, offline and
+    /// resumably (run it again after an interruption to finish).
+    Rekey {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk name.
+        name: String,
+        /// Layers to re-key: guest, host, storage (every storage pass),
+        /// storage-cmk, storage-pmk.
+        #[arg(long = "layer", value_name = "LAYER", required = true)]
+        layers: Vec<String>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Turn the guest layer on for a disk that holds data: an offline,
+    /// resumable conversion ("needs a reboot").
+    Encrypt {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk name.
+        name: String,
+        /// Add the guest layer (the only layer that can be added after init).
+        #[arg(long, required = true)]
+        guest: bool,
+        /// Vault key wrapping the guest DEK.
+        #[arg(long, value_name = "KEY", default_value = "guest-kek")]
+        guest_key: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
     /// List the disks of a store (no vault needed).
     List {
         /// Store directory.

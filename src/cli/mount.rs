@@ -120,6 +120,12 @@ fn refusal(d: &store::DiskConfig, region: &str, vault: &crate::vault::Vault) -> 
     if let Some(r) = store::disk_revoked(d, vault) {
         return Some(r);
     }
+    if d.pending.is_some() {
+        return Some(format!(
+            "disk {} has an unfinished re-encryption: run `strata disk rekey` (or `disk encrypt`) again to finish it",
+            d.name
+        ));
+    }
     if d.guest && vault.region() != region {
         return Some(format!(
             "disk {} is unavailable: the guest layer's key vault must be in the store's region (vault region {}, store region {region})",

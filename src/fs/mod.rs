@@ -10,11 +10,11 @@
 //! it). Inode numbers are the backing inode numbers, so hard links share an
 //! inode and `readdir` agrees with `stat`.
 
-mod attr;
+pub mod attr;
 mod dir;
 mod io;
 mod nodes;
-mod xattr;
+pub mod xattr;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

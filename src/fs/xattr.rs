@@ -18,9 +18,83 @@ const LONG: &str = "user.~L";
 const LONG_NAME_AD: &str = "strata:xattr-name";
 
 /// How an xattr is stored.
-struct Stored {
-    backing: String,
+pub struct Stored {
+    /// Its backing name.
+    pub backing: String,
+    /// Whether it uses the long form (hashed name, sealed name in the value).
+    pub long: bool,
+}
+
+/// The backing name of xattr `name` of the owner `id` (a file or directory
+/// id) under a disk's pipeline and name codec.
+pub fn backing_name(
+    pipeline: &crate::layers::Pipeline,
+    codec: &crate::names::NameCodec,
+    id: &[u8; 16],
+    name: &str,
+) -> FsResult<Stored> {
+    if codec.is_encrypted() && name.len() > crate::names::XATTR_NAME_MAX {
+        let key: crate::crypto::Key32 = crate::crypto::kdf::derive(
+            &[pipeline.name_key().expose()],
+            b"",
+            b"strata long xattr name v1",
+        );
+        let h = crate::crypto::tag::tag(&key, b"strata xattr name", &[id, name.as_bytes()]);
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h);
+        return Ok(Stored {
+            backing: format!("{LONG}{b}"),
+            long: true,
+        });
+    }
+    Ok(Stored {
+        backing: codec.encrypt_xattr_name(id, name)?,
+        long: false,
+    })
+}
+
+/// The stored value of xattr `name` (with the sealed name first in the long
+/// form).
+pub fn seal_value(
+    codec: &crate::names::NameCodec,
+    id: &[u8; 16],
+    name: &str,
     long: bool,
+    value: &[u8],
+) -> FsResult<Vec<u8>> {
+    let mut stored = Vec::new();
+    if long {
+        let sealed = codec.encrypt_xattr_value(id, LONG_NAME_AD, name.as_bytes());
+        let len = u16::try_from(sealed.len()).map_err(|_| Errno(libc::ERANGE))?;
+        stored.extend_from_slice(&len.to_le_bytes());
+        stored.extend_from_slice(&sealed);
+    }
+    stored.extend_from_slice(&codec.encrypt_xattr_value(id, name, value));
+    Ok(stored)
+}
+
+/// Decodes one backing xattr (`user.` namespace) into its plaintext name
+/// and value, checking a long name against its hash.
+pub fn open_stored(
+    pipeline: &crate::layers::Pipeline,
+    codec: &crate::names::NameCodec,
+    id: &[u8; 16],
+    backing: &str,
+    stored: &[u8],
+) -> FsResult<(String, Vec<u8>)> {
+    if backing.starts_with(LONG) {
+        let (sealed, value) = split_long(stored)?;
+        let raw = codec.decrypt_xattr_value(id, LONG_NAME_AD, sealed)?;
+        let name = String::from_utf8(raw).map_err(|_| Errno::EIO)?;
+        if backing_name(pipeline, codec, id, &name)?.backing != backing {
+            return Err(Errno::EIO);
+        }
+        let v = codec.decrypt_xattr_value(id, &name, value)?;
+        return Ok((name, v));
+    }
+    let name = codec.decrypt_xattr_name(id, backing)?;
+    let v = codec.decrypt_xattr_value(id, &name, stored)?;
+    Ok((name, v))
 }
 
 impl Fs {
@@ -62,24 +136,7 @@ impl Fs {
     /// The backing name of xattr `name` of the owner `id` on `disk`.
     fn xattr_backing(&self, disk: usize, id: &[u8; 16], name: &str) -> FsResult<Stored> {
         let (pipeline, codec) = self.disk(disk)?.check()?;
-        if codec.is_encrypted() && name.len() > crate::names::XATTR_NAME_MAX {
-            let key: crate::crypto::Key32 = crate::crypto::kdf::derive(
-                &[pipeline.name_key().expose()],
-                b"",
-                b"strata long xattr name v1",
-            );
-            let h = crate::crypto::tag::tag(&key, b"strata xattr name", &[id, name.as_bytes()]);
-            use base64::Engine as _;
-            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h);
-            return Ok(Stored {
-                backing: format!("{LONG}{b}"),
-                long: true,
-            });
-        }
-        Ok(Stored {
-            backing: codec.encrypt_xattr_name(id, name)?,
-            long: false,
-        })
+        backing_name(pipeline, codec, id, name)
     }
 
     fn user_name(name: &OsStr) -> FsResult<&str> {
@@ -98,14 +155,7 @@ impl Fs {
         let (disk, id, target) = self.xattr_owner(ino)?;
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
-        let mut stored = Vec::new();
-        if st.long {
-            let sealed = codec.encrypt_xattr_value(&id, LONG_NAME_AD, name.as_bytes());
-            let len = u16::try_from(sealed.len()).map_err(|_| Errno(libc::ERANGE))?;
-            stored.extend_from_slice(&len.to_le_bytes());
-            stored.extend_from_slice(&sealed);
-        }
-        stored.extend_from_slice(&codec.encrypt_xattr_value(&id, name, value));
+        let stored = seal_value(codec, &id, name, st.long, value)?;
         let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
         let bname = st.backing.as_str();
         match target {

@@ -100,6 +100,11 @@ pub struct DiskConfig {
     /// The wrapped DEKs of every persistent layer. A temp disk's host key is
     /// made fresh at every mount and never stored.
     pub layers: Vec<WrappedDek>,
+    /// An unfinished re-encryption: the new wrapped DEKs of the layers being
+    /// re-keyed or added. The disk is refused until `strata disk rekey` (or
+    /// `disk encrypt`) finishes; the old DEKs are retired only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Vec<WrappedDek>>,
 }
 
 /// A scope: one customer key bound to a group of disks.

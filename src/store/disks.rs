@@ -224,6 +224,7 @@ pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskCo
         storage,
         guest: new.guest_key.is_some(),
         layers,
+        pending: None,
     };
     let root = disk_root(store, &new.name);
     std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod disks;
 pub mod presets;
+pub mod rekey;
 pub mod rotation;
 
 use std::path::{Path, PathBuf};
@@ -108,7 +109,13 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn dek_aad(store_id: &str, disk: &str, layer: Layer, generation: u32, key: &KeyRef) -> Vec<u8> {
+pub(crate) fn dek_aad(
+    store_id: &str,
+    disk: &str,
+    layer: Layer,
+    generation: u32,
+    key: &KeyRef,
+) -> Vec<u8> {
     format!(
         "strata dek v1\0{store_id}\0{disk}\0{}\0{generation}\0{}\0{}",
         layer.name(),
@@ -181,7 +188,7 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
 /// The material of a key version that exists in the vault, enabled or not
 /// (a disabled key stays in the vault: revocation is enforced by refusing
 /// service, and enabling the key again brings everything back).
-fn stored_material<'v>(
+pub(crate) fn stored_material<'v>(
     vault: &'v Vault,
     store: &Path,
     key: &KeyRef,
@@ -382,6 +389,7 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
             storage,
             guest,
             layers,
+            pending: None,
         });
     }
     let mut config = Config {
@@ -469,8 +477,20 @@ fn unlock_disk(
     d: &DiskConfig,
     vault: &Vault,
 ) -> Result<DiskKeys, StoreError> {
+    unlock_layers(store, config, d, &d.layers, vault)
+}
+
+/// Unwraps `layers` (a disk's own, or those of a pending re-encryption) into
+/// the disk's keys.
+pub fn unlock_layers(
+    store: &Path,
+    config: &Config,
+    d: &DiskConfig,
+    layers: &[WrappedDek],
+    vault: &Vault,
+) -> Result<DiskKeys, StoreError> {
     let mut keys = DiskKeys::default();
-    for w in &d.layers {
+    for w in layers {
         let kek = stored_material(vault, store, &w.key)?;
         let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
         let dek = unwrap_dek(kek, &w.wrapped, &aad).ok_or_else(|| StoreError::Unwrap {
