@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod crypto;
 pub mod file;
+pub mod forensics;
 pub mod format;
 pub mod fs;
 pub mod fuse;

@@ -3,6 +3,7 @@
 //! cache and FUSE together.
 
 mod disk;
+mod forensics;
 mod init;
 mod mount;
 mod secrets;
@@ -127,6 +128,62 @@ pub enum Command {
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
+    },
+    /// Decode a backing file's header (no key needed); with the vault,
+    /// check its tags, name it and decrypt it. With --path, find the backing
+    /// file of a plaintext path. Exit 0 sound, 1 damaged, 2 could not run.
+    Inspect {
+        /// A backing file, or a store with --path.
+        target: PathBuf,
+        /// Plaintext path DISK/some/file to look up in the store TARGET.
+        #[arg(long, value_name = "DISK/PATH")]
+        path: Option<PathBuf>,
+        /// Print JSON (documented in docs/FORENSICS.md).
+        #[arg(long)]
+        json: bool,
+        /// Write the plaintext of block N (to --out, or stdout).
+        #[arg(long, value_name = "N")]
+        block: Option<u64>,
+        /// Where --block goes.
+        #[arg(long, value_name = "FILE", requires = "block")]
+        out: Option<PathBuf>,
+        /// Write the whole plaintext of the file to FILE.
+        #[arg(long, value_name = "FILE")]
+        decrypt_to: Option<PathBuf>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Check every header, block tag and name of a store's persistent disks,
+    /// in parallel; without the vault, structure only. Exit 0 clean, 1
+    /// problems found, 2 could not run.
+    Verify {
+        /// Store directory.
+        store: PathBuf,
+        /// Print JSON (documented in docs/FORENSICS.md).
+        #[arg(long)]
+        json: bool,
+        /// Offline: restore directory ids from their copies and move files
+        /// whose header is lost to lost+found; never deletes.
+        #[arg(long)]
+        repair: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Read every byte of a backing store looking for plaintext: needles
+    /// (UTF-8 and UTF-16LE) and low-entropy files. Exit 0 nothing found, 1
+    /// plaintext found, 2 could not run.
+    Scan {
+        /// Store directory.
+        store: PathBuf,
+        /// Text to look for (repeatable).
+        #[arg(long = "needle", value_name = "TEXT")]
+        needles: Vec<String>,
+        /// Print JSON (documented in docs/FORENSICS.md).
+        #[arg(long)]
+        json: bool,
+        /// Also scan the store's config file(s).
+        #[arg(long)]
+        include_config: bool,
     },
     /// The vault: keys sealed with a passphrase.
     Vault {
@@ -373,6 +430,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scope { command } => disk::run_scope(command),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Vault { command } => vault_cmd::run(command),
+        Command::Inspect {
+            target,
+            path,
+            json,
+            block,
+            out,
+            decrypt_to,
+            vault,
+        } => Ok(forensics::run_inspect(forensics::InspectArgs {
+            target: &target,
+            path: path.as_deref(),
+            json,
+            block,
+            out,
+            decrypt_to,
+            vault: &vault,
+        })),
+        Command::Verify {
+            store,
+            json,
+            repair,
+            vault,
+        } => Ok(forensics::run_verify(&store, json, repair, &vault)),
+        Command::Scan {
+            store,
+            needles,
+            json,
+            include_config,
+        } => Ok(forensics::run_scan(&store, &needles, json, include_config)),
     }
 }
 
