@@ -497,3 +497,81 @@ fn guest_encryption_of_a_disk_with_data_resumes_after_crashes() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("mounted"));
     m.unmount();
 }
+
+/// The key version wrapping the storage-cmk DEK in `disk show --json`.
+fn cmk_version(show: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(show).expect("disk show JSON");
+    v["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["layer"] == "storage-cmk")
+        .and_then(|l| l["key_version"].as_u64())
+        .expect("storage-cmk layer")
+}
+
+#[test]
+fn rotating_a_revoked_key_does_not_lift_the_revocation() {
+    let f = Fixture::new("max");
+    let m = f.mount();
+    let data = f.disk("data").join("db");
+    make_db(&data, 500);
+    m.unmount();
+    assert_ok(&vault_cmd(&f, &["key", "disable", "max-cmk@1"]), "disable");
+    let store = f.store.to_string_lossy().into_owned();
+    assert_ok(
+        &vault_cmd(&f, &["key", "rotate", "max-cmk", "--store", &store]),
+        "rotate",
+    );
+    // The DEKs stay wrapped by the disabled version 1: no rewrap could
+    // unwrap them, so the disks stay revoked, at mount as in the config.
+    let m = f.mount();
+    assert!(
+        revoked(fs::read(&data)),
+        "a rotation must not lift a revocation"
+    );
+    m.unmount();
+    let show = assert_ok(
+        &store_cmd(&f, &["disk", "show", &store, "data", "--json"], true),
+        "disk show",
+    );
+    assert_eq!(cmk_version(&show), 1, "{show}");
+    assert_ok(&vault_cmd(&f, &["key", "enable", "max-cmk@1"]), "enable");
+    // Enabled again, the next mount rewraps to version 2 and serves.
+    let m = f.mount();
+    assert_eq!(sqlite_rows(&data), 500);
+    m.unmount();
+    let show = assert_ok(
+        &store_cmd(&f, &["disk", "show", &store, "data", "--json"], true),
+        "disk show",
+    );
+    assert_eq!(cmk_version(&show), 2, "{show}");
+}
+
+#[test]
+fn a_key_of_the_wrong_kind_is_refused() {
+    let f = Fixture::new("general");
+    let store = f.store.to_string_lossy().into_owned();
+    for (args, word) in [
+        (
+            vec!["disk", "add", &store, "d1", "--sse", "customer:platform"],
+            "platform key",
+        ),
+        (
+            vec!["disk", "add", &store, "d2", "--guest-key", "platform"],
+            "platform key",
+        ),
+    ] {
+        let out = store_cmd(&f, &args, true);
+        assert!(
+            !out.status.success(),
+            "{args:?} accepted: {}",
+            describe(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(word) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -237,8 +237,11 @@ pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     check_mountpoint(&a.mountpoint)?;
     super::init_logging(verbose, a.log_file.as_deref(), a.foreground)?;
     let mut vault = open_vault(&a.vault)?;
-    for line in store::rotation::rotate_due(&a.store, &mut vault)? {
-        eprintln!("strata: {line}");
+    // A read-only mount writes neither the vault nor the config.
+    if !a.ro {
+        for line in store::rotation::rotate_due(&a.store, &mut vault)? {
+            eprintln!("strata: {line}");
+        }
     }
     let opened = store::open(&a.store, &vault)?;
     let store_path = opened.path.clone();

@@ -142,7 +142,7 @@ pub fn inspect(
         .find(|d| d.config.name == loc.disk)
         .ok_or_else(|| {
             ForensicsError::Invalid(format!(
-                "disk {} cannot be decrypted (temp disks use a per-mount key)",
+                "disk {} cannot be decrypted (temp disks use a per-mount key; a revoked disk stays sealed)",
                 loc.disk
             ))
         })?;

@@ -91,7 +91,9 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
     let opened = store::open(store_path, vault)?;
     let mut out = Vec::new();
     for (d, keys) in opened.disks {
-        if d.kind == DiskKind::Temp {
+        // Temp keys live for one mount; a revoked disk is not decrypted
+        // (its structure is still checked).
+        if d.kind == DiskKind::Temp || store::disk_revoked(&d, vault).is_some() {
             continue;
         }
         let keys = keys?;

@@ -176,6 +176,13 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
     let key = vault
         .key(name)
         .ok_or_else(|| StoreError::Invalid(format!("vault key {name} vanished")))?;
+    if key.kind != kind {
+        return Err(StoreError::Invalid(format!(
+            "vault key {name} is a {} key; this needs a {} key",
+            key.kind.as_str(),
+            kind.as_str()
+        )));
+    }
     let v = key
         .latest_enabled()
         .ok_or_else(|| StoreError::Invalid(format!("vault key {name} has no enabled version")))?;

@@ -25,6 +25,13 @@ fn newer(vault: &Vault, name: &str, current: u32) -> Option<u32> {
     (v > current).then_some(v)
 }
 
+fn version_enabled(vault: &Vault, key: &KeyRef) -> bool {
+    vault
+        .key(&key.name)
+        .and_then(|k| k.version(key.version))
+        .is_some_and(|v| v.enabled)
+}
+
 /// Rewraps every DEK of the store whose vault key has a newer enabled
 /// version, and moves the config's auth key to its newest version. Writes
 /// the config (and records its generation in the vault) only if something
@@ -38,6 +45,11 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
             let Some(v) = newer(vault, &w.key.name, w.key.version) else {
                 continue;
             };
+            // A DEK wrapped by a disabled version cannot be unwrapped (as a
+            // key service refuses it): a revoked disk stays revoked.
+            if !version_enabled(vault, &w.key) {
+                continue;
+            }
             let old_aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
             let dek = unwrap_dek(stored_material(vault, store, &w.key)?, &w.wrapped, &old_aad)
                 .ok_or_else(|| StoreError::Unwrap {
@@ -62,7 +74,9 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
             w.key = new_key;
         }
     }
-    if let Some(v) = newer(vault, &config.auth_key.name, config.auth_key.version) {
+    if let Some(v) = newer(vault, &config.auth_key.name, config.auth_key.version)
+        .filter(|_| version_enabled(vault, &config.auth_key))
+    {
         changes.push(format!(
             "config now tagged with {} version {v}",
             config.auth_key.name
@@ -114,6 +128,8 @@ pub fn due(config: &Config, vault: &Vault) -> Vec<(String, u64)> {
 /// line per action.
 pub fn rotate_due(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
     let config = Config::read(store)?;
+    // Decide nothing from a config that is not authentic.
+    super::authenticate(store, &config, vault)?;
     let now = now();
     let mut actions = Vec::new();
     for (name, due_at) in due(&config, vault) {
