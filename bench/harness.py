@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""strata against its peers, in one interleaved run.
+
+Mounts strata (presets general and max), gocryptfs, securefs (lite format),
+cryfs, bindfs (the FUSE floor) and a plain directory side by side, runs the
+same workloads on each, repetition by repetition with the order of the
+filesystems rotated so that drift hits all alike, and writes medians and
+strata/peer ratios as Markdown and CSV under bench/results/.
+
+Run through bench/run.sh, which installs the peers and builds strata.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PASS = "bench-passphrase"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def sh(cmd, check=True, env=None, input=None, timeout=None):
+    """Runs a command; returns its stdout."""
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, input=input, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[:500]}")
+    return r.stdout
+
+
+def drop_caches():
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass  # not root: caches stay warm (noted in the report)
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+def wait_mounted(path, limit=30):
+    end = time.time() + limit
+    while time.time() < end:
+        if is_mounted(path):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} did not mount within {limit} s")
+
+
+def unmount(path):
+    for attempt in range(50):
+        if not is_mounted(path):
+            return
+        r = subprocess.run(["umount", path], capture_output=True)
+        if r.returncode == 0:
+            break
+        time.sleep(0.2)
+    end = time.time() + 20
+    while is_mounted(path) and time.time() < end:
+        time.sleep(0.05)
+    if is_mounted(path):
+        subprocess.run(["umount", "-l", path])
+
+
+class Fs:
+    """One filesystem under test: set up once, mounted per workload."""
+
+    def __init__(self, name, base):
+        self.name = name
+        self.base = os.path.join(base, name)
+        self.mnt = os.path.join(self.base, "mnt")
+        os.makedirs(self.mnt, exist_ok=True)
+        self.passfile = os.path.join(self.base, "pass")
+        with open(self.passfile, "w") as f:
+            f.write(PASS + "\n")
+
+    def setup(self):
+        pass
+
+    def mount(self):
+        pass
+
+    def umount(self):
+        unmount(self.mnt)
+
+    def work(self):
+        return os.path.join(self.mnt, "data")
+
+    def temp(self):
+        return os.path.join(self.mnt, "temp")
+
+    def prepare_dirs(self):
+        os.makedirs(self.work(), exist_ok=True)
+        os.makedirs(self.temp(), exist_ok=True)
+
+    def daemon_rss_peak(self):
+        return None
+
+
+class Plain(Fs):
+    def mount(self):
+        self.prepare_dirs()
+
+    def umount(self):
+        pass
+
+    def work(self):
+        return os.path.join(self.base, "plain", "data")
+
+    def temp(self):
+        return os.path.join(self.base, "plain", "temp")
+
+
+class Bindfs(Fs):
+    def setup(self):
+        os.makedirs(os.path.join(self.base, "src"), exist_ok=True)
+
+    def mount(self):
+        sh(["bindfs", "--multithreaded", os.path.join(self.base, "src"), self.mnt])
+        wait_mounted(self.mnt)
+        self.prepare_dirs()
+
+
+class Gocryptfs(Fs):
+    def setup(self):
+        c = os.path.join(self.base, "cipher")
+        os.makedirs(c, exist_ok=True)
+        sh(["gocryptfs", "-init", "-q", "-scryptn", "10", "-passfile", self.passfile, c])
+
+    def mount(self):
+        sh(["gocryptfs", "-q", "-passfile", self.passfile, os.path.join(self.base, "cipher"), self.mnt])
+        wait_mounted(self.mnt)
+        self.prepare_dirs()
+
+
+class Securefs(Fs):
+    def setup(self):
+        c = os.path.join(self.base, "cipher")
+        os.makedirs(c, exist_ok=True)
+        sh(["securefs", "create", "--format", "4", "--pbkdf", "pkcs5-pbkdf2-hmac-sha256", "-r", "1000", "--pass", PASS, c])
+
+    def mount(self):
+        sh(["securefs", "mount", "-b", "--pass", PASS, "--log", os.path.join(self.base, "log"),
+            os.path.join(self.base, "cipher"), self.mnt])
+        wait_mounted(self.mnt)
+        self.prepare_dirs()
+
+
+class Cryfs(Fs):
+    ENV = dict(os.environ, CRYFS_FRONTEND="noninteractive", CRYFS_NO_UPDATE_CHECK="true")
+
+    def setup(self):
+        os.makedirs(os.path.join(self.base, "cipher"), exist_ok=True)
+
+    def mount(self):
+        sh(["cryfs", "--cipher", "aes-256-gcm", "--blocksize", "16384",
+            "--config", os.path.join(self.base, "cryfs.config"),
+            os.path.join(self.base, "cipher"), self.mnt],
+           env=self.ENV, input=PASS + "\n")
+        wait_mounted(self.mnt)
+        self.prepare_dirs()
+
+
+class Strata(Fs):
+    def __init__(self, name, base, preset, binary):
+        super().__init__(name, base)
+        self.preset = preset
+        self.bin = binary
+        self.store = os.path.join(self.base, "store")
+        self.vault = os.path.join(self.base, "vault")
+        self.peak = 0
+
+    def setup(self):
+        sh([self.bin, "init", self.store, "--vault", self.vault, "--passphrase-file", self.passfile,
+            "--preset", self.preset])
+
+    def mount(self):
+        sh([self.bin, "mount", self.store, self.mnt, "--vault", self.vault, "--passphrase-file",
+            self.passfile, "--log-file", os.path.join(self.base, "log")])
+        wait_mounted(self.mnt)
+
+    def pid(self):
+        out = sh(["pgrep", "-f", f"{self.bin} mount {self.store} "], check=False).split()
+        return int(out[0]) if out else None
+
+    def umount(self):
+        pid = self.pid()
+        if pid:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+                    if m:
+                        self.peak = max(self.peak, int(m.group(1)) * 1024)
+            except OSError:
+                pass
+        sh([self.bin, "umount", self.mnt], check=False)
+        unmount(self.mnt)
+
+    def daemon_rss_peak(self):
+        return self.peak
+
+
+# ---------------------------------------------------------------- workloads
+# Each returns {metric: value}. METRICS says which direction is better.
+
+METRICS = {
+    "seq write MB/s": "high",
+    "seq read MB/s": "high",
+    "rand read 1 job IOPS": "high",
+    "rand read 2 jobs IOPS": "high",
+    "rand write 1 job IOPS": "high",
+    "rand write 2 jobs IOPS": "high",
+    "create 10k files s": "low",
+    "stat 10k files s": "low",
+    "delete 10k files s": "low",
+    "sqlite insert DELETE s": "low",
+    "sqlite insert WAL s": "low",
+    "sqlite full scan s": "low",
+    "sqlite index build s": "low",
+    "append 512 B + fsync ops/s": "high",
+    "append 4 KiB + fsync ops/s": "high",
+}
+
+
+def fio(args):
+    out = sh(["fio", "--output-format=json", "--ioengine=psync", "--group_reporting"] + args, timeout=900)
+    return json.loads(out[out.index("{"):])["jobs"][0]
+
+
+def w_seq(fs, q):
+    path = os.path.join(fs.work(), "seq")
+    size = "256M" if q.quick else "1G"
+    j = fio(["--name=w", f"--filename={path}", "--rw=write", "--bs=1M", f"--size={size}", "--end_fsync=1"])
+    write = j["write"]["bw_bytes"] / 1e6
+    fs.umount()
+    drop_caches()
+    fs.mount()
+    j = fio(["--name=r", f"--filename={path}", "--rw=read", "--bs=1M", f"--size={size}"])
+    read = j["read"]["bw_bytes"] / 1e6
+    os.unlink(path)
+    return {"seq write MB/s": write, "seq read MB/s": read}
+
+
+def w_rand(fs, q):
+    path = os.path.join(fs.work(), "rand")
+    size = "64M" if q.quick else "256M"
+    rt = "2" if q.quick else "5"
+    fio(["--name=fill", f"--filename={path}", "--rw=write", "--bs=1M", f"--size={size}", "--end_fsync=1"])
+    out = {}
+    for jobs in (1, 2):
+        fs.umount()
+        drop_caches()
+        fs.mount()
+        j = fio(["--name=rr", f"--filename={path}", "--rw=randread", "--bs=4k", f"--size={size}",
+                 f"--numjobs={jobs}", "--time_based", f"--runtime={rt}"])
+        out[f"rand read {jobs} job{'s' if jobs > 1 else ''} IOPS"] = j["read"]["iops"]
+    for jobs in (1, 2):
+        j = fio(["--name=rw", f"--filename={path}", "--rw=randwrite", "--bs=4k", f"--size={size}",
+                 f"--numjobs={jobs}", "--time_based", f"--runtime={rt}", "--end_fsync=1"])
+        out[f"rand write {jobs} job{'s' if jobs > 1 else ''} IOPS"] = j["write"]["iops"]
+    os.unlink(path)
+    return out
+
+
+def w_meta(fs, q):
+    top = os.path.join(fs.work(), "tree")
+    n_dirs, per = (20, 50) if q.quick else (100, 100)
+    body = os.urandom(4096)
+    t0 = time.perf_counter()
+    os.mkdir(top)
+    for d in range(n_dirs):
+        dd = os.path.join(top, f"d{d:03}")
+        os.mkdir(dd)
+        for i in range(per):
+            with open(os.path.join(dd, f"f{i:04}"), "wb") as f:
+                f.write(body)
+    create = time.perf_counter() - t0
+    fs.umount()
+    drop_caches()
+    fs.mount()
+    t0 = time.perf_counter()
+    for d in range(n_dirs):
+        dd = os.path.join(top, f"d{d:03}")
+        for i in range(per):
+            os.stat(os.path.join(dd, f"f{i:04}"))
+    stat = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for d in range(n_dirs):
+        dd = os.path.join(top, f"d{d:03}")
+        for i in range(per):
+            os.unlink(os.path.join(dd, f"f{i:04}"))
+        os.rmdir(dd)
+    os.rmdir(top)
+    delete = time.perf_counter() - t0
+    return {"create 10k files s": create, "stat 10k files s": stat, "delete 10k files s": delete}
+
+
+SQLITE_CHILD = r"""
+import os, random, sqlite3, sys, time, json
+work, rows = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+out = {}
+def fill(mode):
+    db = os.path.join(work, f"bench-{mode}.db")
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute(f"PRAGMA journal_mode={mode}")
+    c.execute("PRAGMA synchronous=FULL")
+    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT)")
+    t0 = time.perf_counter()
+    for start in range(0, rows, 1000):
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO t(k, v) VALUES (?, ?)",
+                      [(rnd.randrange(1 << 40), "%032x" % rnd.getrandbits(128) * 3) for _ in range(1000)])
+        c.execute("COMMIT")
+    return c, db, time.perf_counter() - t0
+c, db, out["sqlite insert DELETE s"] = fill("DELETE")
+c.close(); os.unlink(db)
+c, db, out["sqlite insert WAL s"] = fill("WAL")
+t0 = time.perf_counter()
+c.execute("SELECT count(*), sum(length(v)), max(k) FROM t").fetchone()
+out["sqlite full scan s"] = time.perf_counter() - t0
+c.execute("PRAGMA temp_store=FILE")
+c.execute("PRAGMA cache_size=-2000")
+t0 = time.perf_counter()
+c.execute("CREATE INDEX t_v ON t(v)")
+out["sqlite index build s"] = time.perf_counter() - t0
+c.close()
+for suffix in ("", "-wal", "-shm"):
+    try: os.unlink(db + suffix)
+    except FileNotFoundError: pass
+print(json.dumps(out))
+"""
+
+
+def w_sqlite(fs, q):
+    rows = 20000 if q.quick else 200000
+    env = dict(os.environ, SQLITE_TMPDIR=fs.temp(), TMPDIR=fs.temp())
+    out = sh([sys.executable, "-c", SQLITE_CHILD, fs.work(), str(rows)], env=env, timeout=1800)
+    return json.loads(out)
+
+
+def w_append(fs, q):
+    out = {}
+    span = 1.0 if q.quick else 3.0
+    for size, key in ((512, "append 512 B + fsync ops/s"), (4096, "append 4 KiB + fsync ops/s")):
+        path = os.path.join(fs.work(), f"append-{size}")
+        buf = os.urandom(size)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < span:
+            os.write(fd, buf)
+            os.fsync(fd)
+            n += 1
+        out[key] = n / (time.perf_counter() - t0)
+        os.close(fd)
+        os.unlink(path)
+    return out
+
+
+WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("meta", w_meta), ("sqlite", w_sqlite), ("append", w_append)]
+
+
+# ---------------------------------------------------------------- report
+
+def version(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "not found"
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "strata": None,
+        "gocryptfs": version(["gocryptfs", "-version"]),
+        "securefs": version(["securefs", "version"]),
+        "cryfs": version(["cryfs", "--version"]),
+        "bindfs": version(["bindfs", "--version"]),
+        "fio": version(["fio", "--version"]),
+        "sqlite": version([sys.executable, "-c", "import sqlite3; print(sqlite3.sqlite_version)"]),
+    }
+
+
+def fmt(v):
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def report(samples, names, info, q, out_dir, extra):
+    os.makedirs(out_dir, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    med = {(n, m): statistics.median(v) for (n, m), v in samples.items() if v}
+    stratas = [n for n in names if n.startswith("strata")]
+    peers = [n for n in names if not n.startswith("strata")]
+    lines = [f"# strata benchmarks, {stamp}", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}. "
+             f"Backing store: ext4. Medians of {q.reps} interleaved repetitions"
+             + (" (quick mode: reduced sizes)" if q.quick else "") + ".", "",
+             "Versions: " + "; ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores", "kernel")), "",
+             "## Medians", "",
+             "| metric | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for m in METRICS:
+        row = [fmt(med[(n, m)]) if (n, m) in med else "–" for n in names]
+        lines.append(f"| {m} ({'higher' if METRICS[m] == 'high' else 'lower'} is better) | " + " | ".join(row) + " |")
+    for s in stratas:
+        lines += ["", f"## {s} against each peer (speed ratio: above 1.00 means {s} is faster)", "",
+                  "| metric | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+        for m in METRICS:
+            cells = []
+            for p in peers:
+                a, b = med.get((s, m)), med.get((p, m))
+                if a is None or b is None or a == 0 or b == 0:
+                    cells.append("–")
+                else:
+                    cells.append(f"{(a / b) if METRICS[m] == 'high' else (b / a):.2f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if extra:
+        lines += ["", "## strata daemon and vault", ""] + [f"- {e}" for e in extra]
+    md = "\n".join(lines) + "\n"
+    for name in (f"{stamp}.md", "latest.md"):
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write(md)
+    with open(os.path.join(out_dir, f"{stamp}.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["date", "cpu", "cores", "filesystem", "metric", "better", "repetition", "value"])
+        for (n, m), vals in sorted(samples.items()):
+            for i, v in enumerate(vals):
+                w.writerow([stamp, info["cpu"], info["cores"], n, m, METRICS[m], i + 1, f"{v:.6g}"])
+    return md
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--strata", required=True, help="the strata binary (release build)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for checking the harness")
+    ap.add_argument("--only", default="", help="comma-separated filesystems")
+    ap.add_argument("--workloads", default="", help="comma-separated workloads")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--dir", default=None, help="where stores and mounts go (default: a new temporary directory)")
+    q = ap.parse_args()
+    base = tempfile.mkdtemp(prefix="strata-bench-", dir=q.dir)
+    fss = [Plain("ext4", base), Bindfs("bindfs", base), Gocryptfs("gocryptfs", base),
+           Securefs("securefs", base), Cryfs("cryfs", base),
+           Strata("strata-general", base, "general", q.strata), Strata("strata-max", base, "max", q.strata)]
+    if q.only:
+        keep = q.only.split(",")
+        fss = [f for f in fss if f.name in keep]
+    workloads = [w for w in WORKLOADS if not q.workloads or w[0] in q.workloads.split(",")]
+    info = machine()
+    info["strata"] = version([q.strata, "--version"])
+    samples = {}
+    extra = []
+    try:
+        for f in fss:
+            f.setup()
+        for rep in range(q.reps):
+            for wname, w in workloads:
+                order = fss[rep % len(fss):] + fss[:rep % len(fss)]
+                for f in order:
+                    f.mount()
+                    try:
+                        t0 = time.time()
+                        res = w(f, q)
+                    finally:
+                        f.umount()
+                    print(f"rep {rep + 1} {wname:7} {f.name:15} {time.time() - t0:6.1f} s  "
+                          + ", ".join(f"{k} {fmt(v)}" for k, v in res.items()), flush=True)
+                    for k, v in res.items():
+                        samples.setdefault((f.name, k), []).append(v)
+        for f in fss:
+            peak = f.daemon_rss_peak()
+            if peak:
+                extra.append(f"{f.name}: daemon peak resident memory {peak / 2**20:.0f} MiB "
+                             f"(block cache 64 MiB; bound: cache + 64 MiB = 128 MiB)")
+        for f in fss:
+            if isinstance(f, Strata):
+                vault = os.path.join(base, "unlock-vault")
+                sh([f.bin, "vault", "create", "--vault", vault, "--passphrase-file", f.passfile])
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    sh([f.bin, "vault", "list", "--vault", vault, "--passphrase-file", f.passfile])
+                    times.append(time.perf_counter() - t0)
+                extra.append(f"vault unlock with the default Argon2id parameters (`strata vault list`, "
+                             f"whole command): median {statistics.median(times):.2f} s")
+                break
+    finally:
+        for f in fss:
+            try:
+                f.umount()
+            except Exception as e:  # keep unmounting the others
+                print(f"unmount {f.name}: {e}", file=sys.stderr)
+    print(report(samples, [f.name for f in fss], info, q, q.out, extra))
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Benchmarks strata against the peers Debian ships, in one interleaved run:
+#   bench/run.sh [--reps N] [--quick] [--only a,b] [--workloads seq,rand,meta,sqlite,append]
+# Installs what it needs (fio, gocryptfs, securefs, cryfs, bindfs, fuse3),
+# builds strata in release mode and writes bench/results/<date>.{md,csv}
+# and bench/results/latest.md. Needs root (FUSE mounts, dropping caches).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in fio gocryptfs securefs cryfs bindfs fusermount3 python3 pgrep; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if ((${#need[@]})); then
+    pkgs=(fio gocryptfs securefs cryfs bindfs fuse3 python3 procps)
+    echo "installing ${pkgs[*]} (missing: ${need[*]})"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+fi
+
+cargo build --release --locked --quiet
+exec python3 bench/harness.py --strata "$PWD/target/release/strata" "$@"
