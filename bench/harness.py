@@ -444,7 +444,7 @@ def report(samples, names, info, q, out_dir, extra):
                     cells.append(f"{(a / b) if METRICS[m] == 'high' else (b / a):.2f}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if extra:
-        lines += ["", "## strata daemon and vault", ""] + [f"- {e}" for e in extra]
+        lines += ["", "## Notes", ""] + [f"- {e}" for e in extra]
     md = "\n".join(lines) + "\n"
     for name in (f"{stamp}.md", "latest.md"):
         with open(os.path.join(out_dir, name), "w") as f:
@@ -480,6 +480,7 @@ def main():
     info["strata"] = version([q.strata, "--version"])
     samples = {}
     extra = []
+    failures = []
     try:
         for f in fss:
             f.setup()
@@ -488,11 +489,19 @@ def main():
                 order = fss[rep % len(fss):] + fss[:rep % len(fss)]
                 for f in order:
                     f.mount()
+                    t0 = time.time()
                     try:
-                        t0 = time.time()
                         res = w(f, q)
+                    except Exception as e:  # a peer failing one workload keeps the run going
+                        print(f"rep {rep + 1} {wname:7} {f.name:15} FAILED: {str(e).strip().splitlines()[-1][:200]}",
+                              flush=True)
+                        failures.append(f"{f.name}: {wname} failed in repetition {rep + 1}: "
+                                        f"{str(e).strip().splitlines()[-1][:200]}")
+                        res = {}
                     finally:
                         f.umount()
+                    if not res:
+                        continue
                     print(f"rep {rep + 1} {wname:7} {f.name:15} {time.time() - t0:6.1f} s  "
                           + ", ".join(f"{k} {fmt(v)}" for k, v in res.items()), flush=True)
                     for k, v in res.items():
@@ -520,6 +529,7 @@ def main():
                 f.umount()
             except Exception as e:  # keep unmounting the others
                 print(f"unmount {f.name}: {e}", file=sys.stderr)
+    extra += failures
     print(report(samples, [f.name for f in fss], info, q, q.out, extra))
     shutil.rmtree(base, ignore_errors=True)
 

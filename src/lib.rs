@@ -7,6 +7,7 @@
 pub mod backing;
 pub mod cache;
 pub mod cli;
+pub mod control;
 pub mod crypto;
 pub mod file;
 pub mod forensics;

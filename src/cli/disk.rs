@@ -10,7 +10,7 @@ use crate::store::disks::{add_disk, create_scope, NewDisk};
 use crate::store::rekey::Change;
 use crate::store::{rotation, Config, DiskConfig, DiskKind};
 
-fn fmt_time(secs: u64) -> String {
+pub(super) fn fmt_time(secs: u64) -> String {
     // Days since the epoch to a civil date (UTC), without a date crate.
     let days = (secs / 86_400) as i64;
     let z = days + 719_468;
@@ -134,8 +134,18 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             sse,
             scope,
             host,
+            from_image,
             vault,
         } => {
+            if let (Some(image), true) = (
+                &from_image,
+                crate::store::snapshots::from_image_tmp(&store, &name).exists(),
+            ) {
+                // An interrupted fill: the disk exists; fill it again.
+                let mut v = open_vault(&vault)?;
+                super::snapshot::fill_from_image(&store, &mut v, &name, image)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if host.is_some() {
                 anyhow::bail!(
                     "host encryption is chosen at `strata init` and never toggled after: every disk of this store follows it"
@@ -153,17 +163,35 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
                 (false, None) => None,
             };
             let mut v = open_vault(&vault)?;
+            if let Some(image) = &from_image {
+                crate::store::snapshots::check_image(&store, &v, image)?;
+                if kind == DiskKind::Temp {
+                    anyhow::bail!(
+                        "a temp disk is emptied at every mount: it cannot be made from an image"
+                    );
+                }
+                if crate::store::rekey::store_mounted(&store) {
+                    anyhow::bail!("store {} is mounted: making a disk from an image is offline; unmount it first", store.display());
+                }
+            }
             let d = add_disk(
                 &store,
                 &mut v,
                 &NewDisk {
-                    name,
+                    name: name.clone(),
                     kind,
                     guest_key,
                     sse,
                     scope,
                 },
             )?;
+            if let Some(image) = &from_image {
+                // Mark the fill as begun before it starts, so that an
+                // interrupted one is resumed by running the command again.
+                let tmp = crate::store::snapshots::from_image_tmp(&store, &name);
+                std::fs::create_dir_all(&tmp)?;
+                super::snapshot::fill_from_image(&store, &mut v, &name, image)?;
+            }
             let config = Config::read(&store)?;
             print_disk(&config, &d, &[]);
             println!("(a running mount shows the new disk after its next mount)");

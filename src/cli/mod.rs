@@ -7,6 +7,7 @@ mod forensics;
 mod init;
 mod mount;
 mod secrets;
+mod snapshot;
 mod vault_cmd;
 
 use std::path::PathBuf;
@@ -185,6 +186,27 @@ pub enum Command {
         #[arg(long)]
         include_config: bool,
     },
+    /// Show a running mount: disks, layers, revoked disks, open files, cache
+    /// size and hit rate, bytes read and written, the control socket.
+    Status {
+        /// The mountpoint or the store of a running mount.
+        target: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Snapshots: point-in-time, crash-consistent copies of a disk.
+    Snapshot {
+        /// Snapshot command.
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Images: disks to make new disks from.
+    Image {
+        /// Image command.
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// The vault: keys sealed with a passphrase.
     Vault {
         /// Vault command.
@@ -315,6 +337,10 @@ pub enum DiskCommand {
         /// Refused: host encryption is fixed at init.
         #[arg(long, value_name = "on|off", value_parser = parse_on_off, hide = true)]
         host: Option<bool>,
+        /// Fill the new disk from an image, re-encrypted under the disk's own
+        /// DEKs (offline; run again to resume an interrupted fill).
+        #[arg(long, value_name = "IMAGE")]
+        from_image: Option<String>,
         #[command(flatten)]
         vault: VaultArgs,
     },
@@ -366,6 +392,92 @@ pub enum DiskCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+/// Snapshot commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of a disk: online through the running mount (writes
+    /// held during the copy) or offline. The ciphertext is copied as it is
+    /// (reflinked where the backing filesystem can) and keeps the disk's keys.
+    Create {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk.
+        disk: String,
+        /// Snapshot name.
+        name: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// List snapshots (no vault needed).
+    List {
+        /// Store directory.
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot (offline).
+    Delete {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk.
+        disk: String,
+        /// Snapshot name.
+        name: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Bring a disk back to a snapshot, byte for byte and with the keys it
+    /// had then (offline, resumable).
+    Restore {
+        /// Store directory.
+        store: PathBuf,
+        /// Disk.
+        disk: String,
+        /// Snapshot name.
+        name: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+}
+
+/// Image commands.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum ImageCommand {
+    /// Make an image from a disk (offline) or a snapshot (DISK@SNAPSHOT,
+    /// also while mounted).
+    Create {
+        /// Store directory.
+        store: PathBuf,
+        /// Image name.
+        name: String,
+        /// DISK or DISK@SNAPSHOT.
+        #[arg(long, value_name = "DISK[@SNAPSHOT]")]
+        from: String,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// List images (no vault needed).
+    List {
+        /// Store directory.
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an image.
+    Delete {
+        /// Store directory.
+        store: PathBuf,
+        /// Image name.
+        name: String,
         #[command(flatten)]
         vault: VaultArgs,
     },
@@ -429,6 +541,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Disk { command } => disk::run(command),
         Command::Scope { command } => disk::run_scope(command),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
+        Command::Status { target, json } => mount::status(&target, json),
+        Command::Snapshot { command } => snapshot::run(command),
+        Command::Image { command } => snapshot::run_image(command),
         Command::Vault { command } => vault_cmd::run(command),
         Command::Inspect {
             target,

@@ -2,7 +2,7 @@
 //! store, cache and FUSE together, and the daemon's life cycle.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +26,26 @@ fn mount_device(path: &Path) -> Option<String> {
         let dev = fields.nth(2)?;
         let point = unescape_mountinfo(fields.nth(1)?);
         (Path::new(&point) == canon).then(|| dev.to_string())
+    })
+}
+
+/// The store of the strata mount at `path`, from /proc/self/mountinfo.
+pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
+    let canon = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let (head, tail) = l.split_once(" - ")?;
+        let point = unescape_mountinfo(head.split(' ').nth(4)?);
+        if Path::new(&point) != canon {
+            return None;
+        }
+        let mut t = tail.split(' ');
+        let fstype = t.next()?;
+        let source = unescape_mountinfo(t.next()?);
+        if !fstype.starts_with("fuse") {
+            return None;
+        }
+        source.strip_prefix("strata:").map(PathBuf::from)
     })
 }
 
@@ -140,12 +160,25 @@ fn build_disks(
     opened: store::OpenStore,
     vault: &crate::vault::Vault,
 ) -> anyhow::Result<Vec<DiskRt>> {
-    let mut disks = Vec::new();
-    for (d, keys) in opened.disks {
+    let store_id = opened.config.store_id.clone();
+    let region = opened.config.region.clone();
+    let snapshots = opened.snapshots.into_iter().map(|(s, keys)| {
+        let root = store::snapshots::snapshot_root(&opened.path, &s.source.name, &s.name);
+        (s.source, Some(s.name), root, keys)
+    });
+    let disks = opened.disks.into_iter().map(|(d, keys)| {
         let root = store::disk_root(&opened.path, &d.name);
+        (d, None, root, keys)
+    });
+    let mut out = Vec::new();
+    for (d, snapshot, root, keys) in disks.chain(snapshots) {
+        let what = match &snapshot {
+            Some(s) => format!("snapshot {s} of disk {}", d.name),
+            None => format!("disk {}", d.name),
+        };
         let rt = match keys {
             Ok(keys) => {
-                let salt = format!("{}\0{}", opened.config.store_id, d.name);
+                let salt = format!("{store_id}\0{}", d.name);
                 let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
                 let encrypted = !pipeline.layer_set().names().is_empty();
                 let names = if encrypted {
@@ -156,9 +189,9 @@ fn build_disks(
                 if d.kind == DiskKind::Temp {
                     empty_temp(&root, encrypted)?;
                 }
-                let refused = refusal(&d, &opened.config.region, vault);
+                let refused = refusal(&d, &region, vault);
                 if let Some(r) = &refused {
-                    eprintln!("strata: {r}");
+                    eprintln!("strata: {what}: {r}");
                 }
                 DiskRt {
                     name: d.name.clone(),
@@ -166,22 +199,24 @@ fn build_disks(
                     pipeline: Some(pipeline),
                     names: Some(names),
                     refused: RwLock::new(refused),
+                    snapshot,
                 }
             }
             Err(e) => {
-                eprintln!("strata: {e}");
+                eprintln!("strata: {what}: {e}");
                 DiskRt {
                     name: d.name.clone(),
                     root,
                     pipeline: None,
                     names: None,
                     refused: RwLock::new(Some(e.to_string())),
+                    snapshot,
                 }
             }
         };
-        disks.push(rt);
+        out.push(rt);
     }
-    Ok(disks)
+    Ok(out)
 }
 
 /// How often a running mount looks at the vault file for revocations.
@@ -194,6 +229,7 @@ fn watch_vault(
     mut vault: crate::vault::Vault,
     fs: Arc<Fs>,
     disks: Vec<store::DiskConfig>,
+    snapshots: Vec<store::SnapshotConfig>,
     region: String,
     notifier: fuser::Notifier,
 ) {
@@ -214,7 +250,24 @@ fn watch_vault(
             tracing::warn!("vault changed but could not be re-read: {e}");
             continue;
         }
-        for (i, d) in disks.iter().enumerate() {
+        let slots: Vec<(usize, store::DiskConfig)> = fs
+            .disks()
+            .filter_map(|(i, rt)| {
+                let snap = rt.snapshot.as_ref().and_then(|n| {
+                    snapshots
+                        .iter()
+                        .find(|s| s.source.name == rt.name && &s.name == n)
+                });
+                // A snapshot taken while mounted has its disk's keys.
+                let conf = match snap {
+                    Some(s) => Some(s.source.clone()),
+                    None => disks.iter().find(|d| d.name == rt.name).cloned(),
+                };
+                conf.map(|c| (i, c))
+            })
+            .collect();
+        for (i, d) in &slots {
+            let i = *i;
             let reason = refusal(d, &region, &vault);
             let refused = reason.is_some();
             if fs.set_refused(i, reason.clone()) {
@@ -233,8 +286,16 @@ fn watch_vault(
 }
 
 /// Runs `mount`.
-pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     check_mountpoint(&a.mountpoint)?;
+    // The daemon names its store by absolute path (in the mount table, for
+    // `status` and the offline commands that refuse a mounted store).
+    if let Ok(abs) = a.store.canonicalize() {
+        a.store = abs;
+    }
+    if let Ok(abs) = a.mountpoint.canonicalize() {
+        a.mountpoint = abs;
+    }
     super::init_logging(verbose, a.log_file.as_deref(), a.foreground)?;
     let mut vault = open_vault(&a.vault)?;
     // A read-only mount writes neither the vault nor the config.
@@ -246,6 +307,7 @@ pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let opened = store::open(&a.store, &vault)?;
     let store_path = opened.path.clone();
     let disk_configs = opened.config.disks.clone();
+    let snapshot_configs = opened.config.snapshots.clone();
     let region = opened.config.region.clone();
     let disks = build_disks(opened, &vault)?;
 
@@ -335,9 +397,17 @@ pub fn run(a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
     raise_readahead(&a.mountpoint);
     let notifier = session.notifier();
+    // Removed again when the guard drops at unmount.
+    let _control = match crate::control::Server::start(&store_path, &a.mountpoint, fs.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no control socket (strata status will not see this mount): {e}");
+            None
+        }
+    };
     std::thread::Builder::new()
         .name("strata-vault".into())
-        .spawn(move || watch_vault(vault, fs, disk_configs, region, notifier))
+        .spawn(move || watch_vault(vault, fs, disk_configs, snapshot_configs, region, notifier))
         .context("starting the vault watcher")?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
@@ -423,4 +493,59 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e).with_context(|| format!("unmounting {}", m.display())),
     }
+}
+
+/// Runs `status`: asks the daemon of a mountpoint or a store.
+pub fn status(target: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let store = match store_of_mount(target) {
+        Some(s) => s,
+        None if target.join(store::config::CONFIG_NAME).is_file() => target.to_path_buf(),
+        None => bail!(
+            "{} is neither a strata mountpoint nor a store",
+            target.display()
+        ),
+    };
+    let s = crate::control::status(&store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let f = &s.fs;
+    println!("store          {}", s.store.display());
+    println!("mountpoint     {}", s.mountpoint.display());
+    println!("daemon pid     {}", s.pid);
+    println!("control socket {}", s.socket.display());
+    if f["read_only"] == true {
+        println!("read-only      yes");
+    }
+    for d in f["disks"].as_array().into_iter().flatten() {
+        let layers: Vec<&str> = d["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str())
+            .collect();
+        let layers = if layers.is_empty() {
+            "no layer (plaintext)".to_string()
+        } else {
+            layers.join(" → ")
+        };
+        match d["refused"].as_str() {
+            Some(r) => println!("disk {:<9} REVOKED: {r}", d["name"].as_str().unwrap_or("?")),
+            None => println!("disk {:<9} {layers}", d["name"].as_str().unwrap_or("?")),
+        }
+    }
+    let c = &f["cache"];
+    println!("open handles   {}", f["open_handles"]);
+    println!(
+        "cache          {} of {} bytes, {} hits, {} misses, hit rate {:.1}%",
+        c["used_bytes"],
+        c["capacity_bytes"],
+        c["hits"],
+        c["misses"],
+        c["hit_rate"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    println!("bytes read     {}", f["bytes_read"]);
+    println!("bytes written  {}", f["bytes_written"]);
+    Ok(ExitCode::SUCCESS)
 }

@@ -83,38 +83,67 @@ pub struct DiskCtx {
     pub pipeline: Arc<Pipeline>,
     /// Its name codec.
     pub codec: NameCodec,
+    /// How reports name it: the disk, `.snapshots/<disk>/<name>` or
+    /// `images/<name>` (the mount's and the store's names for them).
+    pub label: String,
 }
 
-/// Unlocks every persistent disk of a store (temp disks have per-mount keys
-/// and are checked for structure only).
+/// Unlocks every persistent disk, snapshot and image of a store (temp
+/// disks have per-mount keys and are checked for structure only; revoked
+/// ones stay sealed).
 pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>), ForensicsError> {
     let opened = store::open(store_path, vault)?;
+    let config = opened.config;
+    let mut holders: Vec<(DiskConfig, PathBuf, String)> = config
+        .disks
+        .iter()
+        .map(|d| {
+            (
+                d.clone(),
+                store::disk_root(store_path, &d.name),
+                d.name.clone(),
+            )
+        })
+        .collect();
+    holders.extend(config.snapshots.iter().map(|s| {
+        (
+            s.source.clone(),
+            store::snapshots::snapshot_root(store_path, &s.source.name, &s.name),
+            format!(".snapshots/{}/{}", s.source.name, s.name),
+        )
+    }));
+    holders.extend(config.images.iter().map(|i| {
+        (
+            i.source.clone(),
+            store::snapshots::image_root(store_path, &i.name),
+            format!("images/{}", i.name),
+        )
+    }));
     let mut out = Vec::new();
-    for (d, keys) in opened.disks {
-        // Temp keys live for one mount; a revoked disk is not decrypted
-        // (its structure is still checked).
+    for (d, root, label) in holders {
         if d.kind == DiskKind::Temp || store::disk_revoked(&d, vault).is_some() {
             continue;
         }
-        let keys = keys?;
-        let salt = format!("{}\0{}", opened.config.store_id, d.name);
+        let keys = store::unlock_layers(store_path, &config, &d, &d.layers, vault)?;
+        let salt = format!("{}\0{}", config.store_id, d.name);
         let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
         let codec = NameCodec::Encrypted(NameCipher::new(pipeline.name_key()));
         out.push(DiskCtx {
-            root: store::disk_root(store_path, &d.name),
+            root,
             config: d,
             pipeline,
             codec,
+            label,
         });
     }
-    Ok((opened.config, out))
+    Ok((config, out))
 }
 
 /// The plaintext path of backing path `rel` (components below the disk
 /// root), names decrypted with each parent's directory id.
 pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> {
     let mut dir = ctx.root.clone();
-    let mut out = PathBuf::from(&ctx.config.name);
+    let mut out = PathBuf::from(&ctx.label);
     for c in rel {
         let (id, _) = crate::backing::read_dirid(&dir).ok()?;
         let plain = if crate::names::is_long(c) {

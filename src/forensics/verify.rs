@@ -59,6 +59,8 @@ struct Disk<'a> {
     name: String,
     root: PathBuf,
     ctx: Option<&'a DiskCtx>,
+    /// A disk (repairable), not a snapshot or an image (left as they are).
+    live: bool,
 }
 
 struct Entry {
@@ -322,14 +324,39 @@ pub fn verify(
         Some(v) => unlock(store, v)?.1,
         None => Vec::new(),
     };
-    let disks: Vec<Disk<'_>> = config
+    let mut all: Vec<(String, PathBuf, bool)> = config
         .disks
         .iter()
         .filter(|d| d.kind != DiskKind::Temp)
-        .map(|d| Disk {
-            name: d.name.clone(),
-            root: crate::store::disk_root(store, &d.name),
-            ctx: ctxs.iter().find(|c| c.config.name == d.name),
+        .map(|d| {
+            (
+                d.name.clone(),
+                crate::store::disk_root(store, &d.name),
+                true,
+            )
+        })
+        .collect();
+    all.extend(config.snapshots.iter().map(|s| {
+        (
+            format!(".snapshots/{}/{}", s.source.name, s.name),
+            crate::store::snapshots::snapshot_root(store, &s.source.name, &s.name),
+            false,
+        )
+    }));
+    all.extend(config.images.iter().map(|i| {
+        (
+            format!("images/{}", i.name),
+            crate::store::snapshots::image_root(store, &i.name),
+            false,
+        )
+    }));
+    let disks: Vec<Disk<'_>> = all
+        .into_iter()
+        .map(|(name, root, live)| Disk {
+            ctx: ctxs.iter().find(|c| c.label == name),
+            name,
+            root,
+            live,
         })
         .collect();
     let mut issues = Vec::new();
@@ -418,6 +445,13 @@ fn repair(disks: &[Disk<'_>], issues: &[Issue]) -> Result<Vec<String>, Forensics
                 let Some(d) = disks.iter().find(|d| i.backing.starts_with(&d.root)) else {
                     continue;
                 };
+                if !d.live {
+                    done.push(format!(
+                        "{}: header lost; left in place (snapshots and images are never changed)",
+                        i.backing.display()
+                    ));
+                    continue;
+                }
                 let Some(ctx) = d.ctx else {
                     done.push(format!(
                         "{}: header lost; moving it to lost+found needs the vault",
@@ -451,7 +485,7 @@ fn repair(disks: &[Disk<'_>], issues: &[Issue]) -> Result<Vec<String>, Forensics
                 done.push(format!(
                     "moved {} (header lost) to {}/lost+found/{label}",
                     i.backing.display(),
-                    ctx.config.name
+                    ctx.label
                 ));
             }
             _ => {}

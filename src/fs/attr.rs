@@ -105,6 +105,15 @@ pub fn from_meta(ino: u64, m: &Metadata, size: Option<u64>) -> Attr {
     }
 }
 
+/// Attributes of a virtual directory of `.snapshots` (read-only).
+pub fn virtual_dir(ino: u64, subdirs: usize, m: &Metadata) -> Attr {
+    let mut a = from_meta(ino, m, Some(4096));
+    a.kind = Kind::Dir;
+    a.perm = 0o555;
+    a.nlink = 2 + u32::try_from(subdirs).unwrap_or(0);
+    a
+}
+
 /// Attributes of the virtual mount root.
 pub fn root(ndisks: usize, m: &Metadata) -> Attr {
     let mut a = from_meta(super::ROOT_INO, m, Some(4096));

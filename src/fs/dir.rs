@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::attr::{self, Attr, Kind, SYMLINK_MARK};
-use super::{Errno, Fs, FsResult, ROOT_INO};
+use super::{Errno, Fs, FsResult, ROOT_INO, SNAPSHOTS_DIR, SNAPSHOTS_INO, SNAPSHOT_DISK_INO};
 use crate::names::{self, BackingName};
 
 /// One entry of a directory listing.
@@ -132,13 +132,32 @@ impl Fs {
 
     /// Looks up `name` in `parent`, counting a kernel lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
-        if parent == ROOT_INO {
-            let idx = self
-                .disks
-                .iter()
-                .position(|d| d.name.as_bytes() == name.as_bytes())
+        if parent == ROOT_INO && name.as_bytes() == SNAPSHOTS_DIR.as_bytes() && self.has_snapshots()
+        {
+            return self.getattr(SNAPSHOTS_INO);
+        }
+        if parent == SNAPSHOTS_INO {
+            let (idx, _) = self
+                .live_disks()
+                .find(|(_, d)| d.name.as_bytes() == name.as_bytes())
                 .ok_or(Errno::ENOENT)?;
-            let root = &self.disks[idx].root;
+            return self.getattr(SNAPSHOT_DISK_INO + idx as u64);
+        }
+        if Fs::is_virtual(parent) || parent == ROOT_INO {
+            let idx = if parent == ROOT_INO {
+                self.live_disks()
+                    .find(|(_, d)| d.name.as_bytes() == name.as_bytes())
+                    .map(|(i, _)| i)
+            } else {
+                let disk = self.disk((parent - SNAPSHOT_DISK_INO) as usize)?;
+                self.snapshots_of(&disk.name)
+                    .find(|(_, d)| {
+                        d.snapshot.as_deref().map(str::as_bytes) == Some(name.as_bytes())
+                    })
+                    .map(|(i, _)| i)
+            }
+            .ok_or(Errno::ENOENT)?;
+            let root = &self.disk(idx)?.root;
             let m = std::fs::symlink_metadata(root)?;
             let ino = fuse_ino(&m);
             let mut nodes = self.nodes();
@@ -170,7 +189,25 @@ impl Fs {
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         if ino == ROOT_INO {
             let m = std::fs::metadata(&self.store)?;
-            return Ok(attr::root(self.disks.len(), &m));
+            let n = self.live_disks().count() + usize::from(self.has_snapshots());
+            return Ok(attr::root(n, &m));
+        }
+        if ino == SNAPSHOTS_INO {
+            let m = std::fs::metadata(&self.store)?;
+            let n = self
+                .live_disks()
+                .filter(|(_, d)| self.snapshots_of(&d.name).next().is_some())
+                .count();
+            return Ok(attr::virtual_dir(ino, n, &m));
+        }
+        if Fs::is_virtual(ino) {
+            let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
+            let m = std::fs::metadata(&self.store)?;
+            return Ok(attr::virtual_dir(
+                ino,
+                self.snapshots_of(&disk.name).count(),
+                &m,
+            ));
         }
         let (disk, open, paths) = {
             let nodes = self.nodes();
@@ -197,7 +234,7 @@ impl Fs {
         if ino == ROOT_INO {
             return Err(Errno::EPERM);
         }
-        self.writable()?;
+        self.writable_at(ino)?;
         let (disk, open, path, kind) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
@@ -309,7 +346,7 @@ impl Fs {
 
     /// Creates a directory.
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, caller: Caller) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         if std::fs::symlink_metadata(&c.path).is_ok() {
@@ -355,7 +392,7 @@ impl Fs {
         rdev: u32,
         caller: Caller,
     ) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let kind = mode & libc::S_IFMT;
         if kind == libc::S_IFREG || kind == 0 {
             let (attr, fh) = self.create(parent, name, mode, libc::O_WRONLY, caller)?;
@@ -396,7 +433,7 @@ impl Fs {
         target: &Path,
         caller: Caller,
     ) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let target = target.as_os_str().as_bytes();
         if target.is_empty() {
             return Err(Errno(libc::ENOENT));
@@ -446,7 +483,7 @@ impl Fs {
 
     /// Removes a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let c = self.child(parent, name)?;
         let m = std::fs::symlink_metadata(&c.path)?;
         if m.is_dir() {
@@ -481,7 +518,7 @@ impl Fs {
 
     /// Removes an empty directory.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         let m = std::fs::symlink_metadata(&c.path)?;
@@ -513,7 +550,8 @@ impl Fs {
         newname: &OsStr,
         flags: u32,
     ) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(parent)?;
+        self.writable_at(newparent)?;
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
@@ -591,7 +629,8 @@ impl Fs {
 
     /// Makes a hard link.
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(ino)?;
+        self.writable_at(newparent)?;
         let (disk, src) = self.dir_of(ino)?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let to = self.child(newparent, newname)?;
@@ -624,12 +663,44 @@ impl Fs {
         ];
         if ino == ROOT_INO {
             out[1].ino = ROOT_INO;
-            for d in &self.disks {
+            for (_, d) in self.live_disks() {
                 let m = std::fs::symlink_metadata(&d.root)?;
                 out.push(DirEntry {
                     ino: fuse_ino(&m),
                     kind: Kind::Dir,
                     name: d.name.clone().into(),
+                });
+            }
+            if self.has_snapshots() {
+                out.push(DirEntry {
+                    ino: SNAPSHOTS_INO,
+                    kind: Kind::Dir,
+                    name: SNAPSHOTS_DIR.into(),
+                });
+            }
+            return Ok(out);
+        }
+        if ino == SNAPSHOTS_INO {
+            for (i, d) in self.live_disks() {
+                if self.snapshots_of(&d.name).next().is_some() {
+                    out.push(DirEntry {
+                        ino: SNAPSHOT_DISK_INO + i as u64,
+                        kind: Kind::Dir,
+                        name: d.name.clone().into(),
+                    });
+                }
+            }
+            return Ok(out);
+        }
+        if Fs::is_virtual(ino) {
+            out[1].ino = SNAPSHOTS_INO;
+            let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
+            for (_, d) in self.snapshots_of(&disk.name) {
+                let m = std::fs::symlink_metadata(&d.root)?;
+                out.push(DirEntry {
+                    ino: fuse_ino(&m),
+                    kind: Kind::Dir,
+                    name: d.snapshot.clone().unwrap_or_default().into(),
                 });
             }
             return Ok(out);

@@ -24,7 +24,9 @@ pub(super) enum Handle {
 }
 
 impl Fs {
-    fn handles(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Handle>> {
+    pub(super) fn handles(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Handle>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -91,7 +93,7 @@ impl Fs {
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
-            self.writable()?;
+            self.writable_at(ino)?;
         }
         let disk = self.nodes().get(ino).map(|n| n.disk).ok_or(Errno::ENOENT)?;
         self.disk(disk)?.check()?;
@@ -113,7 +115,7 @@ impl Fs {
         flags: i32,
         caller: Caller,
     ) -> FsResult<(Attr, u64)> {
-        self.writable()?;
+        self.writable_at(parent)?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         let (pipeline, _) = self.disk(c.disk)?.check()?;
@@ -173,7 +175,10 @@ impl Fs {
     /// Reads from an open file.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (f, _) = self.served_file(fh)?;
-        Ok(f.read(offset, size as usize)?)
+        let data = f.read(offset, size as usize)?;
+        self.bytes_read
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(data)
     }
 
     /// Writes to an open file.
@@ -182,7 +187,10 @@ impl Fs {
         if !write {
             return Err(Errno::EBADF);
         }
-        Ok(f.write(offset, data)?)
+        let n = f.write(offset, data)?;
+        self.bytes_written
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Makes an open file durable.

@@ -109,6 +109,9 @@ pub struct DiskRt {
     pub names: Option<NameCodec>,
     /// Why the disk is refused (revoked key), if it is.
     pub refused: RwLock<Option<String>>,
+    /// For a snapshot: its name (`name` is then its disk's). Snapshots are
+    /// read-only and shown under `.snapshots/<disk>/<snapshot>/`.
+    pub snapshot: Option<String>,
 }
 
 impl DiskRt {
@@ -130,9 +133,23 @@ pub struct FsOptions {
     pub read_only: bool,
 }
 
+/// The mount root's directory of snapshots.
+pub const SNAPSHOTS_DIR: &str = ".snapshots";
+/// Inode of `.snapshots`.
+pub(super) const SNAPSHOTS_INO: u64 = u64::MAX - 2;
+/// Inode of `.snapshots/<disk>` is this plus the disk's slot.
+pub(super) const SNAPSHOT_DISK_INO: u64 = u64::MAX - (1 << 20);
+/// Slots kept free at mount for snapshots taken while mounted.
+const SPARE_SLOTS: usize = 256;
+
 /// The filesystem.
 pub struct Fs {
-    disks: Vec<DiskRt>,
+    /// Disks and snapshots, in slots that are filled once (snapshots taken
+    /// while mounted fill spare slots), so `&DiskRt` lives as long as `&Fs`.
+    disks: Vec<std::sync::OnceLock<DiskRt>>,
+    /// Held shared by every changing FUSE operation, exclusively while an
+    /// online snapshot copies the backing tree.
+    gate: RwLock<()>,
     cache: Arc<BlockCache>,
     nodes: Mutex<Nodes>,
     handles: Mutex<std::collections::HashMap<u64, io::Handle>>,
@@ -143,6 +160,51 @@ pub struct Fs {
     ns_lock: RwLock<()>,
     opts: FsOptions,
     store: PathBuf,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// What a running mount reports about itself (`strata status`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FsStatus {
+    /// Disks: name, layers, and why refused (if so).
+    pub disks: Vec<DiskStatus>,
+    /// Open file and directory handles.
+    pub open_handles: usize,
+    /// Bytes returned by reads since the mount.
+    pub bytes_read: u64,
+    /// Bytes accepted by writes since the mount.
+    pub bytes_written: u64,
+    /// The block cache.
+    pub cache: CacheStatus,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// One disk in [`FsStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DiskStatus {
+    /// Name.
+    pub name: String,
+    /// Layers applied, in write order.
+    pub layers: Vec<&'static str>,
+    /// Why the disk is refused, if it is (a revoked key).
+    pub refused: Option<String>,
+}
+
+/// The block cache in [`FsStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheStatus {
+    /// Bound in bytes.
+    pub capacity_bytes: u64,
+    /// Bytes held now.
+    pub used_bytes: u64,
+    /// Lookups that hit.
+    pub hits: u64,
+    /// Lookups that missed.
+    pub misses: u64,
+    /// hits / (hits + misses), 0 when unused.
+    pub hit_rate: f64,
 }
 
 impl Fs {
@@ -153,9 +215,15 @@ impl Fs {
         cache: Arc<BlockCache>,
         opts: FsOptions,
     ) -> Self {
-        let nodes = Nodes::new(&disks);
+        let slots: Vec<std::sync::OnceLock<DiskRt>> = disks
+            .into_iter()
+            .map(std::sync::OnceLock::from)
+            .chain((0..SPARE_SLOTS).map(|_| std::sync::OnceLock::new()))
+            .collect();
+        let nodes = Nodes::new(slots.len());
         Fs {
-            disks,
+            disks: slots,
+            gate: RwLock::new(()),
             cache,
             nodes: Mutex::new(nodes),
             handles: Mutex::new(Default::default()),
@@ -163,12 +231,78 @@ impl Fs {
             ns_lock: RwLock::new(()),
             opts,
             store,
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
         }
     }
 
-    /// The disks served.
-    pub fn disks(&self) -> &[DiskRt] {
-        &self.disks
+    /// The disks and snapshots served, with their slots.
+    pub fn disks(&self) -> impl Iterator<Item = (usize, &DiskRt)> {
+        self.disks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.get().map(|d| (i, d)))
+    }
+
+    /// The live disks (not snapshots), with their slots.
+    pub(super) fn live_disks(&self) -> impl Iterator<Item = (usize, &DiskRt)> {
+        self.disks().filter(|(_, d)| d.snapshot.is_none())
+    }
+
+    /// The snapshots of the disk named `disk`.
+    pub(super) fn snapshots_of<'a>(
+        &'a self,
+        disk: &'a str,
+    ) -> impl Iterator<Item = (usize, &'a DiskRt)> {
+        self.disks()
+            .filter(move |(_, d)| d.snapshot.is_some() && d.name == disk)
+    }
+
+    /// Whether any snapshot is shown.
+    pub(super) fn has_snapshots(&self) -> bool {
+        self.disks().any(|(_, d)| d.snapshot.is_some())
+    }
+
+    /// Adds a snapshot taken while mounted (it shares its disk's ciphers).
+    /// False when no slot is left (it shows at the next mount).
+    pub fn add_snapshot(&self, disk: &str, name: &str, root: PathBuf) -> bool {
+        let Some((_, d)) = self.live_disks().find(|(_, d)| d.name == disk) else {
+            return false;
+        };
+        let rt = DiskRt {
+            name: d.name.clone(),
+            root,
+            pipeline: d.pipeline.clone(),
+            names: d.pipeline.as_ref().map(|p| {
+                if p.layer_set().names().is_empty() {
+                    NameCodec::Plain
+                } else {
+                    NameCodec::Encrypted(crate::names::NameCipher::new(p.name_key()))
+                }
+            }),
+            refused: RwLock::new(d.refused.read().map(|r| r.clone()).unwrap_or(None)),
+            snapshot: Some(name.to_string()),
+        };
+        match self.disks.iter().find(|s| s.get().is_none()) {
+            Some(slot) => slot.set(rt).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Holds every changing operation until the guard drops (an online
+    /// snapshot's copy).
+    pub fn freeze(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Taken by every changing FUSE operation for its duration.
+    pub fn change_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `ino` is one of the virtual directories of `.snapshots`.
+    pub(super) fn is_virtual(ino: u64) -> bool {
+        ino == SNAPSHOTS_INO || (SNAPSHOT_DISK_INO..SNAPSHOTS_INO).contains(&ino)
     }
 
     /// Inodes of disk `disk` the kernel may hold cached data of.
@@ -176,10 +310,49 @@ impl Fs {
         self.nodes().of_disk(disk)
     }
 
+    /// What the mount reports about itself.
+    pub fn status(&self) -> FsStatus {
+        let c = self.cache.stats();
+        let block = crate::format::BLOCK_SIZE as u64;
+        let lookups = c.hits + c.misses;
+        FsStatus {
+            disks: self
+                .disks()
+                .map(|(_, d)| DiskStatus {
+                    name: match &d.snapshot {
+                        Some(s) => format!("{SNAPSHOTS_DIR}/{}/{s}", d.name),
+                        None => d.name.clone(),
+                    },
+                    layers: d
+                        .pipeline
+                        .as_ref()
+                        .map(|p| p.layer_set().names())
+                        .unwrap_or_default(),
+                    refused: d.refused.read().map(|r| r.clone()).unwrap_or(None),
+                })
+                .collect(),
+            open_handles: self.handles().len(),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            cache: CacheStatus {
+                capacity_bytes: c.capacity as u64 * block,
+                used_bytes: c.blocks as u64 * block,
+                hits: c.hits,
+                misses: c.misses,
+                hit_rate: if lookups == 0 {
+                    0.0
+                } else {
+                    c.hits as f64 / lookups as f64
+                },
+            },
+            read_only: self.opts.read_only,
+        }
+    }
+
     /// Refuses disk `disk` with `reason`, or serves it again with `None`.
     /// Returns whether that changed anything.
     pub fn set_refused(&self, disk: usize, reason: Option<String>) -> bool {
-        let Some(d) = self.disks.get(disk) else {
+        let Some(d) = self.disks.get(disk).and_then(|s| s.get()) else {
             return false;
         };
         let mut r = d.refused.write().unwrap_or_else(|e| e.into_inner());
@@ -207,14 +380,31 @@ impl Fs {
         }
     }
 
+    /// Whether a change at inode `ino` is allowed: not on a read-only
+    /// mount, not in `.snapshots`, not in a snapshot.
+    fn writable_at(&self, ino: u64) -> FsResult<()> {
+        self.writable()?;
+        if Self::is_virtual(ino) {
+            return Err(Errno::EROFS);
+        }
+        let disk = self.nodes().get(ino).map(|n| n.disk);
+        match disk.and_then(|d| self.disk(d).ok()) {
+            Some(d) if d.snapshot.is_some() => Err(Errno::EROFS),
+            _ => Ok(()),
+        }
+    }
+
     fn disk(&self, idx: usize) -> FsResult<&DiskRt> {
-        self.disks.get(idx).ok_or(Errno::EIO)
+        self.disks.get(idx).and_then(|s| s.get()).ok_or(Errno::EIO)
     }
 
     /// The disk index and a current backing path of a directory inode.
     fn dir_of(&self, ino: u64) -> FsResult<(usize, PathBuf)> {
         if ino == ROOT_INO {
             return Err(Errno::EPERM);
+        }
+        if Self::is_virtual(ino) {
+            return Err(Errno::EROFS);
         }
         let nodes = self.nodes();
         let n = nodes.get(ino).ok_or(Errno::ENOENT)?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{DiskRt, Kind};
+use super::Kind;
 use crate::file::EncFile;
 
 /// One inode known to the kernel.
@@ -40,11 +40,11 @@ pub(super) struct Nodes {
 }
 
 impl Nodes {
-    pub fn new(disks: &[DiskRt]) -> Self {
+    pub fn new(slots: usize) -> Self {
         Nodes {
             map: HashMap::new(),
             by_path: HashMap::new(),
-            roots: vec![0; disks.len()],
+            roots: vec![0; slots],
         }
     }
 
@@ -223,7 +223,7 @@ mod tests {
     use super::*;
 
     fn table() -> Nodes {
-        Nodes::new(&[])
+        Nodes::new(0)
     }
 
     #[test]

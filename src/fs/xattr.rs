@@ -150,7 +150,7 @@ impl Fs {
 
     /// Sets an xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(ino)?;
         let name = Self::user_name(name)?;
         let (disk, id, target) = self.xattr_owner(ino)?;
         let (_, codec) = self.disk(disk)?.check()?;
@@ -223,7 +223,7 @@ impl Fs {
 
     /// Removes an xattr.
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(ino)?;
         let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
         let (disk, id, target) = self.xattr_owner(ino)?;
         let st = self.xattr_backing(disk, &id, name)?;

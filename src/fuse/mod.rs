@@ -161,6 +161,7 @@ impl Filesystem for StrataFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _gate = self.fs.change_gate();
         let s = SetAttr {
             mode,
             uid,
@@ -198,6 +199,7 @@ impl Filesystem for StrataFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "mknod",
             parent.0,
@@ -216,6 +218,7 @@ impl Filesystem for StrataFuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "mkdir",
             parent.0,
@@ -226,6 +229,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _gate = self.fs.change_gate();
         op!(
             "unlink",
             parent.0,
@@ -236,6 +240,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _gate = self.fs.change_gate();
         op!(
             "rmdir",
             parent.0,
@@ -253,6 +258,7 @@ impl Filesystem for StrataFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "symlink",
             parent.0,
@@ -272,6 +278,7 @@ impl Filesystem for StrataFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "rename",
             parent.0,
@@ -290,6 +297,7 @@ impl Filesystem for StrataFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "link",
             ino.0,
@@ -300,6 +308,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _gate = self.fs.change_gate();
         op!(
             "open",
             ino.0,
@@ -341,6 +350,7 @@ impl Filesystem for StrataFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "write",
             ino.0,
@@ -372,6 +382,7 @@ impl Filesystem for StrataFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "release",
             ino.0,
@@ -389,6 +400,7 @@ impl Filesystem for StrataFuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "fsync",
             ino.0,
@@ -500,6 +512,7 @@ impl Filesystem for StrataFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "setxattr",
             ino.0,
@@ -530,6 +543,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _gate = self.fs.change_gate();
         op!(
             "removexattr",
             ino.0,
@@ -554,6 +568,7 @@ impl Filesystem for StrataFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _gate = self.fs.change_gate();
         op!(
             "create",
             parent.0,

@@ -18,6 +18,10 @@ use crate::crypto::Key32;
 use crate::format::FORMAT_VERSION;
 use crate::layers::Layer;
 
+/// The newest store (config) format: 2 adds snapshots and images to 1.
+/// Backing files keep their own format ([`FORMAT_VERSION`]).
+pub const STORE_FORMAT: u16 = 2;
+
 /// File name of the config inside a store.
 pub const CONFIG_NAME: &str = "strata.conf";
 
@@ -117,6 +121,36 @@ pub struct Scope {
     pub key: String,
 }
 
+/// A snapshot of a disk: its backing tree under `snapshots/<disk>/<name>/`
+/// and the disk's config (layers, wrapped DEKs) as it stood then. The keys
+/// go with it: a later rekey of the disk leaves the snapshot readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Snapshot name.
+    pub name: String,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// The disk's config at the snapshot (its `name` is the disk's, which
+    /// the DEKs' wrapping and the derived keys are bound to).
+    pub source: DiskConfig,
+}
+
+/// An image: a disk's (or a snapshot's) tree under `images/<name>/` with
+/// the keys it was written with. Disks made from it get their own DEKs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Image name.
+    pub name: String,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// What it was made from: `DISK` or `DISK@SNAPSHOT`.
+    pub from: String,
+    /// The source disk's config at that time.
+    pub source: DiskConfig,
+}
+
 /// The whole config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +175,12 @@ pub struct Config {
     pub scopes: Vec<Scope>,
     /// Disks.
     pub disks: Vec<DiskConfig>,
+    /// Snapshots (store format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotConfig>,
+    /// Images (store format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageConfig>,
     /// Keyed BLAKE3 of the compact JSON of the config with this field empty.
     pub tag: String,
 }
@@ -161,9 +201,7 @@ pub enum ConfigError {
         what: String,
     },
     /// Written by a newer strata.
-    #[error(
-        "{path}: store has format version {version}; this strata reads up to {FORMAT_VERSION}"
-    )]
+    #[error("{path}: store has format version {version}; this strata reads up to {STORE_FORMAT}")]
     NewerFormat {
         /// Config path.
         path: PathBuf,
@@ -217,7 +255,7 @@ impl Config {
         // rather than as a parse error.
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(corrupt)?;
         match value.get("format").and_then(|v| v.as_u64()) {
-            Some(v) if v > u64::from(FORMAT_VERSION) => {
+            Some(v) if v > u64::from(STORE_FORMAT) => {
                 return Err(ConfigError::NewerFormat { path, version: v })
             }
             Some(v) if v >= 1 => {}
@@ -265,6 +303,13 @@ impl Config {
     /// keeping the previous file as `strata.conf.bak`.
     pub fn write(&mut self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
         self.generation += 1;
+        // Format 2 only adds snapshots and images: a store without them is
+        // still written as format 1, which older strata read.
+        self.format = if self.snapshots.is_empty() && self.images.is_empty() {
+            self.format.min(FORMAT_VERSION)
+        } else {
+            STORE_FORMAT
+        };
         self.tag = self.body_tag(material);
         let path = Self::path(store);
         let text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Corrupt {
@@ -291,5 +336,28 @@ impl Config {
     /// The disk named `name`.
     pub fn disk(&self, name: &str) -> Option<&DiskConfig> {
         self.disks.iter().find(|d| d.name == name)
+    }
+
+    /// Snapshot `name` of disk `disk`.
+    pub fn snapshot(&self, disk: &str, name: &str) -> Option<&SnapshotConfig> {
+        self.snapshots
+            .iter()
+            .find(|s| s.source.name == disk && s.name == name)
+    }
+
+    /// Image `name`.
+    pub fn image(&self, name: &str) -> Option<&ImageConfig> {
+        self.images.iter().find(|i| i.name == name)
+    }
+
+    /// Every set of wrapped DEKs the config holds: disks, snapshots and
+    /// images (each with the disk name its wrapping is bound to).
+    pub fn all_key_holders_mut(&mut self) -> impl Iterator<Item = &mut DiskConfig> {
+        self.disks.iter_mut().chain(
+            self.snapshots
+                .iter_mut()
+                .map(|s| &mut s.source)
+                .chain(self.images.iter_mut().map(|i| &mut i.source)),
+        )
     }
 }

@@ -9,6 +9,7 @@ pub mod disks;
 pub mod presets;
 pub mod rekey;
 pub mod rotation;
+pub mod snapshots;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,8 @@ use crate::crypto::{random_array, Key32, Key64};
 use crate::layers::{DiskKeys, Layer};
 use crate::vault::{KeyKind, Vault, VaultError};
 pub use config::{
-    Config, ConfigError, DiskConfig, DiskKind, KeyRef, Scope, StorageMode, WrappedDek,
+    Config, ConfigError, DiskConfig, DiskKind, ImageConfig, KeyRef, Scope, SnapshotConfig,
+    StorageMode, WrappedDek,
 };
 pub use presets::Preset;
 
@@ -277,6 +279,20 @@ pub fn new_wrapped_dek(
     })
 }
 
+/// Writes the config (new generation, new tag) and records the generation
+/// in the vault.
+pub(crate) fn save_config(
+    store: &Path,
+    config: &mut Config,
+    vault: &mut Vault,
+) -> Result<(), StoreError> {
+    let material = stored_material(vault, store, &config.auth_key)?.duplicate();
+    config.write(store, &material)?;
+    vault.set_store_generation(&config.store_id, config.generation);
+    vault.save()?;
+    Ok(())
+}
+
 /// Path of a disk's backing root.
 pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
     store.join("disks").join(disk)
@@ -410,6 +426,8 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
         auth_key: auth_key.clone(),
         scopes,
         disks,
+        snapshots: Vec::new(),
+        images: Vec::new(),
         tag: String::new(),
     };
     std::fs::create_dir_all(store).map_err(io(store))?;
@@ -436,6 +454,8 @@ pub struct OpenStore {
     pub config: Config,
     /// Per disk (in config order): keys, or the reason the disk is refused.
     pub disks: Vec<(DiskConfig, Result<DiskKeys, StoreError>)>,
+    /// Per snapshot (in config order): keys, or the reason it is refused.
+    pub snapshots: Vec<(SnapshotConfig, Result<DiskKeys, StoreError>)>,
 }
 
 /// Checks that `config` belongs to `vault`, carries a valid tag and is not
@@ -471,10 +491,16 @@ pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
     for d in &config.disks {
         disks.push((d.clone(), unlock_disk(store, &config, d, vault)));
     }
+    let snapshots = config
+        .snapshots
+        .iter()
+        .map(|s| (s.clone(), unlock_disk(store, &config, &s.source, vault)))
+        .collect();
     Ok(OpenStore {
         path: store.to_path_buf(),
         config,
         disks,
+        snapshots,
     })
 }
 

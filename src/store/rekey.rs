@@ -203,6 +203,31 @@ pub fn run(
     Ok(log)
 }
 
+/// Re-encrypts the tree `from.1`, written with the keys of `from.0`, into
+/// the new directory `to.1` under the keys of `to.0`: names, contents,
+/// symlink targets, xattrs and metadata. Returns the objects written.
+pub(crate) fn reencrypt_tree(
+    store: &Path,
+    config: &Config,
+    vault: &Vault,
+    from: (&DiskConfig, &Path),
+    to: (&DiskConfig, &Path),
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StoreError> {
+    let old = side(store, config, from.0, &from.0.layers, vault)?;
+    let new = side(store, config, to.0, &to.0.layers, vault)?;
+    let mut copier = Copier {
+        old,
+        new,
+        cache: Arc::new(BlockCache::new(0)),
+        links: HashMap::new(),
+        done: 0,
+        progress,
+    };
+    copier.tree(from.1, to.1)?;
+    Ok(copier.done)
+}
+
 fn plan(
     store: &Path,
     config: &Config,
@@ -277,7 +302,7 @@ fn plan(
 
 /// In debug builds, `STRATA_TEST_CRASH_AFTER=N` ends the process at the
 /// N-th crash point (objects rewritten and phase changes), to test resuming.
-fn crash_point() {
+pub(crate) fn crash_point() {
     if cfg!(debug_assertions) {
         use std::sync::atomic::{AtomicU64, Ordering};
         static SEEN: AtomicU64 = AtomicU64::new(0);

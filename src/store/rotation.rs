@@ -40,7 +40,8 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
     let mut config = Config::read(store)?;
     super::authenticate(store, &config, vault)?;
     let mut changes = Vec::new();
-    for d in config.disks.iter_mut() {
+    let store_id = config.store_id.clone();
+    for d in config.all_key_holders_mut() {
         for w in d.layers.iter_mut() {
             let Some(v) = newer(vault, &w.key.name, w.key.version) else {
                 continue;
@@ -50,7 +51,7 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
             if !version_enabled(vault, &w.key) {
                 continue;
             }
-            let old_aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
+            let old_aad = dek_aad(&store_id, &d.name, w.layer, w.generation, &w.key);
             let dek = unwrap_dek(stored_material(vault, store, &w.key)?, &w.wrapped, &old_aad)
                 .ok_or_else(|| StoreError::Unwrap {
                     store: store.to_path_buf(),
@@ -62,7 +63,7 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
                 name: w.key.name.clone(),
                 version: v,
             };
-            let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &new_key);
+            let aad = dek_aad(&store_id, &d.name, w.layer, w.generation, &new_key);
             w.wrapped = wrap_dek(stored_material(vault, store, &new_key)?, &dek, &aad);
             changes.push(format!(
                 "disk {}: {} key rewrapped from {} version {} to version {v}",

@@ -1,0 +1,245 @@
+//! `strata snapshot …` and `strata image …`, and filling a disk made with
+//! `disk add --from-image`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::secrets::open_vault;
+use super::{ImageCommand, SnapshotCommand, VaultArgs};
+use crate::store::rekey::store_mounted;
+use crate::store::snapshots::{self, CopyStats};
+use crate::store::Config;
+
+/// A copy progress line on a terminal.
+fn copy_progress(what: &str) -> impl FnMut(&CopyStats) + '_ {
+    let tty = std::io::stderr().is_terminal();
+    move |s: &CopyStats| {
+        if tty && s.objects.is_multiple_of(32) {
+            eprint!("\r{what}: {} objects, {} MiB", s.objects, s.bytes >> 20);
+        }
+    }
+}
+
+fn end_progress() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}
+
+fn refuse_mounted(store: &Path, what: &str) -> anyhow::Result<()> {
+    if store_mounted(store) {
+        bail!(
+            "store {} is mounted: {what} is offline; unmount it first",
+            store.display()
+        );
+    }
+    Ok(())
+}
+
+fn describe(s: &CopyStats) -> String {
+    format!(
+        "{} objects, {} bytes ({} files shared by reflink)",
+        s.objects, s.bytes, s.reflinked
+    )
+}
+
+/// Runs a snapshot command.
+pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SnapshotCommand::Create {
+            store,
+            disk,
+            name,
+            vault,
+        } => create(&store, &disk, &name, &vault)?,
+        SnapshotCommand::List { store, json } => {
+            let config = Config::read(&store)?;
+            if json {
+                let v: Vec<_> = config
+                    .snapshots
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "disk": s.source.name,
+                            "name": s.name,
+                            "created": s.created,
+                            "layers": s.source.layers.iter().map(|w| serde_json::json!({
+                                "layer": w.layer.name(),
+                                "key": w.key.name,
+                                "key_version": w.key.version,
+                                "dek_generation": w.generation,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<12} {:<20} {:<12} LAYERS", "DISK", "SNAPSHOT", "CREATED");
+                for s in &config.snapshots {
+                    let layers: Vec<&str> =
+                        s.source.layers.iter().map(|w| w.layer.name()).collect();
+                    println!(
+                        "{:<12} {:<20} {:<12} {}",
+                        s.source.name,
+                        s.name,
+                        super::disk::fmt_time(s.created),
+                        layers.join(", ")
+                    );
+                }
+            }
+        }
+        SnapshotCommand::Delete {
+            store,
+            disk,
+            name,
+            vault,
+        } => {
+            refuse_mounted(&store, "deleting a snapshot")?;
+            let mut v = open_vault(&vault)?;
+            snapshots::delete_snapshot(&store, &mut v, &disk, &name)?;
+            println!("deleted snapshot {name} of disk {disk}");
+        }
+        SnapshotCommand::Restore {
+            store,
+            disk,
+            name,
+            vault,
+        } => {
+            refuse_mounted(&store, "restoring a snapshot")?;
+            let mut v = open_vault(&vault)?;
+            let mut progress = copy_progress("restoring");
+            let st = snapshots::restore_snapshot(&store, &mut v, &disk, &name, &mut progress)?;
+            end_progress();
+            println!(
+                "disk {disk} restored to snapshot {name} ({}); it has the snapshot's keys again",
+                describe(&st)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Result<()> {
+    let mut v = open_vault(vault)?;
+    if !store_mounted(store) {
+        let mut progress = copy_progress("copying");
+        let (snap, st) = snapshots::create_snapshot(store, &mut v, disk, name, &mut progress)?;
+        end_progress();
+        println!(
+            "snapshot {} of disk {} taken offline: {}",
+            snap.name,
+            disk,
+            describe(&st)
+        );
+        return Ok(());
+    }
+    // Online: the daemon holds writes while it copies; this process
+    // records the snapshot in the config.
+    let (source, _) = snapshots::prepare_snapshot(store, &v, disk, name)?;
+    let reply = crate::control::request(
+        store,
+        &serde_json::json!({ "op": "snapshot", "disk": disk, "name": name }),
+    )?;
+    snapshots::commit_snapshot(store, &mut v, source, name)?;
+    println!(
+        "snapshot {name} of disk {disk} taken online (writes held during the copy): {} objects, {} bytes ({} files shared by reflink)",
+        reply["objects"], reply["bytes"], reply["reflinked"]
+    );
+    match crate::control::request(
+        store,
+        &serde_json::json!({ "op": "show-snapshot", "disk": disk, "name": name }),
+    ) {
+        Ok(_) => println!("the mount shows it under .snapshots/{disk}/{name}/"),
+        Err(e) => println!("({e})"),
+    }
+    Ok(())
+}
+
+/// Runs an image command.
+pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImageCommand::Create {
+            store,
+            name,
+            from,
+            vault,
+        } => {
+            let mut v = open_vault(&vault)?;
+            let mut progress = copy_progress("copying");
+            let (img, st) = snapshots::create_image(
+                &store,
+                &mut v,
+                &name,
+                &from,
+                store_mounted(&store),
+                &mut progress,
+            )?;
+            end_progress();
+            println!(
+                "image {} made from {}: {}",
+                img.name,
+                img.from,
+                describe(&st)
+            );
+        }
+        ImageCommand::List { store, json } => {
+            let config = Config::read(&store)?;
+            if json {
+                let v: Vec<_> = config
+                    .images
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "name": i.name,
+                            "from": i.from,
+                            "created": i.created,
+                            "layers": i.source.layers.iter().map(|w| w.layer.name()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<20} {:<24} {:<12} LAYERS", "IMAGE", "FROM", "CREATED");
+                for i in &config.images {
+                    let layers: Vec<&str> =
+                        i.source.layers.iter().map(|w| w.layer.name()).collect();
+                    println!(
+                        "{:<20} {:<24} {:<12} {}",
+                        i.name,
+                        i.from,
+                        super::disk::fmt_time(i.created),
+                        layers.join(", ")
+                    );
+                }
+            }
+        }
+        ImageCommand::Delete { store, name, vault } => {
+            let mut v = open_vault(&vault)?;
+            snapshots::delete_image(&store, &mut v, &name)?;
+            println!("deleted image {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fills a new disk from an image (re-encrypting under the disk's DEKs).
+pub fn fill_from_image(
+    store: &Path,
+    vault: &mut crate::vault::Vault,
+    disk: &str,
+    image: &str,
+) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |n: u64| {
+        if tty && n.is_multiple_of(16) {
+            eprint!("\rre-encrypting the image: {n} objects");
+        }
+    };
+    let n = snapshots::fill_from_image(store, vault, disk, image, &mut progress)?;
+    end_progress();
+    println!("disk {disk} filled from image {image}: {n} objects re-encrypted under its own keys");
+    Ok(())
+}
