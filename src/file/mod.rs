@@ -23,6 +23,14 @@ use crate::layers::Pipeline;
 
 /// Blocks per request above which the ciphers run on several threads.
 const PARALLEL_BLOCKS: usize = 8;
+/// Reads of this many blocks or more bypass the block cache.
+const CACHE_BYPASS_BLOCKS: usize = 64;
+
+thread_local! {
+    /// Each thread's buffer for stored blocks read from a backing file
+    /// (reused: no allocation or zeroing per read).
+    static STORED_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Errors of one encrypted file, each with its errno.
 #[derive(Debug, thiserror::Error)]
@@ -238,14 +246,46 @@ impl EncFile {
         plain: &mut [u8],
     ) -> Result<(), FileError> {
         let count = plain.len() / BLOCK_SIZE;
-        let mut stored = vec![0u8; count * STORED_BLOCK];
-        let n = read_full_at(&self.fd, &mut stored, first.backing_offset())
+        // Large reads are scans: they bypass the block cache (the kernel's
+        // page cache serves their re-reads), so they neither pay its lock
+        // per block nor evict what small reads made hot. The backing file is
+        // always current (writes go through), so skipping the cache is safe.
+        let use_cache = count < CACHE_BYPASS_BLOCKS;
+        STORED_BUF.with(|cell| {
+            let mut own = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let buf = match borrowed.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut own,
+            };
+            if buf.len() < count * STORED_BLOCK {
+                buf.resize(count * STORED_BLOCK, 0);
+            }
+            let n = read_full_at(
+                &self.fd,
+                &mut buf[..count * STORED_BLOCK],
+                first.backing_offset(),
+            )
             .map_err(io_err(&self.path))?;
-        stored.truncate(n);
+            self.open_blocks(file_id, first, plain, &buf[..n], use_cache)
+        })
+    }
+
+    /// Decrypts the stored blocks `stored` (read from block `first` on)
+    /// into `plain`, through the cache when `use_cache`.
+    fn open_blocks(
+        &self,
+        file_id: &[u8; 16],
+        first: BlockIndex,
+        plain: &mut [u8],
+        stored: &[u8],
+        use_cache: bool,
+    ) -> Result<(), FileError> {
+        let count = plain.len() / BLOCK_SIZE;
         let work = |(i, out): (usize, &mut [u8])| -> Result<(), FileError> {
             let index = first.0 + i as u64;
             let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
-            if !self.cache.get(file_id, index, out) {
+            if !(use_cache && self.cache.get(file_id, index, out)) {
                 let at = i * STORED_BLOCK;
                 // Callers only load blocks inside the logical size, which the
                 // backing file always covers: a missing block is damage.
@@ -272,7 +312,9 @@ impl EncFile {
                         block: index,
                     });
                 }
-                self.cache.put(file_id, index, out);
+                if use_cache {
+                    self.cache.put(file_id, index, out);
+                }
             }
             self.pipeline.decrypt_upper(file_id, index, out);
             Ok(())
@@ -599,6 +641,39 @@ mod tests {
         assert_eq!(f.read(0, model.len()).expect("read"), model);
         let len = std::fs::metadata(dir.path().join("f")).expect("stat").len();
         assert_eq!(len, backing_len(model.len() as u64));
+    }
+
+    #[test]
+    fn large_reads_bypass_the_cache_and_small_reads_fill_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pipeline();
+        let path = dir.path().join("f");
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .expect("open");
+        let cache = Arc::new(BlockCache::new(16 << 20));
+        let f = EncFile::open(fd, path, p, cache.clone()).expect("header");
+        let n = CACHE_BYPASS_BLOCKS * 2;
+        let data: Vec<u8> = (0..n * BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+        f.write(0, &data).expect("write");
+        assert_eq!(f.read(0, data.len()).expect("large read"), data);
+        assert_eq!(cache.stats().blocks, 0, "a scan fills no cache entry");
+        assert_eq!(
+            f.read(5 * 4096 + 7, 100).expect("small read"),
+            &data[5 * 4096 + 7..5 * 4096 + 107]
+        );
+        assert_eq!(cache.stats().blocks, 1);
+        // A write after the block was cached: both paths see it.
+        f.write(5 * 4096, b"new bytes").expect("write");
+        assert_eq!(&f.read(5 * 4096, 9).expect("small")[..], b"new bytes");
+        assert_eq!(
+            &f.read(0, data.len()).expect("large")[5 * 4096..5 * 4096 + 9],
+            b"new bytes"
+        );
     }
 
     #[test]
