@@ -388,13 +388,13 @@ impl EncFile {
         &self,
         file_id: &[u8; 16],
         first: BlockIndex,
-        plain: &mut [u8],
+        plain: &[u8],
         prefix: usize,
     ) -> Vec<u8> {
         let count = plain.len() / BLOCK_SIZE;
         let mut out = vec![0u8; prefix + count * STORED_BLOCK];
         let stored = &mut out[prefix..];
-        let work = |(i, (p, s)): (usize, (&mut [u8], &mut [u8]))| {
+        let work = |(i, (p, s)): (usize, (&[u8], &mut [u8]))| {
             let index = first.0 + i as u64;
             // Encrypt in place in the output buffer: one copy per block.
             let Some((block, rest)) = s.split_first_chunk_mut::<BLOCK_SIZE>() else {
@@ -410,13 +410,13 @@ impl EncFile {
         };
         if count >= PARALLEL_BLOCKS {
             plain
-                .par_chunks_mut(BLOCK_SIZE)
+                .par_chunks(BLOCK_SIZE)
                 .zip(stored.par_chunks_mut(STORED_BLOCK))
                 .enumerate()
                 .for_each(work);
         } else {
             plain
-                .chunks_mut(BLOCK_SIZE)
+                .chunks(BLOCK_SIZE)
                 .zip(stored.chunks_mut(STORED_BLOCK))
                 .enumerate()
                 .for_each(work);
@@ -444,23 +444,35 @@ impl EncFile {
         let old_size = st.size;
         let last = BlockIndex::containing(end - 1);
         let count = (last.0 - first.0 + 1) as usize;
-        let mut plain = vec![0u8; count * BLOCK_SIZE];
-        let old_blocks = blocks_for(old_size);
-        // Partial head and tail blocks that hold data keep it.
-        let head_partial = !offset.is_multiple_of(BLOCK_SIZE as u64)
-            || (count == 1 && end % BLOCK_SIZE as u64 != 0);
-        if head_partial && first.0 < old_blocks {
-            self.load_blocks(&file_id, first, &mut plain[..BLOCK_SIZE])?;
-        }
-        if count > 1 && end % BLOCK_SIZE as u64 != 0 && last.0 < old_blocks {
-            let at = (count - 1) * BLOCK_SIZE;
-            self.load_blocks(&file_id, last, &mut plain[at..])?;
-        }
-        let skip = (offset - first.plain_offset()) as usize;
-        plain[skip..skip + data.len()].copy_from_slice(data);
+        // Whole-block writes (the common large case) are sealed straight
+        // from the caller's buffer; others are assembled with the old
+        // contents of their partial head and tail blocks.
+        let aligned =
+            offset.is_multiple_of(BLOCK_SIZE as u64) && data.len().is_multiple_of(BLOCK_SIZE);
+        let assembled;
+        let plain: &[u8] = if aligned {
+            data
+        } else {
+            let mut buf = vec![0u8; count * BLOCK_SIZE];
+            let old_blocks = blocks_for(old_size);
+            // Partial head and tail blocks that hold data keep it.
+            let head_partial = !offset.is_multiple_of(BLOCK_SIZE as u64)
+                || (count == 1 && end % BLOCK_SIZE as u64 != 0);
+            if head_partial && first.0 < old_blocks {
+                self.load_blocks(&file_id, first, &mut buf[..BLOCK_SIZE])?;
+            }
+            if count > 1 && end % BLOCK_SIZE as u64 != 0 && last.0 < old_blocks {
+                let at = (count - 1) * BLOCK_SIZE;
+                self.load_blocks(&file_id, last, &mut buf[at..])?;
+            }
+            let skip = (offset - first.plain_offset()) as usize;
+            buf[skip..skip + data.len()].copy_from_slice(data);
+            assembled = buf;
+            &assembled
+        };
         let new_size = old_size.max(end);
         if joined && (fresh || new_size != old_size) {
-            let mut out = self.seal_blocks(&file_id, first, &mut plain, HEADER_LEN);
+            let mut out = self.seal_blocks(&file_id, first, plain, HEADER_LEN);
             let h = st.header.as_mut().ok_or(FileError::TooLarge(0))?;
             self.pipeline.seal_header(h, new_size);
             out[..HEADER_LEN].copy_from_slice(&h.encode());
@@ -470,7 +482,7 @@ impl EncFile {
             st.size = new_size;
             return Ok(data.len());
         }
-        let stored = self.seal_blocks(&file_id, first, &mut plain, 0);
+        let stored = self.seal_blocks(&file_id, first, plain, 0);
         let at = first.backing_offset();
         self.allocate(at.max(backing_len(old_size)), at + stored.len() as u64)?;
         self.write_all_at(&stored, at)?;
@@ -498,7 +510,7 @@ impl EncFile {
             let mut plain = vec![0u8; BLOCK_SIZE];
             self.load_blocks(&file_id, last, &mut plain)?;
             plain[(size % BLOCK_SIZE as u64) as usize..].fill(0);
-            let stored = self.seal_blocks(&file_id, last, &mut plain, 0);
+            let stored = self.seal_blocks(&file_id, last, &plain, 0);
             self.write_all_at(&stored, last.backing_offset())?;
         }
         // The header never claims more blocks than the backing file holds:
