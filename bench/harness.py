@@ -130,7 +130,7 @@ class Bindfs(Fs):
         os.makedirs(os.path.join(self.base, "src"), exist_ok=True)
 
     def mount(self):
-        sh(["bindfs", "--multithreaded", os.path.join(self.base, "src"), self.mnt])
+        sh(["bindfs", "--multithreaded", "-o", "big_writes", os.path.join(self.base, "src"), self.mnt])
         wait_mounted(self.mnt)
         self.prepare_dirs()
 

@@ -455,13 +455,17 @@ impl EncFile {
         } else {
             let mut buf = vec![0u8; count * BLOCK_SIZE];
             let old_blocks = blocks_for(old_size);
-            // Partial head and tail blocks that hold data keep it.
-            let head_partial = !offset.is_multiple_of(BLOCK_SIZE as u64)
-                || (count == 1 && end % BLOCK_SIZE as u64 != 0);
+            // Partial head and tail blocks keep the old data the write does
+            // not cover. An append that starts at its block's start covers
+            // all of it (past the old end there is none): no read then.
+            let last_end = (last.0 + 1) * BLOCK_SIZE as u64;
+            let tail_kept = end < last_end.min(old_size);
+            let head_partial =
+                !offset.is_multiple_of(BLOCK_SIZE as u64) || (count == 1 && tail_kept);
             if head_partial && first.0 < old_blocks {
                 self.load_blocks(&file_id, first, &mut buf[..BLOCK_SIZE])?;
             }
-            if count > 1 && end % BLOCK_SIZE as u64 != 0 && last.0 < old_blocks {
+            if count > 1 && tail_kept && last.0 < old_blocks {
                 let at = (count - 1) * BLOCK_SIZE;
                 self.load_blocks(&file_id, last, &mut buf[at..])?;
             }
@@ -686,6 +690,27 @@ mod tests {
             &f.read(0, data.len()).expect("large")[5 * 4096..5 * 4096 + 9],
             b"new bytes"
         );
+    }
+
+    #[test]
+    fn partial_block_writes_keep_exactly_the_old_bytes_they_do_not_cover() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = open(dir.path(), &pipeline());
+        f.write(0, &[1u8; 6000]).expect("write");
+        // From a block start, ending before the old end: the rest stays.
+        f.write(4096, &[2u8; 100]).expect("write");
+        let mut want = vec![1u8; 6000];
+        want[4096..4196].fill(2);
+        assert_eq!(f.read(0, 7000).expect("read"), want);
+        // From a block start, past the old end (an append re-sent whole by
+        // the page cache): nothing old to keep, zeros past the end.
+        f.write(4096, &[3u8; 2500]).expect("write");
+        want[4096..].fill(3);
+        want.resize(4096 + 2500, 3);
+        assert_eq!(f.read(0, 9000).expect("read"), want);
+        f.truncate(8192).expect("grow");
+        want.resize(8192, 0);
+        assert_eq!(f.read(0, 9000).expect("read"), want);
     }
 
     #[test]
