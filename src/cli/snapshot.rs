@@ -139,6 +139,13 @@ fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Re
     // Online: the daemon holds writes while it copies; this process
     // records the snapshot in the config.
     let (source, _) = snapshots::prepare_snapshot(store, &v, disk, name)?;
+    // Push the kernel's dirty pages to the daemon first, so that what was
+    // written before this command is in the snapshot, fsynced or not.
+    if let Ok(st) = crate::control::status(store) {
+        if let Ok(dir) = std::fs::File::open(&st.mountpoint) {
+            let _ = rustix::fs::syncfs(&dir);
+        }
+    }
     let reply = crate::control::request(
         store,
         &serde_json::json!({ "op": "snapshot", "disk": disk, "name": name }),
