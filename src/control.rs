@@ -10,7 +10,7 @@
 //! anything else                                  ->  {"ok":false,"error":"…"}
 //! ```
 //!
-//! `snapshot` holds every changing operation of the mount, copies the
+//! `snapshot` holds every changing operation on the disk, copies the
 //! disk's backing tree to `snapshots/D/.tmp-N` (prepared by the client,
 //! which records the snapshot in the config afterwards) and lets the
 //! operations go on; `show-snapshot` then shows it under `.snapshots/`.
@@ -242,7 +242,9 @@ fn snapshot(
         return Err(format!("{} already exists", tmp.display()));
     }
     let src = crate::store::disk_root(store, disk);
-    let _frozen = fs.freeze();
+    let Some(_frozen) = fs.freeze(disk) else {
+        return Err(format!("this mount has no disk named {disk}"));
+    };
     let started = std::time::Instant::now();
     let r = clone_tree(&src, &tmp, &mut |_| {}).map_err(|e| e.to_string());
     tracing::info!(

@@ -147,9 +147,9 @@ pub struct Fs {
     /// Disks and snapshots, in slots that are filled once (snapshots taken
     /// while mounted fill spare slots), so `&DiskRt` lives as long as `&Fs`.
     disks: Vec<std::sync::OnceLock<DiskRt>>,
-    /// Held shared by every changing FUSE operation, exclusively while an
-    /// online snapshot copies the backing tree.
-    gate: RwLock<()>,
+    /// One per slot: held shared by every changing FUSE operation on that
+    /// disk, exclusively while an online snapshot copies its backing tree.
+    gates: Vec<RwLock<()>>,
     cache: Arc<BlockCache>,
     nodes: Mutex<Nodes>,
     handles: Mutex<std::collections::HashMap<u64, io::Handle>>,
@@ -222,8 +222,9 @@ impl Fs {
             .collect();
         let nodes = Nodes::new(slots.len());
         Fs {
+            gates: (0..slots.len()).map(|_| RwLock::new(())).collect(),
             disks: slots,
-            gate: RwLock::new(()),
+
             cache,
             nodes: Mutex::new(nodes),
             handles: Mutex::new(Default::default()),
@@ -289,15 +290,20 @@ impl Fs {
         }
     }
 
-    /// Holds every changing operation until the guard drops (an online
-    /// snapshot's copy).
-    pub fn freeze(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.gate.write().unwrap_or_else(|e| e.into_inner())
+    /// Holds every changing operation on the disk named `disk` until the
+    /// guard drops (an online snapshot's copy); None if there is no such
+    /// disk.
+    pub fn freeze(&self, disk: &str) -> Option<std::sync::RwLockWriteGuard<'_, ()>> {
+        let (slot, _) = self.live_disks().find(|(_, d)| d.name == disk)?;
+        Some(self.gates[slot].write().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Taken by every changing FUSE operation for its duration.
-    pub fn change_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    /// Taken by every changing FUSE operation, for its duration, on the
+    /// disk of inode `ino` (the inode itself or the parent it changes).
+    pub fn change_gate(&self, ino: u64) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        let disk = self.nodes().get(ino).map(|n| n.disk)?;
+        let gate = self.gates.get(disk)?;
+        Some(gate.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Whether `ino` is one of the virtual directories of `.snapshots`.

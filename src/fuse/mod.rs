@@ -161,7 +161,7 @@ impl Filesystem for StrataFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         let s = SetAttr {
             mode,
             uid,
@@ -199,7 +199,7 @@ impl Filesystem for StrataFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "mknod",
             parent.0,
@@ -218,7 +218,7 @@ impl Filesystem for StrataFuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "mkdir",
             parent.0,
@@ -229,7 +229,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "unlink",
             parent.0,
@@ -240,7 +240,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "rmdir",
             parent.0,
@@ -258,7 +258,7 @@ impl Filesystem for StrataFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "symlink",
             parent.0,
@@ -278,7 +278,7 @@ impl Filesystem for StrataFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "rename",
             parent.0,
@@ -297,7 +297,7 @@ impl Filesystem for StrataFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "link",
             ino.0,
@@ -308,7 +308,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "open",
             ino.0,
@@ -350,7 +350,7 @@ impl Filesystem for StrataFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "write",
             ino.0,
@@ -382,7 +382,7 @@ impl Filesystem for StrataFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "release",
             ino.0,
@@ -400,7 +400,7 @@ impl Filesystem for StrataFuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "fsync",
             ino.0,
@@ -512,7 +512,7 @@ impl Filesystem for StrataFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "setxattr",
             ino.0,
@@ -543,7 +543,7 @@ impl Filesystem for StrataFuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(ino.0);
         op!(
             "removexattr",
             ino.0,
@@ -568,7 +568,7 @@ impl Filesystem for StrataFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let _gate = self.fs.change_gate();
+        let _gate = self.fs.change_gate(parent.0);
         op!(
             "create",
             parent.0,
