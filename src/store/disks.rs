@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use super::{
-    authenticate, disk_root, ensure_key, new_wrapped_dek, stored_material, Config, DiskConfig,
-    DiskKind, Scope, StorageMode, StoreError,
+    authenticate, disk_root, ensure_key, new_wrapped_dek, Config, DiskConfig, DiskKind, Scope,
+    StorageMode, StoreError,
 };
 use crate::layers::Layer;
 use crate::vault::{KeyKind, Vault};
@@ -59,21 +59,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn save(store: &Path, config: &mut Config, vault: &mut Vault) -> Result<(), StoreError> {
-    let material = stored_material(vault, store, &config.auth_key)?.duplicate();
-    config.write(store, &material)?;
-    vault.set_store_generation(&config.store_id, config.generation);
-    vault.save()?;
-    Ok(())
 }
 
 /// Adds a disk to the store (offline or online: a running mount shows it
@@ -219,7 +204,7 @@ pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskCo
     let disk = DiskConfig {
         name: new.name.clone(),
         kind: new.kind,
-        created: now(),
+        created: super::now(),
         scope: new.scope.clone(),
         storage,
         guest: new.guest_key.is_some(),
@@ -238,7 +223,7 @@ pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskCo
         })?;
     }
     config.disks.push(disk.clone());
-    save(store, &mut config, vault)?;
+    super::save_config(store, &mut config, vault)?;
     Ok(disk)
 }
 
@@ -283,6 +268,6 @@ pub fn create_scope(
         key: key.to_string(),
     };
     config.scopes.push(scope.clone());
-    save(store, &mut config, vault)?;
+    super::save_config(store, &mut config, vault)?;
     Ok(scope)
 }

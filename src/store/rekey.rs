@@ -15,13 +15,13 @@
 //! directories present, so a restart continues where it stopped.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    authenticate, disk_root, new_wrapped_dek, stored_material, unlock_layers, Config, DiskConfig,
-    DiskKind, KeyRef, StoreError, WrappedDek,
+    authenticate, disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef,
+    StoreError, WrappedDek,
 };
 use crate::backing::{read_dirid, write_dirid_value};
 use crate::cache::BlockCache;
@@ -92,14 +92,6 @@ fn side(
     Ok(Side { pipeline, codec })
 }
 
-fn save(store: &Path, config: &mut Config, vault: &mut Vault) -> Result<(), StoreError> {
-    let material = stored_material(vault, store, &config.auth_key)?.duplicate();
-    config.write(store, &material)?;
-    vault.set_store_generation(&config.store_id, config.generation);
-    vault.save()?;
-    Ok(())
-}
-
 /// The layer list after the change.
 fn merged(current: &[WrappedDek], pending: &[WrappedDek]) -> Vec<WrappedDek> {
     let mut out: Vec<WrappedDek> = current
@@ -153,7 +145,7 @@ pub fn run(
         None => {
             let p = plan(store, &config, &d, change, vault)?;
             config.disks[idx].pending = Some(p.clone());
-            save(store, &mut config, vault)?;
+            super::save_config(store, &mut config, vault)?;
             p
         }
     };
@@ -188,7 +180,7 @@ pub fn run(
     dc.layers = new_layers;
     dc.guest = dc.layers.iter().any(|w| w.layer == Layer::Guest);
     dc.pending = None;
-    save(store, &mut config, vault)?;
+    super::save_config(store, &mut config, vault)?;
     for w in &pending {
         log.push(format!(
             "disk {disk}: {} layer now uses DEK generation {}",
@@ -542,28 +534,6 @@ fn copy_meta(
             })?;
         }
     }
-    let _ = std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()));
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-        .map_err(io(dst))?;
-    let ts = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec() as _,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec() as _,
-        },
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        dst,
-        &ts,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| StoreError::Io {
-        path: dst.to_path_buf(),
-        source: e.into(),
-    })?;
+    super::snapshots::set_owner_mode_times(dst, &m).map_err(io(dst))?;
     Ok(())
 }

@@ -12,13 +12,6 @@ use crate::vault::{KeyKind, Vault};
 
 const DAY: u64 = 86_400;
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The newest enabled version of `name`, if newer than `current`.
 fn newer(vault: &Vault, name: &str, current: u32) -> Option<u32> {
     let v = vault.key(name)?.latest_enabled()?.version;
@@ -131,7 +124,7 @@ pub fn rotate_due(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreE
     let config = Config::read(store)?;
     // Decide nothing from a config that is not authentic.
     super::authenticate(store, &config, vault)?;
-    let now = now();
+    let now = super::now();
     let mut actions = Vec::new();
     for (name, due_at) in due(&config, vault) {
         if due_at <= now {

@@ -16,27 +16,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    authenticate, disk_root, save_config, Config, DiskConfig, DiskKind, ImageConfig,
+    authenticate, disk_root, io, now, save_config, Config, DiskConfig, DiskKind, ImageConfig,
     SnapshotConfig, StoreError,
 };
 use crate::vault::Vault;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn invalid<T>(m: String) -> Result<T, StoreError> {
     Err(StoreError::Invalid(m))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Snapshot and image names: 1 to 64 of `[A-Za-z0-9._-]`, not starting
@@ -99,6 +85,12 @@ fn copy_raw_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> std::io::Resu
             rustix::fs::lsetxattr(dst, name, &val[..len], rustix::fs::XattrFlags::empty())?;
         }
     }
+    set_owner_mode_times(dst, m)
+}
+
+/// Gives `dst` the owner, permission bits (with the symlink mark) and
+/// access and modification times of `m`.
+pub(crate) fn set_owner_mode_times(dst: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
     let _ = std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()));
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
     let ts = rustix::fs::Timestamps {
