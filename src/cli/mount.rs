@@ -12,8 +12,6 @@ use super::secrets::open_vault;
 use super::MountArgs;
 use crate::cache::BlockCache;
 use crate::fs::{DiskRt, Fs, FsOptions};
-use crate::layers::Pipeline;
-use crate::names::{NameCipher, NameCodec};
 use crate::store::{self, DiskKind};
 
 /// The `major:minor` device of the mount at `path`, from
@@ -178,14 +176,9 @@ fn build_disks(
         };
         let rt = match keys {
             Ok(keys) => {
-                let salt = format!("{store_id}\0{}", d.name);
-                let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
-                let encrypted = !pipeline.layer_set().names().is_empty();
-                let names = if encrypted {
-                    NameCodec::Encrypted(NameCipher::new(pipeline.name_key()))
-                } else {
-                    NameCodec::Plain
-                };
+                let pipeline = store::disk_pipeline(&store_id, &d.name, &keys);
+                let names = pipeline.name_codec();
+                let encrypted = names.is_encrypted();
                 if d.kind == DiskKind::Temp {
                     empty_temp(&root, encrypted)?;
                 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::layers::Pipeline;
-use crate::names::{NameCipher, NameCodec};
+use crate::names::NameCodec;
 use crate::store::{self, Config, DiskConfig, DiskKind, StoreError};
 use crate::vault::Vault;
 
@@ -125,9 +125,8 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
             continue;
         }
         let keys = store::unlock_layers(store_path, &config, &d, &d.layers, vault)?;
-        let salt = format!("{}\0{}", config.store_id, d.name);
-        let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
-        let codec = NameCodec::Encrypted(NameCipher::new(pipeline.name_key()));
+        let pipeline = store::disk_pipeline(&config.store_id, &d.name, &keys);
+        let codec = pipeline.name_codec();
         out.push(DiskCtx {
             root,
             config: d,

@@ -274,13 +274,7 @@ impl Fs {
             name: d.name.clone(),
             root,
             pipeline: d.pipeline.clone(),
-            names: d.pipeline.as_ref().map(|p| {
-                if p.layer_set().names().is_empty() {
-                    NameCodec::Plain
-                } else {
-                    NameCodec::Encrypted(crate::names::NameCipher::new(p.name_key()))
-                }
-            }),
+            names: d.pipeline.as_ref().map(|p| p.name_codec()),
             refused: RwLock::new(d.refused.read().map(|r| r.clone()).unwrap_or(None)),
             snapshot: Some(name.to_string()),
         };

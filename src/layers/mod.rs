@@ -178,6 +178,16 @@ impl Pipeline {
         &self.name_key
     }
 
+    /// The disk's name codec: AES-SIV under the name key, or the identity
+    /// for a disk with no layer at all (a temp disk without host encryption).
+    pub fn name_codec(&self) -> crate::names::NameCodec {
+        if self.set.names().is_empty() {
+            crate::names::NameCodec::Plain
+        } else {
+            crate::names::NameCodec::Encrypted(crate::names::NameCipher::new(&self.name_key))
+        }
+    }
+
     /// Whether the host layer is on (the cache then holds only ciphertext).
     pub fn has_host(&self) -> bool {
         self.set.has(LayerSet::HOST)

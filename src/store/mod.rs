@@ -293,6 +293,17 @@ pub(crate) fn save_config(
     Ok(())
 }
 
+/// The pipeline of a disk, snapshot or image from its unwrapped keys,
+/// salted with the store id and the name of the disk it belongs to.
+pub fn disk_pipeline(
+    store_id: &str,
+    disk: &str,
+    keys: &DiskKeys,
+) -> std::sync::Arc<crate::layers::Pipeline> {
+    let salt = format!("{store_id}\0{disk}");
+    std::sync::Arc::new(crate::layers::Pipeline::new(keys, salt.as_bytes()))
+}
+
 /// Path of a disk's backing root.
 pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
     store.join("disks").join(disk)

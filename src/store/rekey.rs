@@ -28,7 +28,7 @@ use crate::cache::BlockCache;
 use crate::file::EncFile;
 use crate::fs::attr::SYMLINK_MARK;
 use crate::layers::{Layer, Pipeline};
-use crate::names::{self, BackingName, NameCipher, NameCodec};
+use crate::names::{self, BackingName, NameCodec};
 use crate::vault::Vault;
 
 /// What to change.
@@ -86,9 +86,8 @@ fn side(
     vault: &Vault,
 ) -> Result<Side, StoreError> {
     let keys = unlock_layers(store, config, d, layers, vault)?;
-    let salt = format!("{}\0{}", config.store_id, d.name);
-    let pipeline = Arc::new(Pipeline::new(&keys, salt.as_bytes()));
-    let codec = NameCodec::Encrypted(NameCipher::new(pipeline.name_key()));
+    let pipeline = super::disk_pipeline(&config.store_id, &d.name, &keys);
+    let codec = pipeline.name_codec();
     Ok(Side { pipeline, codec })
 }
 
