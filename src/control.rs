@@ -231,12 +231,6 @@ fn snapshot(
     if !valid_name(name) {
         return Err(format!("invalid snapshot name {name:?}"));
     }
-    if !fs
-        .disks()
-        .any(|(_, d)| d.snapshot.is_none() && d.name == disk)
-    {
-        return Err(format!("this mount has no disk named {disk}"));
-    }
     let tmp = snapshot_tmp(store, disk, name);
     if tmp.exists() {
         return Err(format!("{} already exists", tmp.display()));

@@ -93,6 +93,12 @@ fn looks_encoded(name: &OsString) -> bool {
     }
 }
 
+/// The directory id and its copy, each when present and 16 bytes long.
+fn dirid_copies(dir: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let read = |name| std::fs::read(dir.join(name)).ok().filter(|v| v.len() == 16);
+    (read(DIRID_NAME), read(DIRID_BACKUP))
+}
+
 /// Walks one directory: checks its id and names, queues files.
 fn walk(
     d: &Disk<'_>,
@@ -101,12 +107,7 @@ fn walk(
     issues: &mut Vec<Issue>,
     files: &mut Vec<Entry>,
 ) -> Result<(), ForensicsError> {
-    let primary = std::fs::read(dir.join(DIRID_NAME))
-        .ok()
-        .filter(|v| v.len() == 16);
-    let backup = std::fs::read(dir.join(DIRID_BACKUP))
-        .ok()
-        .filter(|v| v.len() == 16);
+    let (primary, backup) = dirid_copies(dir);
     let plain_dir = d.ctx.and_then(|c| plain_path(c, rel));
     match (&primary, &backup) {
         (Some(a), Some(b)) if a != b => issues.push(issue(
@@ -413,12 +414,7 @@ fn repair(disks: &[Disk<'_>], issues: &[Issue]) -> Result<Vec<String>, Forensics
         match i.kind.as_str() {
             "missing-dirid" => {
                 let dir = &i.backing;
-                let primary = std::fs::read(dir.join(DIRID_NAME))
-                    .ok()
-                    .filter(|v| v.len() == 16);
-                let backup = std::fs::read(dir.join(DIRID_BACKUP))
-                    .ok()
-                    .filter(|v| v.len() == 16);
+                let (primary, backup) = dirid_copies(dir);
                 match (primary, backup) {
                     (None, Some(b)) => {
                         crate::backing::atomic_write(&dir.join(DIRID_NAME), &b).map_err(io(dir))?;
