@@ -49,15 +49,6 @@ fn fixture(preset: &str) -> Fixture {
     f
 }
 
-fn vault_args(f: &Fixture) -> Vec<&OsStr> {
-    vec![
-        OsStr::new("--vault"),
-        f.vault.as_os_str(),
-        OsStr::new("--passphrase-file"),
-        f.pass.as_os_str(),
-    ]
-}
-
 /// Runs a strata command; returns (exit code, stdout, stderr).
 fn cmd(args: &[&OsStr]) -> (i32, String, String) {
     let out = run(strata(args));
@@ -81,7 +72,7 @@ fn verify(f: &Fixture, with_vault: bool, extra: &[&str]) -> (i32, Value) {
         OsStr::new("--json"),
     ];
     if with_vault {
-        args.extend(vault_args(f));
+        args.extend(f.vault_args());
     }
     args.extend(extra.iter().map(OsStr::new));
     let (code, out, err) = cmd(&args);
@@ -105,7 +96,7 @@ fn backing_of(f: &Fixture, plain: &str) -> PathBuf {
         OsStr::new("--path"),
         OsStr::new(plain),
     ];
-    args.extend(vault_args(f));
+    args.extend(f.vault_args());
     let (code, out, err) = cmd(&args);
     assert_eq!(code, 0, "inspect --path {plain}: {err}");
     PathBuf::from(out.trim())
@@ -485,7 +476,7 @@ fn inspect_decodes_without_keys_and_decrypts_with_them() {
         OsStr::new("--out"),
         one.as_os_str(),
     ];
-    args.extend(vault_args(&f));
+    args.extend(f.vault_args());
     let (code, out, err) = cmd(&args);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).expect("inspect JSON");
@@ -504,7 +495,7 @@ fn inspect_decodes_without_keys_and_decrypts_with_them() {
     // The same file with a damaged block: inspect names it and exits 1.
     flip_byte(&a, stored_offset(5) + 1);
     let mut args = vec![OsStr::new("inspect"), a.as_os_str(), OsStr::new("--json")];
-    args.extend(vault_args(&f));
+    args.extend(f.vault_args());
     let (code, out, _) = cmd(&args);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).expect("inspect JSON");

@@ -298,58 +298,35 @@ fn guest_layer_key_from_another_region_is_refused() {
     assert!(!f.config().exists(), "no config written");
 }
 
-fn store_cmd(f: &Fixture, args: &[&str], with_vault: bool) -> std::process::Output {
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    if with_vault {
-        all.extend([
-            OsStr::new("--vault"),
-            f.vault.as_os_str(),
-            OsStr::new("--passphrase-file"),
-            f.pass.as_os_str(),
-        ]);
-    }
-    run(strata(all))
-}
-
 #[test]
 fn disks_and_scopes_follow_the_cloud_rules() {
     let f = Fixture::new("full");
     let s = f.store.to_str().expect("utf-8");
     assert_ok(
-        &store_cmd(
-            &f,
-            &["scope", "create", s, "team", "--key", "team-cmk"],
-            true,
-        ),
+        &f.cli(&["scope", "create", s, "team", "--key", "team-cmk"], true),
         "scope create",
     );
-    let out = store_cmd(
-        &f,
-        &["scope", "create", s, "other", "--key", "team-cmk"],
-        true,
-    );
+    let out = f.cli(&["scope", "create", s, "other", "--key", "team-cmk"], true);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already bound to scope team"));
-    let out = store_cmd(
-        &f,
+    let out = f.cli(
         &["disk", "add", s, "scratch", "--kind", "temp", "--guest"],
         true,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("guest layer never covers temp disks"));
-    let out = store_cmd(&f, &["disk", "add", s, "x", "--host", "off"], true);
+    let out = f.cli(&["disk", "add", s, "x", "--host", "off"], true);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("host encryption is chosen at `strata init`")
     );
     assert_ok(
-        &store_cmd(
-            &f,
+        &f.cli(
             &["disk", "add", s, "data2", "--guest", "--scope", "team"],
             true,
         ),
         "disk add",
     );
     let show = assert_ok(
-        &store_cmd(&f, &["disk", "show", s, "data2", "--json"], false),
+        &f.cli(&["disk", "show", s, "data2", "--json"], false),
         "disk show",
     );
     let v: serde_json::Value = serde_json::from_str(&show).expect("json");
@@ -532,7 +509,7 @@ fn rotating_a_revoked_key_does_not_lift_the_revocation() {
     );
     m.unmount();
     let show = assert_ok(
-        &store_cmd(&f, &["disk", "show", &store, "data", "--json"], true),
+        &f.cli(&["disk", "show", &store, "data", "--json"], true),
         "disk show",
     );
     assert_eq!(cmk_version(&show), 1, "{show}");
@@ -542,7 +519,7 @@ fn rotating_a_revoked_key_does_not_lift_the_revocation() {
     assert_eq!(sqlite_rows(&data), 500);
     m.unmount();
     let show = assert_ok(
-        &store_cmd(&f, &["disk", "show", &store, "data", "--json"], true),
+        &f.cli(&["disk", "show", &store, "data", "--json"], true),
         "disk show",
     );
     assert_eq!(cmk_version(&show), 2, "{show}");
@@ -562,7 +539,7 @@ fn a_key_of_the_wrong_kind_is_refused() {
             "platform key",
         ),
     ] {
-        let out = store_cmd(&f, &args, true);
+        let out = f.cli(&args, true);
         assert!(
             !out.status.success(),
             "{args:?} accepted: {}",

@@ -16,20 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `strata ARGS… [--vault V --passphrase-file P]`.
-fn cmd(f: &Fixture, args: &[&str], with_vault: bool) -> std::process::Output {
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    if with_vault {
-        all.extend([
-            OsStr::new("--vault"),
-            f.vault.as_os_str(),
-            OsStr::new("--passphrase-file"),
-            f.pass.as_os_str(),
-        ]);
-    }
-    run(strata(all))
-}
-
 fn store(f: &Fixture) -> String {
     f.store.to_string_lossy().into_owned()
 }
@@ -74,7 +60,7 @@ fn status_reports_a_running_mount_and_refuses_bad_requests() {
     assert_eq!(back.len(), 1 << 20);
     let keep = fs::File::open(f.disk("data/a")).expect("hold a file open");
     let out = assert_ok(
-        &cmd(&f, &["status", &f.mnt.to_string_lossy(), "--json"], false),
+        &f.cli(&["status", &f.mnt.to_string_lossy(), "--json"], false),
         "status",
     );
     let v = json(&out);
@@ -109,7 +95,7 @@ fn status_reports_a_running_mount_and_refuses_bad_requests() {
     });
     assert_eq!(mode.expect("socket exists"), 0o600);
     // The text form names the same.
-    let text = assert_ok(&cmd(&f, &["status", &store(&f)], false), "status STORE");
+    let text = assert_ok(&f.cli(&["status", &store(&f)], false), "status STORE");
     assert!(
         text.contains("hit rate") && text.contains("disk data"),
         "{text}"
@@ -160,7 +146,7 @@ fn status_reports_a_running_mount_and_refuses_bad_requests() {
     assert!(err.contains("permission denied"), "{err}");
     m.unmount();
     assert!(!sock.exists(), "the socket goes with the mount");
-    let out = cmd(&f, &["status", &store(&f)], false);
+    let out = f.cli(&["status", &store(&f)], false);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no running mount"),
@@ -206,7 +192,7 @@ fn online_snapshot_during_sqlite_commits_holds_a_prefix() {
     let mut unsynced = fs::File::create(f.disk("data/unsynced")).expect("create unsynced");
     std::io::Write::write_all(&mut unsynced, &pattern(9, 100_000)).expect("write unsynced");
     let before = committed.load(Ordering::SeqCst);
-    let out = cmd(&f, &["snapshot", "create", &store(&f), "data", "s1"], true);
+    let out = f.cli(&["snapshot", "create", &store(&f), "data", "s1"], true);
     let after = committed.load(Ordering::SeqCst);
     assert_ok(&out, "online snapshot");
     drop(unsynced);
@@ -280,7 +266,7 @@ fn online_snapshot_during_sqlite_commits_holds_a_prefix() {
     assert_eq!(check("second"), n);
     m.unmount();
     let list = assert_ok(
-        &cmd(&f, &["snapshot", "list", &store(&f), "--json"], false),
+        &f.cli(&["snapshot", "list", &store(&f), "--json"], false),
         "list",
     );
     assert_eq!(json(&list).as_array().expect("list").len(), 1);
@@ -295,11 +281,7 @@ fn restore_brings_the_disk_back_byte_for_byte() {
     m.unmount();
     let backing_then = backing_bytes(&f.backing("data"));
     assert_ok(
-        &cmd(
-            &f,
-            &["snapshot", "create", &store(&f), "data", "before"],
-            true,
-        ),
+        &f.cli(&["snapshot", "create", &store(&f), "data", "before"], true),
         "snapshot",
     );
     assert_eq!(
@@ -317,28 +299,19 @@ fn restore_brings_the_disk_back_byte_for_byte() {
         "writes after the snapshot never show in it"
     );
     // Restore is offline.
-    let out = cmd(
-        &f,
-        &["snapshot", "restore", &store(&f), "data", "before"],
-        true,
-    );
+    let out = f.cli(&["snapshot", "restore", &store(&f), "data", "before"], true);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mounted"));
     m.unmount();
     // Re-key the disk: the snapshot keeps its own keys.
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &["disk", "rekey", &store(&f), "data", "--layer", "storage"],
             true,
         ),
         "rekey",
     );
     assert_ok(
-        &cmd(
-            &f,
-            &["snapshot", "restore", &store(&f), "data", "before"],
-            true,
-        ),
+        &f.cli(&["snapshot", "restore", &store(&f), "data", "before"], true),
         "restore",
     );
     assert_eq!(
@@ -352,18 +325,14 @@ fn restore_brings_the_disk_back_byte_for_byte() {
     let (code, _) = verify_code(&f);
     assert_eq!(code, 0);
     assert_ok(
-        &cmd(
-            &f,
-            &["snapshot", "delete", &store(&f), "data", "before"],
-            true,
-        ),
+        &f.cli(&["snapshot", "delete", &store(&f), "data", "before"], true),
         "delete",
     );
     assert!(!f.store.join("snapshots/data/before").exists());
 }
 
 fn verify_code(f: &Fixture) -> (i32, String) {
-    let out = cmd(f, &["verify", &store(f), "--json"], true);
+    let out = f.cli(&["verify", &store(f), "--json"], true);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -378,28 +347,25 @@ fn a_disk_from_an_image_reads_the_same_and_shares_no_ciphertext_or_key() {
     let tree = snapshot(&f.disk("data"));
     m.unmount();
     assert_ok(
-        &cmd(&f, &["snapshot", "create", &store(&f), "data", "s"], true),
+        &f.cli(&["snapshot", "create", &store(&f), "data", "s"], true),
         "snapshot",
     );
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &["image", "create", &store(&f), "img", "--from", "data@s"],
             true,
         ),
         "image",
     );
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &["scope", "create", &store(&f), "other", "--key", "other-cmk"],
             true,
         ),
         "scope",
     );
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &[
                 "disk",
                 "add",
@@ -477,12 +443,12 @@ fn a_disk_from_an_image_reads_the_same_and_shares_no_ciphertext_or_key() {
         "{v:#}"
     );
     let list = assert_ok(
-        &cmd(&f, &["image", "list", &store(&f), "--json"], false),
+        &f.cli(&["image", "list", &store(&f), "--json"], false),
         "image list",
     );
     assert_eq!(json(&list)[0]["from"], "data@s");
     assert_ok(
-        &cmd(&f, &["image", "delete", &store(&f), "img"], true),
+        &f.cli(&["image", "delete", &store(&f), "img"], true),
         "image delete",
     );
     assert!(!f.store.join("images/img").exists());
@@ -514,7 +480,7 @@ fn an_interrupted_snapshot_is_never_listed() {
         describe(&out)
     );
     let list = assert_ok(
-        &cmd(&f, &["snapshot", "list", &store(&f), "--json"], false),
+        &f.cli(&["snapshot", "list", &store(&f), "--json"], false),
         "list",
     );
     assert_eq!(json(&list), serde_json::json!([]));
@@ -522,11 +488,7 @@ fn an_interrupted_snapshot_is_never_listed() {
     assert!(!f.mnt.join(".snapshots").exists(), "no half snapshot shown");
     m.unmount();
     assert_ok(
-        &cmd(
-            &f,
-            &["snapshot", "create", &store(&f), "data", "half"],
-            true,
-        ),
+        &f.cli(&["snapshot", "create", &store(&f), "data", "half"], true),
         "again",
     );
     assert!(!f.store.join("snapshots/data/.tmp-half").exists());
@@ -545,20 +507,18 @@ fn snapshot_and_image_keys_follow_rotation_and_revocation() {
     fs::write(f.disk("data/f"), b"snapshotted").expect("write");
     m.unmount();
     assert_ok(
-        &cmd(&f, &["snapshot", "create", &store(&f), "data", "s"], true),
+        &f.cli(&["snapshot", "create", &store(&f), "data", "s"], true),
         "snapshot",
     );
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &["image", "create", &store(&f), "img", "--from", "data"],
             true,
         ),
         "image",
     );
     assert_ok(
-        &cmd(
-            &f,
+        &f.cli(
             &["vault", "key", "rotate", "max-cmk", "--store", &store(&f)],
             true,
         ),
@@ -578,7 +538,7 @@ fn snapshot_and_image_keys_follow_rotation_and_revocation() {
         assert_eq!(cmk["key"]["version"], 2, "rewrapped: {holder}");
     }
     assert_ok(
-        &cmd(&f, &["vault", "key", "disable", "max-cmk"], true),
+        &f.cli(&["vault", "key", "disable", "max-cmk"], true),
         "disable",
     );
     let m = f.mount();
@@ -588,8 +548,7 @@ fn snapshot_and_image_keys_follow_rotation_and_revocation() {
         "a revoked snapshot: {r:?}"
     );
     m.unmount();
-    let out = cmd(
-        &f,
+    let out = f.cli(
         &["disk", "add", &store(&f), "d2", "--from-image", "img"],
         true,
     );
@@ -598,7 +557,7 @@ fn snapshot_and_image_keys_follow_rotation_and_revocation() {
         "an image under a revoked key cannot be used"
     );
     assert_ok(
-        &cmd(&f, &["vault", "key", "enable", "max-cmk"], true),
+        &f.cli(&["vault", "key", "enable", "max-cmk"], true),
         "enable",
     );
     let m = f.mount();

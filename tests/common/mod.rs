@@ -315,6 +315,26 @@ impl Fixture {
         self.store.join("strata.conf")
     }
 
+    /// `--vault V --passphrase-file P` for this fixture.
+    pub fn vault_args(&self) -> [&OsStr; 4] {
+        [
+            OsStr::new("--vault"),
+            self.vault.as_os_str(),
+            OsStr::new("--passphrase-file"),
+            self.pass.as_os_str(),
+        ]
+    }
+
+    /// Runs `strata ARGS…`, followed by the vault arguments when
+    /// `with_vault`.
+    pub fn cli(&self, args: &[&str], with_vault: bool) -> Output {
+        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        if with_vault {
+            all.extend(self.vault_args());
+        }
+        run(strata(all))
+    }
+
     /// `strata mount STORE MNT --vault V --passphrase-file P -f` plus `extra`.
     pub fn mount_command(&self, extra: &[&str]) -> Command {
         let mut cmd = strata([
