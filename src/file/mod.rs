@@ -610,6 +610,10 @@ mod tests {
     }
 
     fn open(dir: &Path, p: &Arc<Pipeline>) -> EncFile {
+        open_with_cache(dir, p, Arc::new(BlockCache::new(0)))
+    }
+
+    fn open_with_cache(dir: &Path, p: &Arc<Pipeline>, cache: Arc<BlockCache>) -> EncFile {
         let path = dir.join("f");
         let fd = std::fs::OpenOptions::new()
             .read(true)
@@ -618,7 +622,7 @@ mod tests {
             .truncate(false)
             .open(&path)
             .expect("open");
-        EncFile::open(fd, path, p.clone(), Arc::new(BlockCache::new(0))).expect("header")
+        EncFile::open(fd, path, p.clone(), cache).expect("header")
     }
 
     #[test]
@@ -662,17 +666,8 @@ mod tests {
     #[test]
     fn large_reads_bypass_the_cache_and_small_reads_fill_it() {
         let dir = tempfile::tempdir().expect("tmp");
-        let p = pipeline();
-        let path = dir.path().join("f");
-        let fd = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .expect("open");
         let cache = Arc::new(BlockCache::new(16 << 20));
-        let f = EncFile::open(fd, path, p, cache.clone()).expect("header");
+        let f = open_with_cache(dir.path(), &pipeline(), cache.clone());
         let n = CACHE_BYPASS_BLOCKS * 2;
         let data: Vec<u8> = (0..n * BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
         f.write(0, &data).expect("write");
