@@ -22,29 +22,20 @@ fn mount_device(path: &Path) -> Option<String> {
     info.lines().rev().find_map(|l| {
         let mut fields = l.split(' ');
         let dev = fields.nth(2)?;
-        let point = unescape_mountinfo(fields.nth(1)?);
+        let point = store::unescape_mountinfo(fields.nth(1)?);
         (Path::new(&point) == canon).then(|| dev.to_string())
     })
 }
 
-/// The store of the strata mount at `path`, from /proc/self/mountinfo.
+/// The store of the strata mount at `path`.
 pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
     let canon = path.canonicalize().ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rev().find_map(|l| {
-        let (head, tail) = l.split_once(" - ")?;
-        let point = unescape_mountinfo(head.split(' ').nth(4)?);
-        if Path::new(&point) != canon {
-            return None;
-        }
-        let mut t = tail.split(' ');
-        let fstype = t.next()?;
-        let source = unescape_mountinfo(t.next()?);
-        if !fstype.starts_with("fuse") {
-            return None;
-        }
-        source.strip_prefix("strata:").map(PathBuf::from)
-    })
+    // The newest mount on that point is the visible one.
+    store::strata_mounts()
+        .into_iter()
+        .rev()
+        .find(|(point, _)| *point == canon)
+        .map(|(_, store)| store)
 }
 
 /// Whether `path` is a mountpoint now.
@@ -65,25 +56,6 @@ fn raise_readahead(mountpoint: &Path) {
         Ok(()) => tracing::info!(read_ahead_kb = kb, "raised readahead"),
         Err(e) => tracing::info!("readahead left at the default: {e}"),
     }
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn check_mountpoint(m: &Path) -> anyhow::Result<()> {

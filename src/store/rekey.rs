@@ -59,18 +59,7 @@ pub fn store_mounted(store: &Path) -> bool {
     let Ok(canon) = store.canonicalize() else {
         return false;
     };
-    let want = format!("strata:{}", canon.display());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|info| {
-            info.lines().any(|l| {
-                l.split(" - ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(' ').nth(1))
-                    .map(|src| src == want)
-                    .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false)
+    super::strata_mounts().iter().any(|(_, s)| *s == canon)
 }
 
 struct Side {
