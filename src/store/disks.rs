@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use super::{
-    authenticate, disk_root, ensure_key, new_wrapped_dek, Config, DiskConfig, DiskKind, Scope,
-    StorageMode, StoreError,
+    disk_root, ensure_key, new_wrapped_dek, DiskConfig, DiskKind, Scope, StorageMode, StoreError,
 };
 use crate::layers::Layer;
 use crate::vault::{KeyKind, Vault};
@@ -64,8 +63,7 @@ fn valid_name(name: &str) -> bool {
 /// Adds a disk to the store (offline or online: a running mount shows it
 /// after the next mount).
 pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskConfig, StoreError> {
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let invalid = |m: String| Err(StoreError::Invalid(m));
     if !valid_name(&new.name) {
         return invalid(format!(
@@ -234,8 +232,7 @@ pub fn create_scope(
     name: &str,
     key: &str,
 ) -> Result<Scope, StoreError> {
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     if !valid_name(name) {
         return Err(StoreError::Invalid(format!(
             "scope name {name:?}: use 1 to 64 letters, digits, '-' or '_'"

@@ -535,10 +535,16 @@ pub fn authenticate(store: &Path, config: &Config, vault: &Vault) -> Result<(), 
     Ok(())
 }
 
-/// Reads, authenticates and unlocks a store with `vault`.
-pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
+/// Reads the config of `store` and authenticates it with `vault`.
+pub fn read_authenticated(store: &Path, vault: &Vault) -> Result<Config, StoreError> {
     let config = Config::read(store)?;
     authenticate(store, &config, vault)?;
+    Ok(config)
+}
+
+/// Reads, authenticates and unlocks a store with `vault`.
+pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
+    let config = read_authenticated(store, vault)?;
     let mut disks = Vec::new();
     for d in &config.disks {
         disks.push((d.clone(), unlock_disk(store, &config, d, vault)));

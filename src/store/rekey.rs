@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    authenticate, disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef,
-    StoreError, WrappedDek,
+    disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef, StoreError,
+    WrappedDek,
 };
 use crate::backing::{read_dirid, write_dirid_value};
 use crate::cache::BlockCache;
@@ -107,8 +107,7 @@ pub fn run(
             store.display()
         ));
     }
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let Some(idx) = config.disks.iter().position(|d| d.name == disk) else {
         return invalid(format!(
             "store {} has no disk named {disk}",

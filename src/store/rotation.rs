@@ -30,8 +30,7 @@ fn version_enabled(vault: &Vault, key: &KeyRef) -> bool {
 /// the config (and records its generation in the vault) only if something
 /// changed. Returns one line per change.
 pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
-    let mut config = Config::read(store)?;
-    super::authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let mut changes = Vec::new();
     let store_id = config.store_id.clone();
     for d in config.all_key_holders_mut() {

@@ -16,8 +16,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    authenticate, disk_root, io, now, save_config, Config, DiskConfig, DiskKind, ImageConfig,
-    SnapshotConfig, StoreError,
+    disk_root, io, now, save_config, Config, DiskConfig, DiskKind, ImageConfig, SnapshotConfig,
+    StoreError,
 };
 use crate::vault::Vault;
 
@@ -34,6 +34,25 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    invalid(format!(
+        "{what} name {name:?}: use 1 to 64 letters, digits, '.', '-' or '_', not starting with '.'"
+    ))
+}
+
+/// Removes what an interrupted copy left at `paths` (never listed).
+fn clear_stale(paths: &[&Path]) -> Result<(), StoreError> {
+    for stale in paths {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).map_err(io(stale))?;
+        }
+    }
+    Ok(())
 }
 
 /// Where snapshot `name` of `disk` lives.
@@ -201,8 +220,7 @@ fn clone_dir(
 
 /// Checks that image `image` exists and its keys are usable.
 pub fn check_image(store: &Path, vault: &Vault, image: &str) -> Result<(), StoreError> {
-    let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let config = super::read_authenticated(store, vault)?;
     match config.image(image) {
         Some(i) => not_revoked(&i.source, vault),
         None => invalid(format!(
@@ -254,24 +272,15 @@ pub fn prepare_snapshot(
     disk: &str,
     name: &str,
 ) -> Result<(DiskConfig, PathBuf), StoreError> {
-    let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
-    if !valid_name(name) {
-        return invalid(format!(
-            "snapshot name {name:?}: use 1 to 64 letters, digits, '.', '-' or '_', not starting with '.'"
-        ));
-    }
+    let config = super::read_authenticated(store, vault)?;
+    check_name("snapshot", name)?;
     let d = persistent_disk(&config, store, disk)?.clone();
     not_revoked(&d, vault)?;
     if config.snapshot(disk, name).is_some() {
         return invalid(format!("disk {disk} already has a snapshot named {name}"));
     }
     let tmp = snapshot_tmp(store, disk, name);
-    for stale in [&tmp, &snapshot_root(store, disk, name)] {
-        if stale.exists() {
-            std::fs::remove_dir_all(stale).map_err(io(stale))?;
-        }
-    }
+    clear_stale(&[&tmp, &snapshot_root(store, disk, name)])?;
     let parent = store.join("snapshots").join(disk);
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     Ok((d, tmp))
@@ -287,8 +296,7 @@ pub fn commit_snapshot(
     let tmp = snapshot_tmp(store, &source.name, name);
     let root = snapshot_root(store, &source.name, name);
     std::fs::rename(&tmp, &root).map_err(io(&tmp))?;
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let snap = SnapshotConfig {
         name: name.to_string(),
         created: now(),
@@ -320,8 +328,7 @@ pub fn delete_snapshot(
     disk: &str,
     name: &str,
 ) -> Result<(), StoreError> {
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let before = config.snapshots.len();
     config
         .snapshots
@@ -347,8 +354,7 @@ pub fn restore_snapshot(
     name: &str,
     progress: &mut dyn FnMut(&CopyStats),
 ) -> Result<CopyStats, StoreError> {
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let Some(snap) = config.snapshot(disk, name).cloned() else {
         return invalid(format!("disk {disk} has no snapshot named {name}"));
     };
@@ -398,13 +404,8 @@ pub fn create_image(
     mounted: bool,
     progress: &mut dyn FnMut(&CopyStats),
 ) -> Result<(ImageConfig, CopyStats), StoreError> {
-    let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
-    if !valid_name(name) {
-        return invalid(format!(
-            "image name {name:?}: use 1 to 64 letters, digits, '.', '-' or '_', not starting with '.'"
-        ));
-    }
+    let config = super::read_authenticated(store, vault)?;
+    check_name("image", name)?;
     if config.image(name).is_some() {
         return invalid(format!(
             "store {} already has an image named {name}",
@@ -436,15 +437,10 @@ pub fn create_image(
     std::fs::create_dir_all(&images).map_err(io(&images))?;
     let tmp = images.join(format!(".tmp-{name}"));
     let root = image_root(store, name);
-    for stale in [&tmp, &root] {
-        if stale.exists() {
-            std::fs::remove_dir_all(stale).map_err(io(stale))?;
-        }
-    }
+    clear_stale(&[&tmp, &root])?;
     let stats = clone_tree(&src_root, &tmp, progress)?;
     std::fs::rename(&tmp, &root).map_err(io(&tmp))?;
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let image = ImageConfig {
         name: name.to_string(),
         created: now(),
@@ -458,8 +454,7 @@ pub fn create_image(
 
 /// Deletes an image: first from the config, then its tree.
 pub fn delete_image(store: &Path, vault: &mut Vault, name: &str) -> Result<(), StoreError> {
-    let mut config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let mut config = super::read_authenticated(store, vault)?;
     let before = config.images.len();
     config.images.retain(|i| i.name != name);
     if config.images.len() == before {
@@ -492,8 +487,7 @@ pub fn fill_from_image(
     image: &str,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
+    let config = super::read_authenticated(store, vault)?;
     let Some(img) = config.image(image).cloned() else {
         return invalid(format!(
             "store {} has no image named {image}",
