@@ -104,7 +104,7 @@ fn cache(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache");
     g.throughput(Throughput::Bytes(BLOCK_SIZE as u64));
     let cache = BlockCache::new(64 << 20);
-    let id = [5u8; 16];
+    let id = strata::cache::FileKey::new(0, 1, &[5u8; 16]);
     let block = [1u8; BLOCK_SIZE];
     for i in 0..1024 {
         cache.put(&id, i, &block);

@@ -16,6 +16,7 @@ pub mod fs;
 pub mod fuse;
 pub mod layers;
 pub mod names;
+pub mod platform;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -437,7 +437,7 @@ fn inspect_decodes_without_keys_and_decrypts_with_them() {
     let (code, out, err) = cmd(&[OsStr::new("inspect"), a.as_os_str(), OsStr::new("--json")]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).expect("inspect JSON");
-    assert_eq!(v["format"], 1);
+    assert_eq!(v["format"], 2);
     assert_eq!(v["file_type"], "regular");
     assert_eq!(v["file_id"].as_str().expect("file id").len(), 32);
     assert_eq!(v["blocks"], A_BLOCKS as u64);

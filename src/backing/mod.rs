@@ -1,8 +1,16 @@
-//! Where bytes live: durable small-file writes and the per-directory id
-//! files of the backing store.
+//! Where bytes live: backing directories reached by descriptor (and a
+//! bounded cache of them), durable small-file writes and the per-directory
+//! id files of the backing store.
 
+mod dir;
+mod dircache;
+
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
+
+pub use dir::{Dir, Entry};
+pub use dircache::{DirCache, DEFAULT_CAPACITY as DIR_CACHE_CAPACITY};
 
 /// Name of the per-directory id file in every backing directory.
 pub const DIRID_NAME: &str = ".dirid";
@@ -55,6 +63,41 @@ pub fn write_dirid(dir: &Path) -> std::io::Result<[u8; 16]> {
 pub fn write_dirid_value(dir: &Path, id: &[u8; 16]) -> std::io::Result<()> {
     atomic_write(&dir.join(DIRID_BACKUP), id)?;
     atomic_write(&dir.join(DIRID_NAME), id)
+}
+
+/// Gives the new, empty backing directory `dir` a fresh random id and its
+/// backup copy, both durable before this returns: entries created in the
+/// directory later are only readable with the id.
+pub fn init_dirid(dir: &Dir) -> std::io::Result<[u8; 16]> {
+    let id: [u8; 16] = crate::crypto::random_array();
+    for name in [DIRID_BACKUP, DIRID_NAME] {
+        let mut f = dir.create_file(OsStr::new(name), 0o600)?;
+        f.write_all(&id)?;
+        f.sync_data()?;
+    }
+    dir.sync()?;
+    Ok(id)
+}
+
+/// Reads the directory id of the open backing directory `dir`, falling
+/// back to the backup copy when the primary is missing or not 16 bytes.
+pub fn read_dirid_at(dir: &Dir) -> std::io::Result<([u8; 16], DirIdSource)> {
+    let read = |name: &str| -> std::io::Result<[u8; 16]> {
+        let raw = dir.read_small(OsStr::new(name), 16)?;
+        <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{name} is not 16 bytes"),
+            )
+        })
+    };
+    match read(DIRID_NAME) {
+        Ok(id) => Ok((id, DirIdSource::Primary)),
+        Err(primary) => match read(DIRID_BACKUP) {
+            Ok(id) => Ok((id, DirIdSource::Backup)),
+            Err(_) => Err(primary),
+        },
+    }
 }
 
 /// Which copy a directory id was read from.

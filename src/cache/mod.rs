@@ -1,7 +1,11 @@
 //! The LRU block cache, bounded in bytes. It holds blocks as they stand below
-//! the host layer (host ciphertext when host encryption is on), keyed by file
-//! id and block index. Writes go through: an entry is only ever inserted with
-//! the content just written to, or just verified from, the backing store.
+//! the host layer (host ciphertext when host encryption is on), keyed by
+//! what really names a stored block: the disk or snapshot it belongs to, the
+//! backing file (its inode number and its file id) and the block index. A
+//! snapshot's copy of a file carries the live file's id, so the file id
+//! alone would let one poison the other. Writes go through: an entry is
+//! only ever inserted with the content just written to, or just verified
+//! from, the backing store.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +15,29 @@ use lru::LruCache;
 
 use crate::format::BLOCK_SIZE;
 
-type Key = (u128, u64);
+/// Which stored file a cached block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// The disk or snapshot (its slot in the running mount).
+    pub scope: u32,
+    /// The backing file's inode number.
+    pub ino: u64,
+    /// The file id from its header.
+    pub file_id: u128,
+}
+
+impl FileKey {
+    /// The key of the backing file `ino` with id `file_id` in `scope`.
+    pub fn new(scope: u32, ino: u64, file_id: &[u8; 16]) -> Self {
+        FileKey {
+            scope,
+            ino,
+            file_id: u128::from_le_bytes(*file_id),
+        }
+    }
+}
+
+type Key = (FileKey, u64);
 
 /// A bounded cache of 4 KiB blocks.
 pub struct BlockCache {
@@ -53,11 +79,11 @@ impl BlockCache {
     }
 
     /// Copies the cached block into `out` if present.
-    pub fn get(&self, file_id: &[u8; 16], index: u64, out: &mut [u8; BLOCK_SIZE]) -> bool {
+    pub fn get(&self, file: &FileKey, index: u64, out: &mut [u8; BLOCK_SIZE]) -> bool {
         let Some(mut c) = self.lock() else {
             return false;
         };
-        match c.get(&(u128::from_le_bytes(*file_id), index)) {
+        match c.get(&(*file, index)) {
             Some(b) => {
                 out.copy_from_slice(&b[..]);
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -71,9 +97,9 @@ impl BlockCache {
     }
 
     /// Inserts or replaces a block.
-    pub fn put(&self, file_id: &[u8; 16], index: u64, block: &[u8; BLOCK_SIZE]) {
+    pub fn put(&self, file: &FileKey, index: u64, block: &[u8; BLOCK_SIZE]) {
         let Some(mut c) = self.lock() else { return };
-        let key = (u128::from_le_bytes(*file_id), index);
+        let key = (*file, index);
         if let Some(b) = c.get_mut(&key) {
             b.copy_from_slice(block);
         } else {
@@ -83,23 +109,28 @@ impl BlockCache {
 
     /// Replaces a block if it is cached (writes keep the cache current
     /// without filling it).
-    pub fn refresh(&self, file_id: &[u8; 16], index: u64, block: &[u8; BLOCK_SIZE]) {
+    pub fn refresh(&self, file: &FileKey, index: u64, block: &[u8; BLOCK_SIZE]) {
         let Some(mut c) = self.lock() else { return };
-        if let Some(b) = c.peek_mut(&(u128::from_le_bytes(*file_id), index)) {
+        if let Some(b) = c.peek_mut(&(*file, index)) {
             b.copy_from_slice(block);
         }
     }
 
-    /// Drops every block of `file_id` at or after `from`.
-    pub fn invalidate_from(&self, file_id: &[u8; 16], from: u64) {
+    /// Drops every block of `file` at or after `from`.
+    pub fn invalidate_from(&self, file: &FileKey, from: u64) {
+        self.drop_where(|(f, i)| f == file && *i >= from);
+    }
+
+    /// Drops every block of one disk or snapshot (its keys were revoked,
+    /// or its slot is reused).
+    pub fn purge_scope(&self, scope: u32) {
+        self.drop_where(|(f, _)| f.scope == scope);
+    }
+
+    fn drop_where(&self, doomed: impl Fn(&Key) -> bool) {
         let Some(mut c) = self.lock() else { return };
-        let id = u128::from_le_bytes(*file_id);
-        let doomed: Vec<Key> = c
-            .iter()
-            .map(|(k, _)| *k)
-            .filter(|(f, i)| *f == id && *i >= from)
-            .collect();
-        for k in doomed {
+        let keys: Vec<Key> = c.iter().map(|(k, _)| *k).filter(|k| doomed(k)).collect();
+        for k in keys {
             c.pop(&k);
         }
     }
@@ -137,17 +168,37 @@ mod tests {
     #[test]
     fn bounded_in_bytes_and_evicts_least_recent() {
         let c = BlockCache::new(2 * BLOCK_SIZE as u64 + 100);
+        let f = FileKey::new(0, 5, &[0; 16]);
         let b = [1u8; BLOCK_SIZE];
-        c.put(&[0; 16], 0, &b);
-        c.put(&[0; 16], 1, &b);
+        c.put(&f, 0, &b);
+        c.put(&f, 1, &b);
         let mut out = [0u8; BLOCK_SIZE];
-        assert!(c.get(&[0; 16], 0, &mut out));
-        c.put(&[0; 16], 2, &b);
-        assert!(!c.get(&[0; 16], 1, &mut out));
-        assert!(c.get(&[0; 16], 0, &mut out));
+        assert!(c.get(&f, 0, &mut out));
+        c.put(&f, 2, &b);
+        assert!(!c.get(&f, 1, &mut out));
+        assert!(c.get(&f, 0, &mut out));
         assert_eq!(c.stats().blocks, 2);
-        c.invalidate_from(&[0; 16], 1);
-        assert!(!c.get(&[0; 16], 2, &mut out));
+        c.invalidate_from(&f, 1);
+        assert!(!c.get(&f, 2, &mut out));
+    }
+
+    #[test]
+    fn equal_file_ids_in_two_scopes_or_files_are_separate_entries() {
+        let c = BlockCache::new(1 << 20);
+        let live = FileKey::new(1, 10, &[7; 16]);
+        let snapshot = FileKey::new(2, 11, &[7; 16]);
+        let copy = FileKey::new(1, 12, &[7; 16]);
+        c.put(&live, 0, &[1u8; BLOCK_SIZE]);
+        c.put(&snapshot, 0, &[2u8; BLOCK_SIZE]);
+        let mut out = [0u8; BLOCK_SIZE];
+        assert!(c.get(&live, 0, &mut out));
+        assert_eq!(out[0], 1);
+        assert!(c.get(&snapshot, 0, &mut out));
+        assert_eq!(out[0], 2);
+        assert!(!c.get(&copy, 0, &mut out));
+        c.purge_scope(2);
+        assert!(!c.get(&snapshot, 0, &mut out));
+        assert!(c.get(&live, 0, &mut out));
     }
 
     #[test]
@@ -162,10 +213,11 @@ mod tests {
         for chunk in plain.chunks_mut(canary.len()) {
             chunk.copy_from_slice(&canary[..chunk.len()]);
         }
+        let f = FileKey::new(0, 1, &[4; 16]);
         for i in 0..64u64 {
             let mut b = plain;
             p.encrypt_upper(&[4; 16], i, &mut b);
-            cache.put(&[4; 16], i, &b);
+            cache.put(&f, i, &b);
         }
         let mut seen = 0;
         cache.for_each_block(|b| {

@@ -165,6 +165,7 @@ fn build_disks(
                     names: Some(names),
                     refused: RwLock::new(refused),
                     snapshot,
+                    ephemeral: d.kind == DiskKind::Temp,
                 }
             }
             Err(e) => {
@@ -176,6 +177,7 @@ fn build_disks(
                     names: None,
                     refused: RwLock::new(Some(e.to_string())),
                     snapshot,
+                    ephemeral: d.kind == DiskKind::Temp,
                 }
             }
         };
@@ -270,6 +272,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     }
     let opened = store::open(&a.store, &vault)?;
+    let record_key = store::sessions::RecordKey::new(&a.store, &opened.config, &vault)?;
     let store_path = opened.path.clone();
     let disk_configs = opened.config.disks.clone();
     let snapshot_configs = opened.config.snapshots.clone();
@@ -312,11 +315,25 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     .context("installing signal handlers")?;
     rustix::process::umask(rustix::fs::Mode::empty());
     let cache = Arc::new(BlockCache::new(a.cache_size));
+    // A read-write mount is a session: files it writes carry its id in
+    // their write windows, and it is marked ended at a clean unmount.
+    let sessions = if a.ro {
+        crate::file::Sessions {
+            current: 0,
+            crashed: store::sessions::crashed(&store_path, &record_key),
+        }
+    } else {
+        store::sessions::begin(&store_path, &record_key)?
+    };
+    let session_id = sessions.current;
     let fs = Arc::new(Fs::new(
         store_path.clone(),
         disks,
         cache.clone(),
-        FsOptions { read_only: a.ro },
+        FsOptions {
+            read_only: a.ro,
+            sessions,
+        },
     ));
     let mut options = vec![
         fuser::MountOption::FSName(format!("strata:{}", store_path.display())),
@@ -391,7 +408,13 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         drop(w);
         detach_stdio();
     }
-    session.run().context("serving the mount")?;
+    let served = session.run().context("serving the mount");
+    if session_id != 0 {
+        if let Err(e) = store::sessions::end(&store_path, &record_key, session_id) {
+            tracing::warn!("the session record was not updated at unmount: {e}");
+        }
+    }
+    served?;
     let stats = cache.stats();
     tracing::info!(hits = stats.hits, misses = stats.misses, "unmounted");
     Ok(ExitCode::SUCCESS)

@@ -1,30 +1,61 @@
 //! One encrypted file: its header, the mapping of byte ranges to blocks,
-//! read-modify-write of partial blocks, holes, truncation and durability.
+//! read-modify-write of partial blocks, holes, truncation, allocation, the
+//! write window that makes a power cut leave old or new sectors rather than
+//! damage, and durability.
 //!
 //! Invariants kept by every operation:
-//! - the backing file is empty (a file never written) or a valid header
-//!   followed by exactly `blocks_for(size)` stored blocks;
+//! - the backing file is a valid header followed by at least the blocks
+//!   that hold data (a file never written by a store before format 3, or
+//!   whose creation a crash cut short, has no header and reads as empty);
 //! - plaintext bytes past the logical size inside the last block are zero;
-//! - a stored block of all zero bytes is a hole and reads as zeros;
+//! - a stored block of all zero bytes (or one missing from a short backing
+//!   file) is a hole only inside the header's hole range; elsewhere it is
+//!   damage, unless a crashed session's write window covers it;
+//! - before a block outside the current session's write window is written,
+//!   the header widening the window is durable (fdatasync), so a block torn
+//!   by a power cut always lies inside a window of the session that wrote
+//!   it, and is accepted (old and new sectors, as a raw disk gives) only
+//!   when that session is known to have crashed;
 //! - space is allocated before any block is written, so a full backing disk
 //!   fails the write before a half block or a stale header can land.
 
+mod error;
+mod stored;
+
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rayon::prelude::*;
 
-use crate::cache::BlockCache;
+pub use error::FileError;
+use stored::read_full_at;
+pub use stored::{read_header, Stored};
+
+use crate::cache::{BlockCache, FileKey};
 use crate::format::offsets::{backing_len, blocks_for, TAG_SIZE};
-use crate::format::{BlockIndex, FileType, Header, BLOCK_SIZE, HEADER_LEN, STORED_BLOCK};
+use crate::format::{
+    BlockIndex, BlockRange, FileType, Header, WriteWindow, BLOCK_SIZE, FORMAT_VERSION, HEADER_LEN,
+    STORED_BLOCK,
+};
 use crate::layers::Pipeline;
 
 /// Blocks per request above which the ciphers run on several threads.
 const PARALLEL_BLOCKS: usize = 8;
 /// Reads of this many blocks or more bypass the block cache.
 const CACHE_BYPASS_BLOCKS: usize = 64;
+/// A write window reaches at least this many blocks past the blocks being
+/// written (64 KiB), and at most this many (64 MiB): appends and growing
+/// files widen it, and pay its fdatasync, a logarithmic number of times.
+const WINDOW_AHEAD_MIN: u64 = 16;
+const WINDOW_AHEAD_MAX: u64 = 16 * 1024;
+/// Blocks read at a time when a crashed session's window is recovered.
+const RECOVER_CHUNK: u64 = 256;
+
+/// Largest logical size: keeps every backing offset inside i64.
+pub const MAX_SIZE: u64 = (i64::MAX as u64 / STORED_BLOCK as u64) * BLOCK_SIZE as u64;
 
 thread_local! {
     /// Each thread's buffer for stored blocks read from a backing file
@@ -32,170 +63,217 @@ thread_local! {
     static STORED_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Errors of one encrypted file, each with its errno.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FileError {
-    /// An I/O error from the backing file.
-    #[error("{path}: {source}")]
-    Io {
-        /// Backing file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// The header does not decode or fails its tag.
-    #[error("{path}: corrupt header: {what}")]
-    Header {
-        /// Backing file.
-        path: PathBuf,
-        /// What failed.
-        what: String,
-    },
-    /// A block failed its tag.
-    #[error("{path}: block {block} failed its integrity tag")]
-    BlockTag {
-        /// Backing file.
-        path: PathBuf,
-        /// Block index.
-        block: u64,
-    },
-    /// The backing file is shorter than its header says.
-    #[error("{path}: truncated: {actual} bytes, a block needs {expected}")]
-    Truncated {
-        /// Backing file.
-        path: PathBuf,
-        /// Length the header implies.
-        expected: u64,
-        /// Length found.
-        actual: u64,
-    },
-    /// A size beyond what the format can address.
-    #[error("file size {0} is too large")]
-    TooLarge(u64),
+/// The mount sessions files are written and read under.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    /// The session writing now (a random non-zero id per read-write mount);
+    /// 0 where nothing writes under a window (offline tools, read-only
+    /// mounts, the temp disk, which a crash empties anyway).
+    pub current: u64,
+    /// Sessions known to have ended in a crash: blocks inside their write
+    /// windows that fail their tags were torn, not tampered with.
+    pub crashed: HashSet<u64>,
 }
 
-impl FileError {
-    /// The errno to answer the kernel with.
-    pub fn errno(&self) -> i32 {
-        match self {
-            FileError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            FileError::Header { .. } | FileError::BlockTag { .. } | FileError::Truncated { .. } => {
-                libc::EIO
-            }
-            FileError::TooLarge(_) => libc::EFBIG,
+/// What every file of one disk (or snapshot) shares.
+#[derive(Clone)]
+pub struct FileCtx {
+    /// The disk's ciphers.
+    pub pipeline: Arc<Pipeline>,
+    /// The mount's block cache.
+    pub cache: Arc<BlockCache>,
+    /// The disk's or snapshot's slot, scoping its cache entries.
+    pub scope: u32,
+    /// The mount session and the crashed sessions.
+    pub sessions: Arc<Sessions>,
+}
+
+impl FileCtx {
+    /// A context with no cache and no session: forensics and offline tools.
+    pub fn offline(pipeline: Arc<Pipeline>, crashed: HashSet<u64>) -> Self {
+        FileCtx {
+            pipeline,
+            cache: Arc::new(BlockCache::new(0)),
+            scope: 0,
+            sessions: Arc::new(Sessions {
+                current: 0,
+                crashed,
+            }),
         }
     }
 }
 
-/// Largest logical size: keeps every backing offset inside i64.
-pub const MAX_SIZE: u64 = (i64::MAX as u64 / STORED_BLOCK as u64) * BLOCK_SIZE as u64;
-
 struct State {
     header: Option<Header>,
     size: u64,
+    /// A crashed session's window, read leniently until recovered.
+    crashed: BlockRange,
+    /// Backing bytes with no header (an interrupted creation): dropped when
+    /// the file is first written.
+    stray: u64,
 }
 
 /// An open encrypted file.
 pub struct EncFile {
     fd: File,
-    path: PathBuf,
-    pipeline: Arc<Pipeline>,
-    cache: Arc<BlockCache>,
+    label: String,
+    ctx: FileCtx,
+    ino: u64,
+    writable: bool,
+    size_cell: Arc<AtomicU64>,
     state: RwLock<State>,
 }
 
 impl std::fmt::Debug for EncFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncFile")
-            .field("path", &self.path)
+            .field("file", &self.label)
             .finish_non_exhaustive()
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
-    move |source| FileError::Io {
-        path: path.to_path_buf(),
-        source,
+/// The value of a size cell whose size is not known.
+pub const SIZE_UNKNOWN: u64 = u64::MAX;
+
+fn type_name(t: FileType) -> &'static str {
+    match t {
+        FileType::Regular => "a regular file",
+        FileType::Symlink => "a symlink target",
     }
 }
 
-/// Reads and verifies the header of an open backing file. `Ok(None)` for an
-/// empty backing file (a file never written).
-pub fn read_header(
-    fd: &File,
-    path: &Path,
-    pipeline: &Pipeline,
-) -> Result<Option<(Header, u64)>, FileError> {
-    let len = fd.metadata().map_err(io_err(path))?.len();
-    if len == 0 {
-        return Ok(None);
-    }
-    let mut buf = [0u8; HEADER_LEN];
-    let n = read_full_at(fd, &mut buf, 0).map_err(io_err(path))?;
-    let header = Header::decode(&buf[..n]).map_err(|e| FileError::Header {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })?;
-    let size = pipeline
-        .open_header(&header)
-        .map_err(|e| FileError::Header {
-            path: path.to_path_buf(),
-            what: e.to_string(),
-        })?;
-    if size > MAX_SIZE {
-        return Err(FileError::Header {
-            path: path.to_path_buf(),
-            what: format!("impossible size {size}"),
-        });
-    }
-    // A backing file shorter than its size is not refused here: its intact
-    // blocks stay readable and the missing ones fail when read.
-    Ok(Some((header, size)))
-}
-
-fn read_full_at(fd: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match fd.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
+/// How to open a backing file as an encrypted file.
+pub struct OpenSpec {
+    /// The backing file, open for reading (and writing when `writable`).
+    pub fd: File,
+    /// How errors and logs name it (the backing file, never a plain name).
+    pub label: String,
+    /// Its backing inode number (scopes its cache entries).
+    pub ino: u64,
+    /// Whether it may be written.
+    pub writable: bool,
+    /// Where the logical size is mirrored for whoever caches it.
+    pub size_cell: Option<Arc<AtomicU64>>,
 }
 
 impl EncFile {
-    /// Opens the encrypted file in `fd`, verifying its header.
-    pub fn open(
-        fd: File,
-        path: PathBuf,
-        pipeline: Arc<Pipeline>,
-        cache: Arc<BlockCache>,
-    ) -> Result<Self, FileError> {
-        let (header, size) = match read_header(&fd, &path, &pipeline)? {
-            Some((h, s)) => (Some(h), s),
-            None => (None, 0),
+    /// Opens the encrypted file of `spec`, verifying its header and that it
+    /// holds `expect` (a symlink target is never served as file contents,
+    /// nor the reverse). A file without a header opens as empty.
+    pub fn open(spec: OpenSpec, ctx: FileCtx, expect: FileType) -> Result<Self, FileError> {
+        let stored = read_header(&spec.fd, &spec.label, &ctx.pipeline)?;
+        let (header, size, stray) = match stored {
+            Stored::Empty => (None, 0, 0),
+            Stored::NoHeader { len } => {
+                tracing::warn!(file = %spec.label, "backing file has no header (a creation interrupted by a crash, or damage): read as empty");
+                (None, 0, len)
+            }
+            Stored::Header(h, size) => (Some(h), size, 0),
         };
+        match &header {
+            Some(h) if h.file_type != expect => {
+                return Err(FileError::WrongType {
+                    file: spec.label,
+                    found: type_name(h.file_type),
+                    expected: type_name(expect),
+                })
+            }
+            None if expect == FileType::Symlink => {
+                return Err(FileError::Header {
+                    file: spec.label,
+                    what: "a symlink's backing file has no header".into(),
+                })
+            }
+            _ => {}
+        }
+        let crashed = match &header {
+            Some(h)
+                if h.window.session != 0
+                    && h.window.session != ctx.sessions.current
+                    && ctx.sessions.crashed.contains(&h.window.session) =>
+            {
+                h.window.blocks
+            }
+            _ => BlockRange::EMPTY,
+        };
+        let size_cell = spec
+            .size_cell
+            .unwrap_or_else(|| Arc::new(AtomicU64::new(SIZE_UNKNOWN)));
+        size_cell.store(size, Ordering::Release);
         Ok(EncFile {
-            fd,
-            path,
-            pipeline,
-            cache,
-            state: RwLock::new(State { header, size }),
+            fd: spec.fd,
+            label: spec.label,
+            ctx,
+            ino: spec.ino,
+            writable: spec.writable,
+            size_cell,
+            state: RwLock::new(State {
+                header,
+                size,
+                crashed,
+                stray,
+            }),
         })
     }
 
-    /// The backing path this file was opened at.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Gives the new, empty backing file of `spec` a header for an object
+    /// of type `kind` (written now, so that an empty backing file in a
+    /// format 3 store is damage) and opens it.
+    pub fn create(spec: OpenSpec, ctx: FileCtx, kind: FileType) -> Result<Self, FileError> {
+        let mut h = ctx.pipeline.new_header(kind, crate::crypto::random_array());
+        let session = ctx.sessions.current;
+        if session != 0 {
+            // A new file's first window needs no fdatasync: until a header
+            // is on the disk the file reads as empty, and every header
+            // written from now on carries the window.
+            h.window = WriteWindow {
+                blocks: BlockRange {
+                    first: 0,
+                    end: WINDOW_AHEAD_MIN,
+                },
+                session,
+            };
+        }
+        ctx.pipeline.seal_header(&mut h, 0);
+        spec.fd
+            .write_all_at(&h.encode(), 0)
+            .map_err(|source| FileError::Io {
+                file: spec.label.clone(),
+                source,
+            })?;
+        let size_cell = spec
+            .size_cell
+            .unwrap_or_else(|| Arc::new(AtomicU64::new(SIZE_UNKNOWN)));
+        size_cell.store(0, Ordering::Release);
+        Ok(EncFile {
+            fd: spec.fd,
+            label: spec.label,
+            ctx,
+            ino: spec.ino,
+            writable: spec.writable,
+            size_cell,
+            state: RwLock::new(State {
+                header: Some(h),
+                size: 0,
+                crashed: BlockRange::EMPTY,
+                stray: 0,
+            }),
+        })
+    }
+
+    /// How logs name the backing file.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The backing file descriptor (for metadata calls).
     pub fn fd(&self) -> &File {
         &self.fd
+    }
+
+    /// Whether the file may be written.
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -216,6 +294,22 @@ impl EncFile {
         self.read_state().header.as_ref().map(|h| h.file_id)
     }
 
+    fn io_err(&self) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+        move |source| FileError::Io {
+            file: self.label.clone(),
+            source,
+        }
+    }
+
+    fn key(&self, file_id: &[u8; 16]) -> FileKey {
+        FileKey::new(self.ctx.scope, self.ino, file_id)
+    }
+
+    fn set_size(&self, st: &mut State, size: u64) {
+        st.size = size;
+        self.size_cell.store(size, Ordering::Release);
+    }
+
     /// Reads up to `len` bytes at `offset` (short at end of file).
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, FileError> {
         let st = self.read_state();
@@ -230,7 +324,7 @@ impl EncFile {
         let last = BlockIndex::containing(end - 1);
         let count = (last.0 - first.0 + 1) as usize;
         let mut plain = vec![0u8; count * BLOCK_SIZE];
-        self.load_blocks(&header.file_id, first, &mut plain)?;
+        self.load_blocks(&st, header, first, &mut plain)?;
         let skip = (offset - first.plain_offset()) as usize;
         plain.truncate(skip + (end - offset) as usize);
         plain.drain(..skip);
@@ -238,10 +332,11 @@ impl EncFile {
     }
 
     /// Fills `plain` (whole blocks) with the decrypted blocks starting at
-    /// `first`. Blocks past the backing end or stored as all zeros are holes.
+    /// `first`.
     fn load_blocks(
         &self,
-        file_id: &[u8; 16],
+        st: &State,
+        header: &Header,
         first: BlockIndex,
         plain: &mut [u8],
     ) -> Result<(), FileError> {
@@ -266,8 +361,8 @@ impl EncFile {
                 &mut buf[..count * STORED_BLOCK],
                 first.backing_offset(),
             )
-            .map_err(io_err(&self.path))?;
-            self.open_blocks(file_id, first, plain, &buf[..n], use_cache)
+            .map_err(self.io_err())?;
+            self.open_blocks(st, header, first, plain, &buf[..n], use_cache)
         })
     }
 
@@ -275,48 +370,77 @@ impl EncFile {
     /// into `plain`, through the cache when `use_cache`.
     fn open_blocks(
         &self,
-        file_id: &[u8; 16],
+        st: &State,
+        header: &Header,
         first: BlockIndex,
         plain: &mut [u8],
         stored: &[u8],
         use_cache: bool,
     ) -> Result<(), FileError> {
         let count = plain.len() / BLOCK_SIZE;
+        let file_id = &header.file_id;
+        let key = self.key(file_id);
         let work = |(i, out): (usize, &mut [u8])| -> Result<(), FileError> {
             let index = first.0 + i as u64;
             let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
-            if !(use_cache && self.cache.get(file_id, index, out)) {
+            if !(use_cache && self.ctx.cache.get(&key, index, out)) {
                 let at = i * STORED_BLOCK;
-                // Callers only load blocks inside the logical size, which the
-                // backing file always covers: a missing block is damage.
+                let in_crash = st.crashed.contains(index);
                 let Some(s) = stored.get(at..at + STORED_BLOCK) else {
+                    // Past the backing end. In a version 1 file this is
+                    // always damage; from version 2 on the hole range and
+                    // a crashed window say where it is a hole.
+                    let hole = header.holes != BlockRange::ALL && header.holes.contains(index);
+                    if hole || in_crash {
+                        out.fill(0);
+                        return Ok(());
+                    }
                     return Err(FileError::Truncated {
-                        path: self.path.clone(),
-                        expected: (first.0 + i as u64 + 1) * STORED_BLOCK as u64
-                            + HEADER_LEN as u64,
+                        file: self.label.clone(),
+                        block: index,
+                        expected: BlockIndex(index + 1).backing_offset(),
                         actual: (first.backing_offset() as usize + stored.len()) as u64,
                     });
                 };
                 if s.iter().all(|&b| b == 0) {
-                    out.fill(0);
-                    return Ok(());
-                }
-                out.copy_from_slice(&s[..BLOCK_SIZE]);
-                if self
-                    .pipeline
-                    .decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..])
-                    .is_err()
-                {
-                    return Err(FileError::BlockTag {
-                        path: self.path.clone(),
+                    if header.holes.contains(index) || in_crash {
+                        out.fill(0);
+                        return Ok(());
+                    }
+                    return Err(FileError::Zeroed {
+                        file: self.label.clone(),
                         block: index,
                     });
                 }
+                out.copy_from_slice(&s[..BLOCK_SIZE]);
+                let pipeline = &self.ctx.pipeline;
+                if pipeline
+                    .decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..])
+                    .is_err()
+                {
+                    if !in_crash {
+                        return Err(FileError::BlockTag {
+                            file: self.label.clone(),
+                            block: index,
+                        });
+                    }
+                    // Torn by the crash of the session that was writing
+                    // it: its sectors are old and new ciphertext, which
+                    // decrypt to old and new plaintext.
+                    tracing::warn!(file = %self.label, block = index, "block torn by a crash: read as written");
+                    let t = pipeline.block_tag(file_id, index, out);
+                    if pipeline.decrypt_lower(file_id, index, out, &t).is_err() {
+                        return Err(FileError::BlockTag {
+                            file: self.label.clone(),
+                            block: index,
+                        });
+                    }
+                }
                 if use_cache {
-                    self.cache.put(file_id, index, out);
+                    self.ctx.cache.put(&key, index, out);
                 }
             }
-            self.pipeline.decrypt_upper(file_id, index, out);
+            self.ctx.pipeline.decrypt_upper(file_id, index, out);
             Ok(())
         };
         if count >= PARALLEL_BLOCKS {
@@ -329,40 +453,161 @@ impl EncFile {
         }
     }
 
-    /// Gives the file a header if it has none; `persist` writes it at once
-    /// (otherwise the caller writes it together with block 0).
-    fn ensure_header<'a>(&self, st: &'a mut State, persist: bool) -> Result<&'a Header, FileError> {
-        if st.header.is_none() {
-            let h = self
-                .pipeline
-                .new_header(FileType::Regular, crate::crypto::random_array());
-            if persist {
-                self.write_all_at(&h.encode(), 0)?;
-            }
-            st.header = Some(h);
+    fn check_writable(&self) -> Result<(), FileError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(FileError::ReadOnly(self.label.clone()))
         }
-        st.header.as_ref().ok_or(FileError::TooLarge(0))
+    }
+
+    /// Gives the file a header if it has none (written with the window or
+    /// the size that follows), dropping stray bytes an interrupted creation
+    /// left.
+    fn ensure_header(&self, st: &mut State) -> Result<(), FileError> {
+        if st.header.is_some() {
+            return Ok(());
+        }
+        if st.stray > 0 {
+            self.fd.set_len(0).map_err(self.io_err())?;
+            st.stray = 0;
+        }
+        let h = self
+            .ctx
+            .pipeline
+            .new_header(FileType::Regular, crate::crypto::random_array());
+        st.header = Some(h);
+        Ok(())
+    }
+
+    fn header_mut<'a>(&self, st: &'a mut State) -> Result<&'a mut Header, FileError> {
+        st.header.as_mut().ok_or_else(|| FileError::Header {
+            file: self.label.clone(),
+            what: "no header".into(),
+        })
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<(), FileError> {
-        self.fd
-            .write_all_at(buf, offset)
-            .map_err(io_err(&self.path))
+        self.fd.write_all_at(buf, offset).map_err(self.io_err())
     }
 
-    fn store_size(&self, st: &mut State, size: u64) -> Result<(), FileError> {
-        if let Some(h) = st.header.as_mut() {
-            self.pipeline.seal_header(h, size);
-            let bytes = h.encode();
-            self.write_all_at(&bytes, 0)?;
+    /// Seals `size` into the header and writes it.
+    fn store_header(&self, st: &mut State, size: u64) -> Result<(), FileError> {
+        let h = self.header_mut(st)?;
+        self.ctx.pipeline.seal_header(h, size);
+        let bytes = h.encode();
+        self.write_all_at(&bytes, 0)?;
+        self.set_size(st, size);
+        Ok(())
+    }
+
+    /// Makes sure the blocks `touched` are inside this session's durable
+    /// write window, widening it (header, then fdatasync) if not. A crashed
+    /// session's torn blocks are made whole first, since its window is
+    /// about to be replaced.
+    fn open_window(&self, st: &mut State, touched: BlockRange) -> Result<(), FileError> {
+        let session = self.ctx.sessions.current;
+        if session == 0 || touched.is_empty() {
+            return Ok(());
         }
-        st.size = size;
+        {
+            let h = self.header_mut(st)?;
+            if h.version >= 2 && h.window.session == session && h.window.blocks.covers(touched) {
+                return Ok(());
+            }
+        }
+        if !st.crashed.is_empty() {
+            self.recover(st)?;
+        }
+        let size = st.size;
+        let h = self.header_mut(st)?;
+        let base = if h.window.session == session {
+            h.window.blocks
+        } else {
+            BlockRange::EMPTY
+        };
+        let mut want = base.union(touched);
+        let ahead = (want.end - want.first).clamp(WINDOW_AHEAD_MIN, WINDOW_AHEAD_MAX);
+        want.end = want.end.saturating_add(ahead);
+        h.version = FORMAT_VERSION;
+        h.window = WriteWindow {
+            blocks: want,
+            session,
+        };
+        self.store_header(st, size)?;
+        self.fd.sync_data().map_err(self.io_err())
+    }
+
+    /// Makes the blocks of a crashed session's window whole: a torn block
+    /// gets the tag of what it holds (its old and new sectors), a block the
+    /// crash left unwritten or missing becomes sealed zeros unless it is a
+    /// recorded hole. Then the window is no longer needed.
+    fn recover(&self, st: &mut State) -> Result<(), FileError> {
+        let Some(header) = st.header.clone() else {
+            st.crashed = BlockRange::EMPTY;
+            return Ok(());
+        };
+        let range = st.crashed.clip(blocks_for(st.size));
+        let file_id = header.file_id;
+        let pipeline = &self.ctx.pipeline;
+        let mut mended = 0u64;
+        let mut at = range.first;
+        while at < range.end {
+            let n = (range.end - at).min(RECOVER_CHUNK);
+            let mut buf = vec![0u8; n as usize * STORED_BLOCK];
+            let got = read_full_at(&self.fd, &mut buf, BlockIndex(at).backing_offset())
+                .map_err(self.io_err())?;
+            for i in 0..n {
+                let index = at + i;
+                let off = i as usize * STORED_BLOCK;
+                let whole = off + STORED_BLOCK <= got;
+                let s = &mut buf[off..off + STORED_BLOCK];
+                let blank = if !whole {
+                    // Missing: a hole only inside a version 2 hole range.
+                    Some(header.holes != BlockRange::ALL && header.holes.contains(index))
+                } else if s.iter().all(|&b| b == 0) {
+                    Some(header.holes.contains(index))
+                } else {
+                    None
+                };
+                if let Some(hole) = blank {
+                    if !hole {
+                        let mut zero = [0u8; BLOCK_SIZE];
+                        pipeline.encrypt_upper(&file_id, index, &mut zero);
+                        let tag = pipeline.encrypt_lower(&file_id, index, &mut zero);
+                        s[..BLOCK_SIZE].copy_from_slice(&zero);
+                        s[BLOCK_SIZE..].copy_from_slice(&tag);
+                        self.write_all_at(s, BlockIndex(index).backing_offset())?;
+                        mended += 1;
+                    }
+                    continue;
+                }
+                let (c, t) = s.split_at(BLOCK_SIZE);
+                let want = pipeline.block_tag(&file_id, index, c);
+                if !crate::crypto::tag::ct_eq(&want, t) {
+                    self.write_all_at(
+                        &want,
+                        BlockIndex(index).backing_offset() + BLOCK_SIZE as u64,
+                    )?;
+                    mended += 1;
+                }
+            }
+            at += n;
+        }
+        if mended > 0 {
+            tracing::warn!(file = %self.label, blocks = mended, "blocks torn or left unwritten by a crash were kept as found");
+            self.ctx
+                .cache
+                .invalidate_from(&self.key(&file_id), range.first);
+        }
+        self.fd.sync_data().map_err(self.io_err())?;
+        st.crashed = BlockRange::EMPTY;
         Ok(())
     }
 
     /// Reserves backing space for `[from, to)` so that later writes there
     /// cannot fail for lack of space.
-    fn allocate(&self, from: u64, to: u64) -> Result<(), FileError> {
+    fn reserve(&self, from: u64, to: u64) -> Result<(), FileError> {
         if to <= from {
             return Ok(());
         }
@@ -376,7 +621,7 @@ impl EncFile {
             // Filesystems without fallocate: fall back to writing and hoping.
             Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
             Err(e) => Err(FileError::Io {
-                path: self.path.clone(),
+                file: self.label.clone(),
                 source: e.into(),
             }),
         }
@@ -394,6 +639,7 @@ impl EncFile {
         let count = plain.len() / BLOCK_SIZE;
         let mut out = vec![0u8; prefix + count * STORED_BLOCK];
         let stored = &mut out[prefix..];
+        let key = self.key(file_id);
         let work = |(i, (p, s)): (usize, (&[u8], &mut [u8]))| {
             let index = first.0 + i as u64;
             // Encrypt in place in the output buffer: one copy per block.
@@ -401,11 +647,11 @@ impl EncFile {
                 return;
             };
             block.copy_from_slice(p);
-            self.pipeline.encrypt_upper(file_id, index, block);
+            self.ctx.pipeline.encrypt_upper(file_id, index, block);
             // Written blocks refresh the cache but do not fill it: a large
             // write would only evict what reads made hot.
-            self.cache.refresh(file_id, index, block);
-            let tag = self.pipeline.encrypt_lower(file_id, index, block);
+            self.ctx.cache.refresh(&key, index, block);
+            let tag = self.ctx.pipeline.encrypt_lower(file_id, index, block);
             rest[..TAG_SIZE].copy_from_slice(&tag);
         };
         if count >= PARALLEL_BLOCKS {
@@ -424,26 +670,45 @@ impl EncFile {
         out
     }
 
+    /// Records the blocks `gap` (between the old end and new data) as holes.
+    fn add_holes(&self, st: &mut State, gap: BlockRange) -> Result<bool, FileError> {
+        if gap.is_empty() {
+            return Ok(false);
+        }
+        let h = self.header_mut(st)?;
+        if h.holes.covers(gap) {
+            return Ok(false);
+        }
+        h.holes = h.holes.union(gap);
+        Ok(true)
+    }
+
     /// Writes `data` at `offset`, extending the file as needed.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize, FileError> {
         if data.is_empty() {
             return Ok(0);
         }
+        self.check_writable()?;
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|e| *e <= MAX_SIZE)
             .ok_or(FileError::TooLarge(offset))?;
         let mut st = self.write_state();
+        self.ensure_header(&mut st)?;
         let first = BlockIndex::containing(offset);
-        // A write that starts in block 0 carries the header in the same
-        // pwrite (they are contiguous): one write instead of two, and a new
-        // file never shows a header without its first block.
-        let fresh = st.header.is_none();
-        let joined = first.0 == 0;
-        let file_id = self.ensure_header(&mut st, !joined)?.file_id;
-        let old_size = st.size;
         let last = BlockIndex::containing(end - 1);
         let count = (last.0 - first.0 + 1) as usize;
+        self.open_window(
+            &mut st,
+            BlockRange {
+                first: first.0,
+                end: last.0 + 1,
+            },
+        )?;
+        let header = st.header.clone().ok_or(FileError::TooLarge(0))?;
+        let file_id = header.file_id;
+        let old_size = st.size;
+        let old_blocks = blocks_for(old_size);
         // Whole-block writes (the common large case) are sealed straight
         // from the caller's buffer; others are assembled with the old
         // contents of their partial head and tail blocks.
@@ -454,7 +719,6 @@ impl EncFile {
             data
         } else {
             let mut buf = vec![0u8; count * BLOCK_SIZE];
-            let old_blocks = blocks_for(old_size);
             // Partial head and tail blocks keep the old data the write does
             // not cover. An append that starts at its block's start covers
             // all of it (past the old end there is none): no read then.
@@ -463,11 +727,11 @@ impl EncFile {
             let head_partial =
                 !offset.is_multiple_of(BLOCK_SIZE as u64) || (count == 1 && tail_kept);
             if head_partial && first.0 < old_blocks {
-                self.load_blocks(&file_id, first, &mut buf[..BLOCK_SIZE])?;
+                self.load_blocks(&st, &header, first, &mut buf[..BLOCK_SIZE])?;
             }
             if count > 1 && tail_kept && last.0 < old_blocks {
                 let at = (count - 1) * BLOCK_SIZE;
-                self.load_blocks(&file_id, last, &mut buf[at..])?;
+                self.load_blocks(&st, &header, last, &mut buf[at..])?;
             }
             let skip = (offset - first.plain_offset()) as usize;
             buf[skip..skip + data.len()].copy_from_slice(data);
@@ -475,63 +739,157 @@ impl EncFile {
             &assembled
         };
         let new_size = old_size.max(end);
-        if joined && (fresh || new_size != old_size) {
+        let new_holes = self.add_holes(
+            &mut st,
+            BlockRange {
+                first: old_blocks,
+                end: first.0,
+            },
+        )?;
+        let header_changes = new_size != old_size || new_holes;
+        if first.0 == 0 && header_changes {
+            // A write that starts in block 0 carries the header in the same
+            // pwrite (they are contiguous): one write instead of two.
             let mut out = self.seal_blocks(&file_id, first, plain, HEADER_LEN);
-            let h = st.header.as_mut().ok_or(FileError::TooLarge(0))?;
-            self.pipeline.seal_header(h, new_size);
+            let h = self.header_mut(&mut st)?;
+            self.ctx.pipeline.seal_header(h, new_size);
             out[..HEADER_LEN].copy_from_slice(&h.encode());
-            let from = if fresh { 0 } else { backing_len(old_size) };
-            self.allocate(from, out.len() as u64)?;
+            self.reserve(backing_len(old_size), out.len() as u64)?;
             self.write_all_at(&out, 0)?;
-            st.size = new_size;
+            self.set_size(&mut st, new_size);
             return Ok(data.len());
         }
         let stored = self.seal_blocks(&file_id, first, plain, 0);
         let at = first.backing_offset();
-        self.allocate(at.max(backing_len(old_size)), at + stored.len() as u64)?;
+        self.reserve(at.max(backing_len(old_size)), at + stored.len() as u64)?;
         self.write_all_at(&stored, at)?;
-        if new_size != old_size {
-            self.store_size(&mut st, new_size)?;
+        if header_changes {
+            self.store_header(&mut st, new_size)?;
         }
         Ok(data.len())
     }
 
-    /// Sets the logical size, zero-filling when growing (as holes).
+    /// Sets the logical size: growing adds holes, shrinking drops blocks.
     pub fn truncate(&self, size: u64) -> Result<(), FileError> {
         if size > MAX_SIZE {
             return Err(FileError::TooLarge(size));
         }
+        self.check_writable()?;
         let mut st = self.write_state();
         let old = st.size;
         if size == old {
             return Ok(());
         }
-        let file_id = self.ensure_header(&mut st, true)?.file_id;
+        self.ensure_header(&mut st)?;
+        let header = st.header.clone().ok_or(FileError::TooLarge(0))?;
+        let file_id = header.file_id;
         if size < old && !size.is_multiple_of(BLOCK_SIZE as u64) {
             // Zero the tail of the new last block so that growing again
             // later reads zeros there.
             let last = BlockIndex::containing(size);
+            self.open_window(
+                &mut st,
+                BlockRange {
+                    first: last.0,
+                    end: last.0 + 1,
+                },
+            )?;
             let mut plain = vec![0u8; BLOCK_SIZE];
-            self.load_blocks(&file_id, last, &mut plain)?;
+            self.load_blocks(&st, &header, last, &mut plain)?;
             plain[(size % BLOCK_SIZE as u64) as usize..].fill(0);
             let stored = self.seal_blocks(&file_id, last, &plain, 0);
             self.write_all_at(&stored, last.backing_offset())?;
         }
-        // The header never claims more blocks than the backing file holds:
-        // shrinking seals the new size before cutting, growing extends first.
-        // A crash in between leaves only unused blocks past the end.
+        // The header never claims blocks the backing file lacks outside the
+        // hole range: shrinking seals the new size before cutting, growing
+        // extends first (where the backing filesystem's size limit answers
+        // EFBIG before anything changed).
         if size < old {
-            self.cache.invalidate_from(&file_id, blocks_for(size));
-            self.store_size(&mut st, size)?;
-            self.fd
-                .set_len(backing_len(size))
-                .map_err(io_err(&self.path))
+            self.ctx
+                .cache
+                .invalidate_from(&self.key(&file_id), blocks_for(size));
+            let h = self.header_mut(&mut st)?;
+            h.holes = h.holes.clip(blocks_for(size));
+            self.store_header(&mut st, size)?;
+            self.fd.set_len(backing_len(size)).map_err(self.io_err())
         } else {
-            self.fd
-                .set_len(backing_len(size))
-                .map_err(io_err(&self.path))?;
-            self.store_size(&mut st, size)
+            self.fd.set_len(backing_len(size)).map_err(self.io_err())?;
+            self.add_holes(
+                &mut st,
+                BlockRange {
+                    first: blocks_for(old),
+                    end: blocks_for(size),
+                },
+            )?;
+            self.store_header(&mut st, size)
         }
+    }
+
+    /// Allocates backing space for `[offset, offset + len)` (posix_fallocate):
+    /// later writes there cannot fail for lack of space. Unless
+    /// `keep_size`, the file grows to cover the range, reading zeros there.
+    pub fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<(), FileError> {
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= MAX_SIZE)
+            .ok_or(FileError::TooLarge(offset))?;
+        self.check_writable()?;
+        if len == 0 {
+            return Err(FileError::Io {
+                file: self.label.clone(),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let mut st = self.write_state();
+        self.ensure_header(&mut st)?;
+        let from = BlockIndex::containing(offset).backing_offset();
+        let to = backing_len(end);
+        let mode = if keep_size {
+            rustix::fs::FallocateFlags::KEEP_SIZE
+        } else {
+            rustix::fs::FallocateFlags::empty()
+        };
+        match rustix::fs::fallocate(&self.fd, mode, from, to - from) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                // No preallocation here: at least make the size right, so
+                // the call keeps its meaning (posix_fallocate then writes).
+                if !keep_size && to > self.fd.metadata().map_err(self.io_err())?.len() {
+                    self.fd.set_len(to).map_err(self.io_err())?;
+                }
+            }
+            Err(e) => {
+                return Err(FileError::Io {
+                    file: self.label.clone(),
+                    source: e.into(),
+                })
+            }
+        }
+        let old = st.size;
+        if keep_size || end <= old {
+            return Ok(());
+        }
+        self.add_holes(
+            &mut st,
+            BlockRange {
+                first: blocks_for(old),
+                end: blocks_for(end),
+            },
+        )?;
+        self.store_header(&mut st, end)
+    }
+
+    /// The file id, writing a header first if the file has none (a file
+    /// never written that gets an xattr).
+    pub fn ensure_id(&self) -> Result<[u8; 16], FileError> {
+        self.check_writable()?;
+        let mut st = self.write_state();
+        if st.header.is_none() {
+            self.ensure_header(&mut st)?;
+            let size = st.size;
+            self.store_header(&mut st, size)?;
+        }
+        Ok(self.header_mut(&mut st)?.file_id)
     }
 
     /// Makes everything written so far durable in the backing store.
@@ -542,247 +900,22 @@ impl EncFile {
         } else {
             self.fd.sync_all()
         }
-        .map_err(io_err(&self.path))
+        .map_err(self.io_err())
     }
 }
 
-/// Creates the backing contents of a new symlink: a header of type symlink
-/// and the target as its data, written to the empty file `fd`.
-pub fn write_symlink(
-    fd: File,
-    path: PathBuf,
-    pipeline: Arc<Pipeline>,
-    cache: Arc<BlockCache>,
-    target: &[u8],
-) -> Result<(), FileError> {
-    let f = EncFile {
-        fd,
-        path,
-        pipeline,
-        cache,
-        state: RwLock::new(State {
-            header: None,
-            size: 0,
-        }),
-    };
-    {
-        let mut st = f.write_state();
-        let h = f
-            .pipeline
-            .new_header(FileType::Symlink, crate::crypto::random_array());
-        f.write_all_at(&h.encode(), 0)?;
-        st.header = Some(h);
-    }
+/// Creates the backing contents of a new symlink in the empty backing file
+/// of `spec`: a header of type symlink and the target as its data.
+pub fn write_symlink(spec: OpenSpec, ctx: FileCtx, target: &[u8]) -> Result<EncFile, FileError> {
+    let f = EncFile::create(spec, ctx, FileType::Symlink)?;
     f.write(0, target)?;
-    Ok(())
+    Ok(f)
 }
 
-/// Reads a symlink target from its backing file.
-pub fn read_symlink(
-    fd: File,
-    path: PathBuf,
-    pipeline: Arc<Pipeline>,
-    cache: Arc<BlockCache>,
-) -> Result<Vec<u8>, FileError> {
-    let f = EncFile::open(fd, path, pipeline, cache)?;
-    let size = f.size();
-    let is_link = f.read_state().header.as_ref().map(|h| h.file_type) == Some(FileType::Symlink);
-    if !is_link {
-        return Err(FileError::Header {
-            path: f.path.clone(),
-            what: "symlink backing file does not hold a symlink target".into(),
-        });
-    }
-    f.read(0, usize::try_from(size).unwrap_or(usize::MAX))
+/// Reads a symlink target from its encrypted file.
+pub fn read_symlink(f: &EncFile) -> Result<Vec<u8>, FileError> {
+    f.read(0, usize::try_from(f.size()).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::Key64;
-    use crate::layers::{DiskKeys, Layer};
-
-    fn pipeline() -> Arc<Pipeline> {
-        let mut k = DiskKeys::default();
-        k.set(Layer::Guest, Key64::random(), 1);
-        k.set(Layer::StoragePmk, Key64::random(), 1);
-        Arc::new(Pipeline::new(&k, b"t"))
-    }
-
-    fn open(dir: &Path, p: &Arc<Pipeline>) -> EncFile {
-        open_with_cache(dir, p, Arc::new(BlockCache::new(0)))
-    }
-
-    fn open_with_cache(dir: &Path, p: &Arc<Pipeline>, cache: Arc<BlockCache>) -> EncFile {
-        let path = dir.join("f");
-        let fd = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .expect("open");
-        EncFile::open(fd, path, p.clone(), cache).expect("header")
-    }
-
-    #[test]
-    fn random_writes_match_a_model() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = pipeline();
-        let f = open(dir.path(), &p);
-        let mut model: Vec<u8> = Vec::new();
-        let mut seed = 12345u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..300 {
-            let off = next() % 40_000;
-            let len = (next() % 9000) as usize + 1;
-            let byte = (round % 251) as u8 + 1;
-            let data = vec![byte; len];
-            f.write(off, &data).expect("write");
-            if model.len() < (off as usize + len) {
-                model.resize(off as usize + len, 0);
-            }
-            model[off as usize..off as usize + len].copy_from_slice(&data);
-            if round % 37 == 0 {
-                let t = next() % 45_000;
-                f.truncate(t).expect("truncate");
-                model.resize(t as usize, 0);
-            }
-        }
-        assert_eq!(f.size(), model.len() as u64);
-        assert_eq!(f.read(0, model.len() + 10).expect("read"), model);
-        drop(f);
-        let f = open(dir.path(), &p);
-        assert_eq!(f.read(0, model.len()).expect("read"), model);
-        let len = std::fs::metadata(dir.path().join("f")).expect("stat").len();
-        assert_eq!(len, backing_len(model.len() as u64));
-    }
-
-    #[test]
-    fn large_reads_bypass_the_cache_and_small_reads_fill_it() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let cache = Arc::new(BlockCache::new(16 << 20));
-        let f = open_with_cache(dir.path(), &pipeline(), cache.clone());
-        let n = CACHE_BYPASS_BLOCKS * 2;
-        let data: Vec<u8> = (0..n * BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
-        f.write(0, &data).expect("write");
-        assert_eq!(f.read(0, data.len()).expect("large read"), data);
-        assert_eq!(cache.stats().blocks, 0, "a scan fills no cache entry");
-        assert_eq!(
-            f.read(5 * 4096 + 7, 100).expect("small read"),
-            &data[5 * 4096 + 7..5 * 4096 + 107]
-        );
-        assert_eq!(cache.stats().blocks, 1);
-        // A write after the block was cached: both paths see it.
-        f.write(5 * 4096, b"new bytes").expect("write");
-        assert_eq!(&f.read(5 * 4096, 9).expect("small")[..], b"new bytes");
-        assert_eq!(
-            &f.read(0, data.len()).expect("large")[5 * 4096..5 * 4096 + 9],
-            b"new bytes"
-        );
-    }
-
-    #[test]
-    fn partial_block_writes_keep_exactly_the_old_bytes_they_do_not_cover() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let f = open(dir.path(), &pipeline());
-        f.write(0, &[1u8; 6000]).expect("write");
-        // From a block start, ending before the old end: the rest stays.
-        f.write(4096, &[2u8; 100]).expect("write");
-        let mut want = vec![1u8; 6000];
-        want[4096..4196].fill(2);
-        assert_eq!(f.read(0, 7000).expect("read"), want);
-        // From a block start, past the old end (an append re-sent whole by
-        // the page cache): nothing old to keep, zeros past the end.
-        f.write(4096, &[3u8; 2500]).expect("write");
-        want[4096..].fill(3);
-        want.resize(4096 + 2500, 3);
-        assert_eq!(f.read(0, 9000).expect("read"), want);
-        f.truncate(8192).expect("grow");
-        want.resize(8192, 0);
-        assert_eq!(f.read(0, 9000).expect("read"), want);
-    }
-
-    #[test]
-    fn holes_read_as_zeros_and_cost_no_space() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let f = open(dir.path(), &pipeline());
-        f.write(1 << 30, b"end").expect("write");
-        assert_eq!(f.read(4096 * 1000, 10).expect("read"), vec![0u8; 10]);
-        assert_eq!(f.read((1 << 30) - 2, 5).expect("read"), b"\0\0end");
-        use std::os::unix::fs::MetadataExt;
-        assert!(
-            std::fs::metadata(dir.path().join("f"))
-                .expect("stat")
-                .blocks()
-                < 100
-        );
-    }
-
-    #[test]
-    fn flipped_stored_byte_fails_only_its_block() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = pipeline();
-        let f = open(dir.path(), &p);
-        let data: Vec<u8> = (0..5 * BLOCK_SIZE).map(|i| (i % 253) as u8).collect();
-        f.write(0, &data).expect("write");
-        drop(f);
-        let path = dir.path().join("f");
-        let mut raw = std::fs::read(&path).expect("read");
-        raw[BlockIndex(2).backing_offset() as usize + 100] ^= 1;
-        std::fs::write(&path, raw).expect("write");
-        let f = open(dir.path(), &p);
-        assert!(matches!(
-            f.read(2 * 4096, 10),
-            Err(FileError::BlockTag { block: 2, .. })
-        ));
-        assert_eq!(f.read(0, 2 * 4096).expect("read"), data[..2 * 4096]);
-        assert_eq!(f.read(3 * 4096, 2 * 4096).expect("read"), data[3 * 4096..]);
-    }
-
-    #[test]
-    fn swapped_blocks_fail_their_tags() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = pipeline();
-        let f = open(dir.path(), &p);
-        f.write(0, &vec![7u8; 2 * BLOCK_SIZE]).expect("write");
-        drop(f);
-        let path = dir.path().join("f");
-        let mut raw = std::fs::read(&path).expect("read");
-        let (a, b) = (HEADER_LEN, HEADER_LEN + STORED_BLOCK);
-        let first: Vec<u8> = raw[a..b].to_vec();
-        raw.copy_within(b..b + STORED_BLOCK, a);
-        raw[b..b + STORED_BLOCK].copy_from_slice(&first);
-        std::fs::write(&path, raw).expect("write");
-        let f = open(dir.path(), &p);
-        assert!(f.read(0, 10).is_err());
-        assert!(f.read(4096, 10).is_err());
-    }
-
-    #[test]
-    fn truncated_backing_file_fails_only_the_missing_block() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = pipeline();
-        let f = open(dir.path(), &p);
-        f.write(0, &vec![1u8; 3 * BLOCK_SIZE]).expect("write");
-        drop(f);
-        let path = dir.path().join("f");
-        let raw = std::fs::read(&path).expect("read");
-        std::fs::write(&path, &raw[..raw.len() - 10]).expect("write");
-        let fd = std::fs::File::open(&path).expect("open");
-        let f = EncFile::open(fd, path, p, Arc::new(BlockCache::new(0))).expect("header");
-        assert_eq!(
-            f.read(0, 2 * BLOCK_SIZE).expect("intact"),
-            vec![1u8; 2 * BLOCK_SIZE]
-        );
-        assert!(matches!(
-            f.read(2 * BLOCK_SIZE as u64, 10),
-            Err(FileError::Truncated { .. })
-        ));
-    }
-}
+mod tests;

@@ -157,10 +157,15 @@ pub fn inspect(
     report.header_ok = Some(true);
     report.size = Some(size);
     let file = crate::file::EncFile::open(
-        fd,
-        path.to_path_buf(),
-        ctx.pipeline.clone(),
-        std::sync::Arc::new(crate::cache::BlockCache::new(0)),
+        crate::file::OpenSpec {
+            fd,
+            label: path.display().to_string(),
+            ino: 0,
+            writable: false,
+            size_cell: None,
+        },
+        crate::file::FileCtx::offline(ctx.pipeline.clone(), ctx.crashed.clone()),
+        header.file_type,
     )
     .map_err(|e| ForensicsError::Invalid(e.to_string()))?;
     let nblocks = crate::format::offsets::blocks_for(size);

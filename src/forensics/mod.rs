@@ -86,6 +86,9 @@ pub struct DiskCtx {
     /// How reports name it: the disk, `.snapshots/<disk>/<name>` or
     /// `images/<name>` (the mount's and the store's names for them).
     pub label: String,
+    /// Mount sessions of the store known to have crashed (their torn
+    /// blocks are read as written).
+    pub crashed: std::collections::HashSet<u64>,
 }
 
 /// Unlocks every persistent disk, snapshot and image of a store (temp
@@ -119,6 +122,7 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
             format!("images/{}", i.name),
         )
     }));
+    let crashed = store::sessions::crashed_with(store_path, &config, vault);
     let mut out = Vec::new();
     for (d, root, label) in holders {
         if d.kind == DiskKind::Temp || store::disk_revoked(&d, vault).is_some() {
@@ -133,6 +137,7 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
             pipeline,
             codec,
             label,
+            crashed: crashed.clone(),
         });
     }
     Ok((config, out))

@@ -3,7 +3,7 @@
 //! ```text
 //! off  len  field
 //!   0    8  magic "STRATA\0F"
-//!   8    2  format version, u16 LE (1)
+//!   8    2  format version, u16 LE (1 or 2)
 //!  10    1  file type: 1 regular file, 2 symlink target
 //!  11    1  layers applied, bit set: 1 guest, 2 host, 4 storage CMK, 8 storage PMK
 //!  12    4  flags, u32 LE; no flag is defined and any set bit is refused
@@ -11,13 +11,93 @@
 //!  32   16  DEK generation of each layer slot, u32 LE each, in the order
 //!           guest, host, storage CMK, storage PMK (0 where the layer is off)
 //!  48   16  sealed logical size: AES-256 of (size u64 LE ‖ file id[0..8])
-//!  64   48  reserved, zero
+//!  64    8  version 2: write window, first block, u64 LE
+//!  72    8  version 2: write window, end block (exclusive), u64 LE
+//!  80    8  version 2: session that set the window, u64 LE
+//!  88    8  version 2: hole range, first block, u64 LE
+//!  96    8  version 2: hole range, end block (exclusive), u64 LE
+//! 104    8  reserved, zero
 //! 112   16  header tag: keyed BLAKE3 over bytes 0..112
 //! ```
-//! This module encodes and decodes the plain fields; sealing the size and the
-//! tag need keys and live in `layers`.
+//! In version 1, bytes 64..112 are reserved and zero: no write window, and
+//! any all-zero stored block is a hole. This module encodes and decodes the
+//! plain fields; sealing the size and the tag need keys and live in `layers`.
 
 use super::{FORMAT_VERSION, HEADER_LEN};
+
+/// A range of block indices, `first..end`; empty when `first >= end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockRange {
+    /// First block.
+    pub first: u64,
+    /// One past the last block.
+    pub end: u64,
+}
+
+impl BlockRange {
+    /// The empty range.
+    pub const EMPTY: BlockRange = BlockRange { first: 0, end: 0 };
+    /// Every block: the hole range of a version 1 file, where any all-zero
+    /// stored block is a hole.
+    pub const ALL: BlockRange = BlockRange {
+        first: 0,
+        end: u64::MAX,
+    };
+
+    /// Whether no block is in the range.
+    pub fn is_empty(self) -> bool {
+        self.first >= self.end
+    }
+
+    /// Whether block `i` is in the range.
+    pub fn contains(self, i: u64) -> bool {
+        self.first <= i && i < self.end
+    }
+
+    /// Whether every block of `other` is in this range.
+    pub fn covers(self, other: BlockRange) -> bool {
+        other.is_empty() || (self.first <= other.first && other.end <= self.end)
+    }
+
+    /// The smallest range holding both.
+    pub fn union(self, other: BlockRange) -> BlockRange {
+        if self.is_empty() {
+            return other;
+        }
+        if other.is_empty() {
+            return self;
+        }
+        BlockRange {
+            first: self.first.min(other.first),
+            end: self.end.max(other.end),
+        }
+    }
+
+    /// This range cut to end at `end` at the latest.
+    pub fn clip(self, end: u64) -> BlockRange {
+        let r = BlockRange {
+            first: self.first,
+            end: self.end.min(end),
+        };
+        if r.is_empty() {
+            BlockRange::EMPTY
+        } else {
+            r
+        }
+    }
+}
+
+/// Where a file's blocks may be in flight: the blocks a mount session may
+/// have been writing when it last wrote this header. Made durable before
+/// any block inside it is written, so after a crash of that session a block
+/// inside it that fails its tag is known to be torn, not tampered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteWindow {
+    /// The blocks.
+    pub blocks: BlockRange,
+    /// The session (a random id per read-write mount) that set it.
+    pub session: u64,
+}
 
 /// Header magic.
 pub const MAGIC: &[u8; 8] = b"STRATA\0F";
@@ -85,6 +165,11 @@ pub struct Header {
     pub generations: [u32; 4],
     /// The sealed logical size, as stored.
     pub sealed_size: [u8; 16],
+    /// Blocks possibly in flight (version 2; empty in version 1).
+    pub window: WriteWindow,
+    /// Blocks where an all-zero stored block is a hole (version 2; every
+    /// block in version 1). Outside it, an all-zero stored block is damage.
+    pub holes: BlockRange,
     /// The stored header tag.
     pub tag: [u8; 16],
 }
@@ -132,6 +217,13 @@ impl Header {
             b[32 + 4 * i..36 + 4 * i].copy_from_slice(&g.to_le_bytes());
         }
         b[SEALED_SIZE_AT..SEALED_SIZE_AT + 16].copy_from_slice(&self.sealed_size);
+        if self.version >= 2 {
+            b[64..72].copy_from_slice(&self.window.blocks.first.to_le_bytes());
+            b[72..80].copy_from_slice(&self.window.blocks.end.to_le_bytes());
+            b[80..88].copy_from_slice(&self.window.session.to_le_bytes());
+            b[88..96].copy_from_slice(&self.holes.first.to_le_bytes());
+            b[96..104].copy_from_slice(&self.holes.end.to_le_bytes());
+        }
         b[TAG_AT..TAG_AT + 16].copy_from_slice(&self.tag);
         b
     }
@@ -163,9 +255,32 @@ impl Header {
                 flags | u32::from(layers & !LayerSet::ALL),
             ));
         }
-        if buf[64..TAG_AT].iter().any(|&x| x != 0) {
+        let reserved = if version >= 2 { 104 } else { 64 };
+        if buf[reserved..TAG_AT].iter().any(|&x| x != 0) {
             return Err(HeaderError::Reserved);
         }
+        let u64_at = |at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&buf[at..at + 8]);
+            u64::from_le_bytes(x)
+        };
+        let (window, holes) = if version >= 2 {
+            (
+                WriteWindow {
+                    blocks: BlockRange {
+                        first: u64_at(64),
+                        end: u64_at(72),
+                    },
+                    session: u64_at(80),
+                },
+                BlockRange {
+                    first: u64_at(88),
+                    end: u64_at(96),
+                },
+            )
+        } else {
+            (WriteWindow::default(), BlockRange::ALL)
+        };
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&buf[16..32]);
         let mut generations = [0u32; 4];
@@ -184,6 +299,8 @@ impl Header {
             file_id,
             generations,
             sealed_size,
+            window,
+            holes,
             tag,
         })
     }
@@ -195,12 +312,17 @@ mod tests {
 
     fn sample() -> Header {
         Header {
-            version: 1,
+            version: 2,
             file_type: FileType::Symlink,
             layers: LayerSet(LayerSet::GUEST | LayerSet::PMK),
             file_id: [7; 16],
             generations: [1, 0, 0, 3],
             sealed_size: [9; 16],
+            window: WriteWindow {
+                blocks: BlockRange { first: 3, end: 40 },
+                session: 0xfeed,
+            },
+            holes: BlockRange { first: 7, end: 9 },
             tag: [5; 16],
         }
     }
@@ -212,10 +334,24 @@ mod tests {
     }
 
     #[test]
+    fn version_1_has_no_window_and_holes_everywhere() {
+        let mut h = sample();
+        h.version = 1;
+        let b = h.encode();
+        assert!(b[64..112].iter().all(|&x| x == 0));
+        let d = Header::decode(&b).expect("decodes");
+        assert_eq!(d.window, WriteWindow::default());
+        assert_eq!(d.holes, BlockRange::ALL);
+        let mut b = b;
+        b[70] = 1;
+        assert_eq!(Header::decode(&b), Err(HeaderError::Reserved));
+    }
+
+    #[test]
     fn refuses_newer_version_unknown_flags_and_short_input() {
         let mut b = sample().encode();
-        b[8] = 2;
-        assert_eq!(Header::decode(&b), Err(HeaderError::NewerVersion(2)));
+        b[8] = 3;
+        assert_eq!(Header::decode(&b), Err(HeaderError::NewerVersion(3)));
         let mut b = sample().encode();
         b[12] = 1;
         assert!(matches!(
@@ -233,7 +369,7 @@ mod tests {
         b[0] = b'X';
         assert_eq!(Header::decode(&b), Err(HeaderError::BadMagic));
         let mut b = sample().encode();
-        b[100] = 1;
+        b[106] = 1;
         assert_eq!(Header::decode(&b), Err(HeaderError::Reserved));
     }
 

@@ -5,8 +5,10 @@
 pub mod header;
 pub mod offsets;
 
-pub use header::{FileType, Header, HeaderError, LayerSet};
+pub use header::{BlockRange, FileType, Header, HeaderError, LayerSet, WriteWindow};
 pub use offsets::{BlockIndex, BLOCK_SIZE, HEADER_LEN, STORED_BLOCK};
 
-/// The newest backing-file and store format this build writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest backing-file header format this build writes (2 adds the
+/// write window and the hole range to 1). Stores have their own format
+/// (`store::config::STORE_FORMAT`).
+pub const FORMAT_VERSION: u16 = 2;

@@ -1,9 +1,14 @@
 //! Attributes as the core reports them, built from backing metadata and
 //! the logical size sealed in a file's header.
+//!
+//! A backing regular file holds a regular file or a symlink target; its
+//! header says which. The backing sticky bit marks the ones that may be
+//! symlinks (every symlink has it), so only those need their header read to
+//! tell: a regular file may carry the sticky bit too, and keeps it.
 
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{FileType, Stat};
 
 /// Type of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,22 +58,33 @@ pub struct Attr {
     pub rdev: u32,
 }
 
-/// Mode bit marking a backing regular file as a symlink target.
-pub const SYMLINK_MARK: u32 = libc::S_ISVTX;
+/// Mode bit a backing regular file carries when it holds a symlink target
+/// (also carried by regular files whose mode has it; their header tells).
+pub const SYMLINK_MARK: u32 = crate::platform::mode::S_ISVTX;
+
+/// What the backing metadata alone says about an object's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// The type is known.
+    Is(Kind),
+    /// A backing regular file with the sticky bit: a symlink or a sticky
+    /// regular file; its header tells.
+    FileOrSymlink,
+}
 
 /// The type of a backing object from its mode.
-pub fn kind_of(mode: u32) -> Kind {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => Kind::Dir,
-        libc::S_IFREG if mode & SYMLINK_MARK != 0 => Kind::Symlink,
-        libc::S_IFREG => Kind::File,
-        libc::S_IFIFO => Kind::Fifo,
-        libc::S_IFSOCK => Kind::Socket,
-        libc::S_IFCHR => Kind::CharDev,
-        libc::S_IFBLK => Kind::BlockDev,
-        // A backing symlink is not something strata writes; show it as a file
-        // so that it cannot redirect anything.
-        _ => Kind::File,
+pub fn backing_kind(mode: u32) -> Backing {
+    match FileType::from_raw_mode(mode as _) {
+        FileType::Directory => Backing::Is(Kind::Dir),
+        FileType::RegularFile if mode & SYMLINK_MARK != 0 => Backing::FileOrSymlink,
+        FileType::RegularFile => Backing::Is(Kind::File),
+        FileType::Fifo => Backing::Is(Kind::Fifo),
+        FileType::Socket => Backing::Is(Kind::Socket),
+        FileType::CharacterDevice => Backing::Is(Kind::CharDev),
+        FileType::BlockDevice => Backing::Is(Kind::BlockDev),
+        // A backing symlink is not something strata writes; show it as a
+        // file so that it cannot redirect anything (opening it fails).
+        _ => Backing::Is(Kind::File),
     }
 }
 
@@ -81,43 +97,47 @@ fn time(secs: i64, nsecs: i64) -> SystemTime {
     }
 }
 
-/// Builds attributes from backing metadata, an inode number and the
-/// logical size (for directories and special files, the backing size).
-pub fn from_meta(ino: u64, m: &Metadata, size: Option<u64>) -> Attr {
-    let kind = kind_of(m.mode());
+/// Builds attributes from backing metadata, an inode number, the type and
+/// the logical size (for directories and special files, `None`: their
+/// backing size).
+#[allow(clippy::unnecessary_cast)]
+pub fn from_stat(ino: u64, st: &Stat, kind: Kind, size: Option<u64>) -> Attr {
+    let mode = crate::platform::mode::of(st);
     let perm = match kind {
         Kind::Symlink => 0o777,
-        _ => (m.mode() & 0o7777) as u16,
+        _ => (mode & 0o7777) as u16,
     };
     Attr {
         ino,
-        size: size.unwrap_or(if kind == Kind::Dir { 4096 } else { m.size() }),
-        blocks: m.blocks(),
-        atime: time(m.atime(), m.atime_nsec()),
-        mtime: time(m.mtime(), m.mtime_nsec()),
-        ctime: time(m.ctime(), m.ctime_nsec()),
+        size: size.unwrap_or(if kind == Kind::Dir {
+            4096
+        } else {
+            st.st_size as u64
+        }),
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime as i64, st.st_atime_nsec as i64),
+        mtime: time(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
         kind,
         perm,
-        nlink: u32::try_from(m.nlink()).unwrap_or(u32::MAX),
-        uid: m.uid(),
-        gid: m.gid(),
-        rdev: u32::try_from(m.rdev()).unwrap_or(0),
+        nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: u32::try_from(st.st_rdev).unwrap_or(0),
     }
 }
 
 /// Attributes of a virtual directory of `.snapshots` (read-only).
-pub fn virtual_dir(ino: u64, subdirs: usize, m: &Metadata) -> Attr {
-    let mut a = from_meta(ino, m, Some(4096));
-    a.kind = Kind::Dir;
+pub fn virtual_dir(ino: u64, subdirs: usize, st: &Stat) -> Attr {
+    let mut a = from_stat(ino, st, Kind::Dir, Some(4096));
     a.perm = 0o555;
     a.nlink = 2 + u32::try_from(subdirs).unwrap_or(0);
     a
 }
 
 /// Attributes of the virtual mount root.
-pub fn root(ndisks: usize, m: &Metadata) -> Attr {
-    let mut a = from_meta(super::ROOT_INO, m, Some(4096));
-    a.kind = Kind::Dir;
+pub fn root(ndisks: usize, st: &Stat) -> Attr {
+    let mut a = from_stat(super::ROOT_INO, st, Kind::Dir, Some(4096));
     a.perm = 0o755;
     a.nlink = 2 + u32::try_from(ndisks).unwrap_or(0);
     a

@@ -1,16 +1,21 @@
 //! Namespace operations: lookup, attributes, directories, names, links,
-//! renames and special files.
+//! renames and special files, all by descriptor.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rustix::fs::{FileType, Stat, Timestamps};
+
 use super::attr::{self, Attr, Kind, SYMLINK_MARK};
+use super::resolve::fuse_ino;
 use super::{Errno, Fs, FsResult, ROOT_INO, SNAPSHOTS_DIR, SNAPSHOTS_INO, SNAPSHOT_DISK_INO};
-use crate::names::{self, BackingName};
+use crate::backing::Dir;
+use crate::file::{EncFile, OpenSpec};
+use crate::names;
+use crate::platform::{mode as fmode, Rename};
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone)]
@@ -58,13 +63,6 @@ pub struct Caller {
     pub gid: u32,
 }
 
-pub(super) fn fuse_ino(m: &std::fs::Metadata) -> u64 {
-    match m.ino() {
-        ROOT_INO => u64::MAX - 1,
-        i => i,
-    }
-}
-
 fn timestamp(t: Option<SetTime>) -> rustix::fs::Timespec {
     match t {
         None => rustix::fs::Timespec {
@@ -97,37 +95,47 @@ fn timestamp(t: Option<SetTime>) -> rustix::fs::Timespec {
     }
 }
 
-impl Fs {
-    /// The logical size of a regular file or symlink node, from its open
-    /// file, its cached size or its header.
-    pub(super) fn logical_size(&self, ino: u64, disk: usize, path: &Path) -> FsResult<u64> {
-        {
-            let nodes = self.nodes();
-            if let Some(n) = nodes.get(ino) {
-                if let Some(f) = &n.open {
-                    return Ok(f.size());
-                }
-                if let Some(s) = n.size {
-                    return Ok(s);
-                }
-            }
-        }
-        let (pipeline, _) = self.disk(disk)?.check()?;
-        let fd = std::fs::File::open(path)?;
-        let size = crate::file::read_header(&fd, path, pipeline)?
-            .map(|(_, s)| s)
-            .unwrap_or(0);
-        self.nodes().set_size(ino, Some(size));
-        Ok(size)
-    }
+/// The backing object of an inode, as an operation acts on it: its open
+/// file, its own directory descriptor, or its name in a parent directory.
+enum Target {
+    File(Arc<EncFile>),
+    Dir(Arc<Dir>),
+    At(Arc<Dir>, OsString),
+}
 
-    fn attr_at(&self, ino: u64, disk: usize, path: &Path, m: &std::fs::Metadata) -> FsResult<Attr> {
-        let kind = attr::kind_of(m.mode());
+impl Fs {
+    /// Attributes of backing entry `name` of `dir`, as inode `ino` of
+    /// disk `disk`, remembering them in its node.
+    fn attr_at(
+        &self,
+        ino: u64,
+        disk: usize,
+        dir: &Dir,
+        name: &OsStr,
+        st: &Stat,
+        kind: Kind,
+    ) -> Attr {
         let size = match kind {
-            Kind::File | Kind::Symlink => Some(self.logical_size(ino, disk, path)?),
+            Kind::File | Kind::Symlink => Some(self.logical_size(ino, disk, dir, name)),
             _ => None,
         };
-        Ok(attr::from_meta(ino, m, size))
+        let a = attr::from_stat(ino, st, kind, size);
+        if let Some(n) = self.nodes().get_mut(ino) {
+            n.attr = Some(a);
+        }
+        a
+    }
+
+    /// The root node of slot `idx`, registered (a kernel lookup when
+    /// `count`), and its attributes.
+    fn disk_root(&self, idx: usize, count: bool) -> FsResult<Attr> {
+        let root = &self.disk(idx)?.root;
+        let d = Dir::open(root)?;
+        let st = d.stat()?;
+        let ino = fuse_ino(st.st_ino);
+        self.nodes().root(idx, ino, count);
+        self.dirs.put(ino, Arc::new(d));
+        Ok(attr::from_stat(ino, &st, Kind::Dir, None))
     }
 
     /// Looks up `name` in `parent`, counting a kernel lookup.
@@ -157,27 +165,25 @@ impl Fs {
                     .map(|(i, _)| i)
             }
             .ok_or(Errno::ENOENT)?;
-            let root = &self.disk(idx)?.root;
-            let m = std::fs::symlink_metadata(root)?;
-            let ino = fuse_ino(&m);
-            let mut nodes = self.nodes();
-            nodes.remember(ino, idx, root, Kind::Dir, true);
-            nodes.roots[idx] = ino;
-            drop(nodes);
-            return Ok(attr::from_meta(ino, &m, None));
+            return self.disk_root(idx, true);
         }
         let c = self.child(parent, name)?;
-        let m = std::fs::symlink_metadata(&c.path)?;
-        let ino = fuse_ino(&m);
-        let kind = attr::kind_of(m.mode());
-        self.nodes().remember(ino, c.disk, &c.path, kind, true);
-        match self.attr_at(ino, c.disk, &c.path, &m) {
-            Ok(a) => Ok(a),
-            Err(e) => {
-                self.nodes().forget(ino, 1);
-                Err(e)
+        let st = c.dir.stat_at(c.entry())?;
+        let ino = fuse_ino(st.st_ino);
+        let (kind, size) = self.probe(c.disk, &c.dir, c.entry(), &st);
+        self.nodes()
+            .remember(ino, c.disk, kind, c.parent, c.entry(), true);
+        if let Some(size) = size {
+            if let Some(n) = self.nodes().get(ino) {
+                let _ = n.file.size.compare_exchange(
+                    crate::file::SIZE_UNKNOWN,
+                    size,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                );
             }
         }
+        Ok(self.attr_at(ino, c.disk, &c.dir, c.entry(), &st, kind))
     }
 
     /// Drops kernel lookups.
@@ -188,45 +194,100 @@ impl Fs {
     /// Attributes of an inode.
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         if ino == ROOT_INO {
-            let m = std::fs::metadata(&self.store)?;
+            let st = rustix::fs::stat(&self.store)?;
             let n = self.live_disks().count() + usize::from(self.has_snapshots());
-            return Ok(attr::root(n, &m));
+            return Ok(attr::root(n, &st));
         }
         if ino == SNAPSHOTS_INO {
-            let m = std::fs::metadata(&self.store)?;
+            let st = rustix::fs::stat(&self.store)?;
             let n = self
                 .live_disks()
                 .filter(|(_, d)| self.snapshots_of(&d.name).next().is_some())
                 .count();
-            return Ok(attr::virtual_dir(ino, n, &m));
+            return Ok(attr::virtual_dir(ino, n, &st));
         }
         if Fs::is_virtual(ino) {
             let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
-            let m = std::fs::metadata(&self.store)?;
+            let st = rustix::fs::stat(&self.store)?;
             return Ok(attr::virtual_dir(
                 ino,
                 self.snapshots_of(&disk.name).count(),
-                &m,
+                &st,
             ));
         }
-        let (disk, open, paths) = {
+        let (disk, kind, root, link, open, last) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            (n.disk, n.open.clone(), n.paths.clone())
+            let open = n
+                .file
+                .open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .upgrade();
+            (
+                n.disk,
+                n.kind,
+                n.root,
+                n.links.first().cloned(),
+                open,
+                n.attr,
+            )
         };
         if let Some(f) = open {
-            let m = f.fd().metadata()?;
-            return Ok(attr::from_meta(ino, &m, Some(f.size())));
-        }
-        let mut last = Errno::ENOENT;
-        for p in &paths {
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if fuse_ino(&m) == ino => return self.attr_at(ino, disk, p, &m),
-                Ok(_) => last = Errno::ENOENT,
-                Err(e) => last = e.into(),
+            let st = rustix::fs::fstat(f.fd())?;
+            let a = attr::from_stat(ino, &st, kind, Some(f.size()));
+            if let Some(n) = self.nodes().get_mut(ino) {
+                n.attr = Some(a);
             }
+            return Ok(a);
         }
-        Err(last)
+        if root {
+            let st = self.dir_fd(ino)?.stat()?;
+            return Ok(attr::from_stat(ino, &st, Kind::Dir, None));
+        }
+        let Some(link) = link else {
+            // Unlinked and closed while the kernel still holds it: what it
+            // was when last seen, with no name left.
+            return match last {
+                Some(mut a) => {
+                    a.nlink = 0;
+                    Ok(a)
+                }
+                None => Err(Errno::ENOENT),
+            };
+        };
+        let dir = self.dir_fd(link.parent)?;
+        let st = dir.stat_at(&link.name)?;
+        if fuse_ino(st.st_ino) != ino {
+            return Err(Errno::ENOENT);
+        }
+        Ok(self.attr_at(ino, disk, &dir, &link.name, &st, kind))
+    }
+
+    /// How an operation reaches inode `ino`'s backing object (`None` when
+    /// nothing does: unlinked and closed).
+    fn target(&self, ino: u64, kind: Kind) -> FsResult<Option<Target>> {
+        let (root, link, open) = {
+            let nodes = self.nodes();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            let open = n
+                .file
+                .open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .upgrade();
+            (n.root, n.links.first().cloned(), open)
+        };
+        if let Some(f) = open {
+            return Ok(Some(Target::File(f)));
+        }
+        if kind == Kind::Dir && (root || link.is_some()) {
+            return Ok(Some(Target::Dir(self.dir_fd(ino)?)));
+        }
+        match link {
+            Some(l) => Ok(Some(Target::At(self.dir_fd(l.parent)?, l.name))),
+            None => Ok(None),
+        }
     }
 
     /// Changes attributes.
@@ -235,66 +296,72 @@ impl Fs {
             return Err(Errno::EPERM);
         }
         self.writable_at(ino)?;
-        let (disk, open, path, kind) = {
+        let (disk, kind) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            (n.disk, n.open.clone(), n.paths.first().cloned(), n.kind)
+            (n.disk, n.kind)
         };
         self.disk(disk)?.check()?;
-        let open = match fh.and_then(|fh| self.handle_file(fh)) {
-            Some(f) => Some(f),
-            None => open,
-        };
         if let Some(size) = s.size {
-            if kind == Kind::Dir {
-                return Err(Errno(libc::EISDIR));
+            match kind {
+                Kind::Dir => return Err(Errno::EISDIR),
+                Kind::File => {}
+                _ => return Err(Errno::EINVAL),
             }
-            match &open {
-                Some(f) => f.truncate(size)?,
-                None => {
-                    let p = path.as_ref().ok_or(Errno::ENOENT)?;
-                    let f = self.open_enc(disk, p)?;
-                    f.truncate(size)?;
-                }
-            }
-            self.nodes().set_size(ino, Some(size));
+            let f = match fh.and_then(|fh| self.handle_file(fh)) {
+                Some(f) => f,
+                None => self.file_of(ino)?,
+            };
+            f.truncate(size)?;
         }
-        if let Some(mode) = s.mode {
-            let mut bits = mode & 0o7777;
-            if kind == Kind::File {
-                bits &= !SYMLINK_MARK;
+        let changes = s.mode.is_some()
+            || s.uid.is_some()
+            || s.gid.is_some()
+            || s.atime.is_some()
+            || s.mtime.is_some();
+        if !changes {
+            return self.getattr(ino);
+        }
+        let Some(target) = self.target(ino, kind)? else {
+            // Nothing reaches the object any more (the kernel flushing the
+            // times of a file unlinked and closed): the change applies to
+            // what it was.
+            let mut a = self.getattr(ino)?;
+            if let Some(m) = s.mode {
+                a.perm = (m & 0o7777) as u16;
             }
-            match (&open, &path) {
-                (Some(f), _) => f
-                    .fd()
-                    .set_permissions(std::fs::Permissions::from_mode(bits))?,
-                (None, Some(p)) => {
-                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(bits))?
+            a.uid = s.uid.unwrap_or(a.uid);
+            a.gid = s.gid.unwrap_or(a.gid);
+            return Ok(a);
+        };
+        if let Some(mode) = s.mode {
+            if kind != Kind::Symlink {
+                let bits = rustix::fs::Mode::from_raw_mode((mode & 0o7777) as _);
+                match &target {
+                    Target::File(f) => rustix::fs::fchmod(f.fd(), bits)?,
+                    Target::Dir(d) => rustix::fs::fchmod(d.fd(), bits)?,
+                    Target::At(d, name) => d.chmod_at(name, mode & 0o7777)?,
                 }
-                _ => return Err(Errno::ENOENT),
             }
         }
         if s.uid.is_some() || s.gid.is_some() {
-            match (&open, &path) {
-                (Some(f), _) => std::os::unix::fs::fchown(f.fd(), s.uid, s.gid)?,
-                (None, Some(p)) => std::os::unix::fs::lchown(p, s.uid, s.gid)?,
-                _ => return Err(Errno::ENOENT),
+            let uid = s.uid.map(rustix::fs::Uid::from_raw);
+            let gid = s.gid.map(rustix::fs::Gid::from_raw);
+            match &target {
+                Target::File(f) => rustix::fs::fchown(f.fd(), uid, gid)?,
+                Target::Dir(d) => rustix::fs::fchown(d.fd(), uid, gid)?,
+                Target::At(d, name) => d.chown_at(name, s.uid, s.gid)?,
             }
         }
         if s.atime.is_some() || s.mtime.is_some() {
-            let ts = rustix::fs::Timestamps {
+            let ts = Timestamps {
                 last_access: timestamp(s.atime),
                 last_modification: timestamp(s.mtime),
             };
-            match (&open, &path) {
-                (Some(f), _) => rustix::fs::futimens(f.fd(), &ts)?,
-                (None, Some(p)) => rustix::fs::utimensat(
-                    rustix::fs::CWD,
-                    p,
-                    &ts,
-                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                )?,
-                _ => return Err(Errno::ENOENT),
+            match &target {
+                Target::File(f) => rustix::fs::futimens(f.fd(), &ts)?,
+                Target::Dir(d) => rustix::fs::futimens(d.fd(), &ts)?,
+                Target::At(d, name) => d.utimens_at(name, &ts)?,
             }
         }
         self.getattr(ino)
@@ -302,30 +369,37 @@ impl Fs {
 
     /// Reads a symlink's target.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let (disk, path) = self.dir_of(ino)?;
-        let (pipeline, _) = self.disk(disk)?.check()?;
-        let fd = std::fs::File::open(&path)?;
-        Ok(crate::file::read_symlink(
-            fd,
-            path,
-            pipeline.clone(),
-            self.cache.clone(),
-        )?)
+        let kind = self.nodes().get(ino).map(|n| n.kind).ok_or(Errno::ENOENT)?;
+        if kind != Kind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        let f = self.file_of(ino)?;
+        Ok(crate::file::read_symlink(&f)?)
     }
 
-    /// Applies owner and setgid inheritance to a new backing object.
-    pub(super) fn own(&self, path: &Path, dir: &Path, caller: Caller) -> FsResult<()> {
-        let parent = std::fs::metadata(dir)?;
-        let setgid = parent.mode() & libc::S_ISGID != 0;
-        let gid = if setgid { parent.gid() } else { caller.gid };
+    /// The owner and group a new object made by `caller` in `dir` gets
+    /// (setgid directories pass their group on), if they differ from the
+    /// daemon's.
+    pub(super) fn owner_of_new(&self, dir: &Dir, caller: Caller) -> FsResult<Option<(u32, u32)>> {
+        let parent = dir.stat()?;
+        let setgid = fmode::of(&parent) & fmode::S_ISGID != 0;
+        let gid = if setgid { parent.st_gid } else { caller.gid };
         // The object already belongs to the daemon's ids: nothing to change.
         if caller.uid == rustix::process::geteuid().as_raw()
             && gid == rustix::process::getegid().as_raw()
             && !setgid
         {
-            return Ok(());
+            return Ok(None);
         }
-        match std::os::unix::fs::lchown(path, Some(caller.uid), Some(gid)) {
+        Ok(Some((caller.uid, gid)))
+    }
+
+    /// Gives new entry `name` of `dir` to `owner` (see [`Self::owner_of_new`]).
+    fn own_at(&self, dir: &Dir, name: &OsStr, owner: Option<(u32, u32)>) -> FsResult<()> {
+        let Some((uid, gid)) = owner else {
+            return Ok(());
+        };
+        match dir.chown_at(name, Some(uid), Some(gid)) {
             Ok(()) => Ok(()),
             // An unprivileged daemon can only own what it creates itself.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
@@ -333,15 +407,24 @@ impl Fs {
         }
     }
 
-    fn register_new(&self, disk: usize, path: &Path) -> FsResult<Attr> {
-        let m = std::fs::symlink_metadata(path)?;
-        let ino = fuse_ino(&m);
-        let kind = attr::kind_of(m.mode());
-        let mut nodes = self.nodes();
-        nodes.fresh(ino);
-        nodes.remember(ino, disk, path, kind, true);
-        drop(nodes);
-        self.attr_at(ino, disk, path, &m)
+    /// Registers a new object named `name` in `parent` and returns its
+    /// attributes.
+    fn register_new(
+        &self,
+        disk: usize,
+        parent: u64,
+        dir: &Dir,
+        name: &OsStr,
+        kind: Kind,
+    ) -> FsResult<Attr> {
+        let st = dir.stat_at(name)?;
+        let ino = fuse_ino(st.st_ino);
+        {
+            let mut nodes = self.nodes();
+            nodes.fresh(ino);
+            nodes.remember(ino, disk, kind, parent, name, true);
+        }
+        Ok(self.attr_at(ino, disk, dir, name, &st, kind))
     }
 
     /// Creates a directory.
@@ -349,41 +432,66 @@ impl Fs {
         self.writable_at(parent)?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
-        if std::fs::symlink_metadata(&c.path).is_ok() {
-            return Err(Errno::EEXIST);
+        let owner = self.owner_of_new(&c.dir, caller)?;
+        let parent_mode = fmode::of(&c.dir.stat()?);
+        let mut bits = mode & 0o7777;
+        if parent_mode & fmode::S_ISGID != 0 {
+            bits |= fmode::S_ISGID;
         }
         c.write_sidecar()?;
-        let parent_mode = std::fs::metadata(&c.dir)?.mode();
-        let mut bits = mode & 0o7777;
-        if parent_mode & libc::S_ISGID != 0 {
-            bits |= libc::S_ISGID;
-        }
-        if let Err(e) = rustix::fs::mkdir(&c.path, rustix::fs::Mode::from_raw_mode(0o700)) {
-            c.remove_sidecar();
+        if let Err(e) = c.dir.mkdir(c.entry(), 0o700) {
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                c.remove_sidecar();
+            }
             return Err(e.into());
         }
-        let done = (|| -> FsResult<()> {
-            if !matches!(
-                self.disk(c.disk)?.names,
-                Some(crate::names::NameCodec::Plain)
-            ) {
-                crate::backing::write_dirid(&c.path)?;
+        let made = (|| -> FsResult<Dir> {
+            let d = c.dir.open_dir(c.entry())?;
+            if self.disk(c.disk)?.check()?.1.is_encrypted() {
+                crate::backing::init_dirid(&d)?;
             }
-            self.own(&c.path, &c.dir, caller)?;
-            std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(bits))?;
-            Ok(())
+            if let Some((uid, gid)) = owner {
+                match rustix::fs::fchown(
+                    d.fd(),
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                ) {
+                    Ok(()) | Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            rustix::fs::fchmod(d.fd(), rustix::fs::Mode::from_raw_mode(bits as _))?;
+            Ok(d)
         })();
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_NAME));
-            let _ = std::fs::remove_file(c.path.join(crate::backing::DIRID_BACKUP));
-            let _ = std::fs::remove_dir(&c.path);
-            c.remove_sidecar();
-            return Err(e);
+        let d = match made {
+            Ok(d) => d,
+            Err(e) => {
+                if let Ok(d) = c.dir.open_dir(c.entry()) {
+                    let _ = d.unlink(OsStr::new(crate::backing::DIRID_NAME));
+                    let _ = d.unlink(OsStr::new(crate::backing::DIRID_BACKUP));
+                }
+                let _ = c.dir.rmdir(c.entry());
+                c.remove_sidecar();
+                return Err(e);
+            }
+        };
+        let st = d.stat()?;
+        let ino = fuse_ino(st.st_ino);
+        {
+            let mut nodes = self.nodes();
+            nodes.fresh(ino);
+            nodes.remember(ino, c.disk, Kind::Dir, c.parent, c.entry(), true);
         }
-        self.register_new(c.disk, &c.path)
+        self.dirs.put(ino, Arc::new(d));
+        let a = attr::from_stat(ino, &st, Kind::Dir, None);
+        if let Some(n) = self.nodes().get_mut(ino) {
+            n.attr = Some(a);
+        }
+        Ok(a)
     }
 
-    /// Creates a FIFO, socket or (as `create` without opening) a regular file.
+    /// Creates a FIFO, socket, device node or (as `create` without opening)
+    /// a regular file.
     pub fn mknod(
         &self,
         parent: u64,
@@ -393,36 +501,39 @@ impl Fs {
         caller: Caller,
     ) -> FsResult<Attr> {
         self.writable_at(parent)?;
-        let kind = mode & libc::S_IFMT;
-        if kind == libc::S_IFREG || kind == 0 {
-            let (attr, fh) = self.create(parent, name, mode, libc::O_WRONLY, caller)?;
+        let kind = mode & fmode::S_IFMT;
+        if kind == fmode::S_IFREG || kind == 0 {
+            let (attr, fh) =
+                self.create(parent, name, mode, libc::O_WRONLY | libc::O_EXCL, caller)?;
             self.release(fh)?;
             return Ok(attr);
         }
-        if kind != libc::S_IFIFO
-            && kind != libc::S_IFSOCK
-            && kind != libc::S_IFCHR
-            && kind != libc::S_IFBLK
-        {
-            return Err(Errno::EINVAL);
-        }
+        let (ft, k) = match FileType::from_raw_mode(kind as _) {
+            FileType::Fifo => (FileType::Fifo, Kind::Fifo),
+            FileType::Socket => (FileType::Socket, Kind::Socket),
+            FileType::CharacterDevice => (FileType::CharacterDevice, Kind::CharDev),
+            FileType::BlockDevice => (FileType::BlockDevice, Kind::BlockDev),
+            _ => return Err(Errno::EINVAL),
+        };
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
+        let owner = self.owner_of_new(&c.dir, caller)?;
         c.write_sidecar()?;
-        let ft = rustix::fs::FileType::from_raw_mode(kind);
-        if let Err(e) = rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &c.path,
-            ft,
-            rustix::fs::Mode::from_raw_mode(mode & 0o7777),
-            u64::from(rdev),
-        ) {
-            c.remove_sidecar();
+        if let Err(e) = c.dir.mknod(c.entry(), ft, 0o600, u64::from(rdev)) {
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                c.remove_sidecar();
+            }
             return Err(e.into());
         }
-        self.own(&c.path, &c.dir, caller)?;
-        std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(mode & 0o7777))?;
-        self.register_new(c.disk, &c.path)
+        let done = self
+            .own_at(&c.dir, c.entry(), owner)
+            .and_then(|()| Ok(c.dir.chmod_at(c.entry(), mode & 0o7777)?));
+        if let Err(e) = done {
+            let _ = c.dir.unlink(c.entry());
+            c.remove_sidecar();
+            return Err(e);
+        }
+        self.register_new(c.disk, c.parent, &c.dir, c.entry(), k)
     }
 
     /// Creates a symlink whose target is stored encrypted.
@@ -443,77 +554,92 @@ impl Fs {
         }
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
-        let (pipeline, _) = self.disk(c.disk)?.check()?;
+        let ctx = self.file_ctx(c.disk)?;
+        let owner = self.owner_of_new(&c.dir, caller)?;
         c.write_sidecar()?;
-        let fd = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&c.path)
-        {
+        let fd = match c.dir.create_file(c.entry(), 0o600) {
             Ok(fd) => fd,
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                if e.raw_os_error() != Some(libc::EEXIST) {
                     c.remove_sidecar();
                 }
                 return Err(e.into());
             }
         };
         let written = (|| -> FsResult<()> {
-            fd.set_permissions(std::fs::Permissions::from_mode(0o600 | SYMLINK_MARK))?;
-            let fd2 = fd.try_clone()?;
+            rustix::fs::fchmod(
+                &fd,
+                rustix::fs::Mode::from_raw_mode((0o600 | SYMLINK_MARK) as _),
+            )?;
+            let ino = fuse_ino(rustix::fs::fstat(&fd)?.st_ino);
             crate::file::write_symlink(
-                fd2,
-                c.path.clone(),
-                pipeline.clone(),
-                self.cache.clone(),
+                OpenSpec {
+                    fd,
+                    label: self.label_at(c.disk, c.parent, c.entry()),
+                    ino,
+                    writable: true,
+                    size_cell: None,
+                },
+                ctx,
                 target,
             )?;
-            self.own(&c.path, &c.dir, caller)?;
-            Ok(())
+            self.own_at(&c.dir, c.entry(), owner)
         })();
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&c.path);
+            let _ = c.dir.unlink(c.entry());
             c.remove_sidecar();
             return Err(e);
         }
-        self.register_new(c.disk, &c.path)
+        self.register_new(c.disk, c.parent, &c.dir, c.entry(), Kind::Symlink)
     }
 
     /// Removes a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.writable_at(parent)?;
         let c = self.child(parent, name)?;
-        let m = std::fs::symlink_metadata(&c.path)?;
-        if m.is_dir() {
-            return Err(Errno(libc::EISDIR));
+        let st = c.dir.stat_at(c.entry())?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(Errno::EISDIR);
         }
-        std::fs::remove_file(&c.path)?;
+        let ino = fuse_ino(st.st_ino);
+        // What the object was, for the kernel's later questions about an
+        // inode it still holds once nothing names it.
+        if let Some(n) = self.nodes().get_mut(ino) {
+            let kind = n.kind;
+            let mut a = attr::from_stat(ino, &st, kind, n.attr.map(|a| a.size));
+            a.nlink = a.nlink.saturating_sub(1);
+            n.attr = Some(a);
+        }
+        c.dir.unlink(c.entry())?;
         c.remove_sidecar();
-        let ino = fuse_ino(&m);
-        let mut nodes = self.nodes();
-        nodes.unlinked(&c.path);
-        nodes.set_size(ino, None);
+        self.nodes().unlink(c.parent, c.entry());
         Ok(())
     }
 
-    /// Empties a backing directory of strata's own files if it holds
-    /// nothing else; ENOTEMPTY otherwise.
-    fn clear_if_empty(&self, disk: usize, dir: &Path) -> FsResult<()> {
+    /// Empties backing directory `dir` of strata's own files if it holds
+    /// nothing else; ENOTEMPTY otherwise. Returns its id, to put back if the
+    /// removal that follows fails.
+    fn clear_if_empty(&self, disk: usize, dir: &Dir) -> FsResult<Option<[u8; 16]>> {
         let (_, codec) = self.disk(disk)?.check()?;
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let n = e.file_name();
-            if !codec.is_reserved(&n) || names::is_sidecar(&n) {
-                return Err(Errno::ENOTEMPTY);
-            }
+        let entries = dir.entries()?;
+        if entries
+            .iter()
+            .any(|e| !codec.is_reserved(&e.name) || names::is_sidecar(&e.name))
+        {
+            return Err(Errno::ENOTEMPTY);
         }
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            std::fs::remove_file(e.path())?;
+        let id = crate::backing::read_dirid_at(dir).ok().map(|(id, _)| id);
+        for e in entries {
+            dir.unlink(&e.name)?;
         }
-        Ok(())
+        Ok(id)
+    }
+
+    /// Puts a directory id back after a removal that did not happen.
+    fn restore_dirid(dir: &Dir, id: Option<[u8; 16]>) {
+        let id = id.unwrap_or_else(crate::crypto::random_array);
+        let _ = dir.replace(OsStr::new(crate::backing::DIRID_BACKUP), &id);
+        let _ = dir.replace(OsStr::new(crate::backing::DIRID_NAME), &id);
     }
 
     /// Removes an empty directory.
@@ -521,23 +647,28 @@ impl Fs {
         self.writable_at(parent)?;
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
-        let m = std::fs::symlink_metadata(&c.path)?;
-        if !m.is_dir() {
-            return Err(Errno(libc::ENOTDIR));
+        let st = c.dir.stat_at(c.entry())?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Err(Errno::ENOTDIR);
         }
-        let id = crate::backing::read_dirid(&c.path).ok();
-        self.clear_if_empty(c.disk, &c.path)?;
-        if let Err(e) = std::fs::remove_dir(&c.path) {
+        let victim = c.dir.open_dir(c.entry())?;
+        let id = self.clear_if_empty(c.disk, &victim)?;
+        if let Err(e) = c.dir.rmdir(c.entry()) {
             // Put the id back so that the directory stays readable.
-            if let Some((id, _)) = id {
-                let _ =
-                    crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_BACKUP), &id);
-                let _ = crate::backing::atomic_write(&c.path.join(crate::backing::DIRID_NAME), &id);
+            if self.disk(c.disk)?.check()?.1.is_encrypted() {
+                Self::restore_dirid(&victim, id);
             }
             return Err(e.into());
         }
         c.remove_sidecar();
-        self.nodes().unlinked(&c.path);
+        let ino = fuse_ino(st.st_ino);
+        self.dirs.remove(ino);
+        if let Some(n) = self.nodes().get_mut(ino) {
+            let mut a = attr::from_stat(ino, &st, Kind::Dir, None);
+            a.nlink = 0;
+            n.attr = Some(a);
+        }
+        self.nodes().unlink(c.parent, c.entry());
         Ok(())
     }
 
@@ -552,77 +683,73 @@ impl Fs {
     ) -> FsResult<()> {
         self.writable_at(parent)?;
         self.writable_at(newparent)?;
+        let how = match flags {
+            0 => Rename::Replace,
+            f if f == libc::RENAME_NOREPLACE => Rename::NoReplace,
+            f if f == libc::RENAME_EXCHANGE => Rename::Exchange,
+            _ => return Err(Errno::EINVAL),
+        };
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
         if from.disk != to.disk {
             return Err(Errno(libc::EXDEV));
         }
-        let src = std::fs::symlink_metadata(&from.path)?;
-        let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
-        if flags & !(libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let dst = std::fs::symlink_metadata(&to.path).ok();
-        if from.path == to.path {
+        let src = from.dir.stat_at(from.entry())?;
+        let dst = match to.dir.stat_at(to.entry()) {
+            Ok(st) => Some(st),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if from.parent == to.parent && from.entry() == to.entry() {
             return Ok(());
         }
-        if exchange && dst.is_none() {
-            return Err(Errno::ENOENT);
-        }
-        if noreplace && dst.is_some() {
-            return Err(Errno::EEXIST);
-        }
-        if let (Some(d), false) = (&dst, exchange) {
-            if fuse_ino(d) == fuse_ino(&src) {
-                // Two names of one inode: POSIX says do nothing.
-                return Ok(());
-            }
-            if d.is_dir() {
-                if !src.is_dir() {
-                    return Err(Errno(libc::EISDIR));
+        let is_dir = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        let mut cleared: Option<(Dir, Option<[u8; 16]>)> = None;
+        match (&dst, how) {
+            (None, Rename::Exchange) => return Err(Errno::ENOENT),
+            (Some(_), Rename::NoReplace) => return Err(Errno::EEXIST),
+            (Some(d), Rename::Replace) => {
+                if d.st_ino == src.st_ino {
+                    // Two names of one inode: POSIX says do nothing.
+                    return Ok(());
                 }
-                self.clear_if_empty(to.disk, &to.path)?;
-            } else if src.is_dir() {
-                return Err(Errno(libc::ENOTDIR));
+                if is_dir(d) {
+                    if !is_dir(&src) {
+                        return Err(Errno::EISDIR);
+                    }
+                    let victim = to.dir.open_dir(to.entry())?;
+                    let id = self.clear_if_empty(to.disk, &victim)?;
+                    cleared = Some((victim, id));
+                } else if is_dir(&src) {
+                    return Err(Errno::ENOTDIR);
+                }
             }
+            _ => {}
         }
         to.write_sidecar()?;
-        let rflags = if exchange {
-            rustix::fs::RenameFlags::EXCHANGE
-        } else {
-            rustix::fs::RenameFlags::empty()
-        };
-        if let Err(e) = rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &from.path,
-            rustix::fs::CWD,
-            &to.path,
-            rflags,
-        ) {
+        if let Err(e) = from.dir.rename(from.entry(), &to.dir, to.entry(), how) {
             if dst.is_none() {
                 to.remove_sidecar();
             }
-            if let Some(d) = &dst {
-                if d.is_dir() && !exchange {
-                    // The emptied target keeps a fresh id so it stays usable.
-                    let _ = crate::backing::write_dirid(&to.path);
+            if let Some((victim, id)) = cleared {
+                if self.disk(to.disk)?.check()?.1.is_encrypted() {
+                    Self::restore_dirid(&victim, id);
                 }
             }
             return Err(e.into());
         }
+        if let Some(d) = &dst {
+            if how == Rename::Replace && is_dir(d) {
+                self.dirs.remove(fuse_ino(d.st_ino));
+            }
+        }
         let mut nodes = self.nodes();
-        if exchange {
-            nodes.exchanged(
-                &from.path,
-                &to.path,
-                src.is_dir(),
-                dst.as_ref().map(|d| d.is_dir()).unwrap_or(false),
-            );
+        if how == Rename::Exchange {
+            nodes.exchange(from.parent, from.entry(), to.parent, to.entry());
         } else {
             from.remove_sidecar();
-            nodes.renamed(&from.path, &to.path, src.is_dir());
+            nodes.rename(from.parent, from.entry(), to.parent, to.entry());
         }
         Ok(())
     }
@@ -631,20 +758,35 @@ impl Fs {
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
         self.writable_at(ino)?;
         self.writable_at(newparent)?;
-        let (disk, src) = self.dir_of(ino)?;
+        let (disk, kind, src) = {
+            let nodes = self.nodes();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            (n.disk, n.kind, n.links.first().cloned())
+        };
+        if kind == Kind::Dir {
+            return Err(Errno::EPERM);
+        }
+        let src = src.ok_or(Errno::ENOENT)?;
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
+        let src_dir = self.dir_fd(src.parent)?;
         let to = self.child(newparent, newname)?;
         if to.disk != disk {
             return Err(Errno(libc::EXDEV));
         }
         to.write_sidecar()?;
-        if let Err(e) = std::fs::hard_link(&src, &to.path) {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
+        if let Err(e) = src_dir.link(&src.name, &to.dir, to.entry()) {
+            if e.raw_os_error() != Some(libc::EEXIST) {
                 to.remove_sidecar();
             }
             return Err(e.into());
         }
-        self.register_new(disk, &to.path)
+        let st = to.dir.stat_at(to.entry())?;
+        if fuse_ino(st.st_ino) != ino {
+            return Err(Errno::EIO);
+        }
+        self.nodes()
+            .remember(ino, disk, kind, to.parent, to.entry(), true);
+        Ok(self.attr_at(ino, disk, &to.dir, to.entry(), &st, kind))
     }
 
     /// Lists a directory (the whole listing, taken at opendir).
@@ -662,11 +804,11 @@ impl Fs {
             },
         ];
         if ino == ROOT_INO {
-            out[1].ino = ROOT_INO;
-            for (_, d) in self.live_disks() {
-                let m = std::fs::symlink_metadata(&d.root)?;
+            for (i, d) in self.live_disks() {
+                let st = rustix::fs::stat(&d.root)?;
+                let _ = i;
                 out.push(DirEntry {
-                    ino: fuse_ino(&m),
+                    ino: fuse_ino(st.st_ino),
                     kind: Kind::Dir,
                     name: d.name.clone().into(),
                 });
@@ -696,87 +838,76 @@ impl Fs {
             out[1].ino = SNAPSHOTS_INO;
             let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
             for (_, d) in self.snapshots_of(&disk.name) {
-                let m = std::fs::symlink_metadata(&d.root)?;
+                let st = rustix::fs::stat(&d.root)?;
                 out.push(DirEntry {
-                    ino: fuse_ino(&m),
+                    ino: fuse_ino(st.st_ino),
                     kind: Kind::Dir,
                     name: d.snapshot.clone().unwrap_or_default().into(),
                 });
             }
             return Ok(out);
         }
-        let (disk, dir) = self.dir_of(ino)?;
+        let disk = self.nodes().get(ino).map(|n| n.disk).ok_or(Errno::ENOENT)?;
         let (_, codec) = self.disk(disk)?.check()?;
+        let dir = self.dir_fd(ino)?;
         let id = self.cached_dir_id(ino, disk, &dir)?;
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            let bname = e.file_name();
-            if codec.is_reserved(&bname) {
+        for e in dir.entries()? {
+            if codec.is_reserved(&e.name) {
                 continue;
             }
-            let plain = if codec.is_encrypted() && names::is_long(&bname) {
-                let side = match std::fs::read_to_string(dir.join(names::sidecar_name(&bname))) {
-                    Ok(s) => s,
+            let plain = if codec.is_encrypted() && names::is_long(&e.name) {
+                let side = dir
+                    .read_small(&names::sidecar_name(&e.name), names::SIDECAR_MAX)
+                    .map_err(|err| err.to_string())
+                    .and_then(|b| String::from_utf8(b).map_err(|err| err.to_string()));
+                match side {
+                    Ok(s) => codec.decrypt_long(&id, &e.name, &s),
                     Err(err) => {
-                        tracing::error!(dir = %dir.display(), "long-name sidecar unreadable: {err}");
+                        tracing::error!(dir = %self.label_at(disk, ino, OsStr::new("")), "long-name sidecar unreadable: {err}");
                         continue;
                     }
-                };
-                codec.decrypt_long(&id, &bname, &side)
+                }
             } else {
-                codec.decrypt(&id, &bname)
+                codec.decrypt(&id, &e.name)
             };
             let plain = match plain {
                 Ok(p) => p,
                 Err(err) => {
-                    tracing::error!(dir = %dir.display(), "skipping an entry whose name does not decrypt: {err}");
+                    tracing::error!(dir = %self.label_at(disk, ino, OsStr::new("")), "skipping an entry whose name does not decrypt: {err}");
                     continue;
                 }
             };
-            let m = match e.metadata() {
-                Ok(m) => m,
-                Err(_) => continue,
+            let kind = match e.file_type {
+                FileType::Directory => Kind::Dir,
+                FileType::Fifo => Kind::Fifo,
+                FileType::Socket => Kind::Socket,
+                FileType::CharacterDevice => Kind::CharDev,
+                FileType::BlockDevice => Kind::BlockDev,
+                _ => match dir.stat_at(&e.name) {
+                    Ok(st) => self.probe(disk, &dir, &e.name, &st).0,
+                    Err(_) => continue,
+                },
             };
             out.push(DirEntry {
-                ino: fuse_ino(&m),
-                kind: attr::kind_of(m.mode()),
+                ino: fuse_ino(e.ino),
+                kind,
                 name: plain,
             });
         }
         Ok(out)
     }
 
-    /// Filesystem statistics of the backing store, in 4 KiB blocks.
+    /// Filesystem statistics of the backing store.
     pub fn statfs(&self) -> FsResult<rustix::fs::StatVfs> {
         Ok(rustix::fs::statvfs(&self.store)?)
     }
 
     /// Flushes a directory's entries to the backing store.
     pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
-        if ino == ROOT_INO {
+        if ino == ROOT_INO || Fs::is_virtual(ino) {
             return Ok(());
         }
-        let (_, dir) = self.dir_of(ino)?;
-        std::fs::File::open(&dir)?.sync_all()?;
+        self.dir_fd(ino)?.sync()?;
         Ok(())
-    }
-
-    pub(super) fn open_enc(&self, disk: usize, path: &Path) -> FsResult<Arc<crate::file::EncFile>> {
-        let (pipeline, _) = self.disk(disk)?.check()?;
-        let fd = std::fs::OpenOptions::new()
-            .read(true)
-            .write(!self.opts.read_only)
-            .open(path)?;
-        Ok(Arc::new(crate::file::EncFile::open(
-            fd,
-            path.to_path_buf(),
-            pipeline.clone(),
-            self.cache.clone(),
-        )?))
-    }
-
-    /// Whether a child name would need a long-name sidecar.
-    pub fn is_long_name(b: &BackingName) -> bool {
-        matches!(b, BackingName::Long { .. })
     }
 }

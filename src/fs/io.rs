@@ -1,14 +1,15 @@
-//! Open files and their handles: open, create, read, write, flush, fsync,
-//! release. All handles of one inode share one `EncFile`, so a file renamed
-//! over or unlinked while open keeps working through its descriptors.
+//! Open files and their handles: open, create, read, write, allocate,
+//! fsync, release. Every handle of an inode, and every other operation on
+//! its contents, shares the inode's one `EncFile`, so a file renamed over,
+//! unlinked while open or truncated beside an open handle keeps one header
+//! and one size.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::sync::Arc;
 
-use super::dir::{fuse_ino, Caller};
-use super::{Attr, DirEntry, Errno, Fs, FsResult, Kind};
-use crate::file::EncFile;
+use super::resolve::fuse_ino;
+use super::{Attr, Caller, DirEntry, Errno, Fs, FsResult, Kind};
+use crate::file::{EncFile, OpenSpec};
 
 /// What a file handle refers to.
 pub(super) enum Handle {
@@ -50,32 +51,13 @@ impl Fs {
         Ok((file, write))
     }
 
-    /// Attaches a new handle to inode `ino`, opening its file if needed.
-    fn attach(&self, ino: u64, write: bool, fresh: Option<Arc<EncFile>>) -> FsResult<u64> {
-        let (disk, path, existing) = {
-            let nodes = self.nodes();
-            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            if n.kind != Kind::File {
-                return Err(if n.kind == Kind::Dir {
-                    Errno(libc::EISDIR)
-                } else {
-                    Errno::EINVAL
-                });
-            }
-            (n.disk, n.paths.first().cloned(), n.open.clone())
-        };
-        let file = match (existing, fresh) {
-            (Some(f), _) => f,
-            (None, Some(f)) => f,
-            (None, None) => self.open_enc(disk, &path.ok_or(Errno::ENOENT)?)?,
-        };
-        let mut nodes = self.nodes();
-        let n = nodes.get_mut(ino).ok_or(Errno::ENOENT)?;
-        // Another thread may have opened it meanwhile: keep the first.
-        let file = n.open.get_or_insert(file).clone();
-        n.open_count += 1;
-        n.size = None;
-        drop(nodes);
+    /// Attaches a new handle to inode `ino` for `file` (its shared file).
+    fn attach(&self, ino: u64, disk: usize, file: Arc<EncFile>, write: bool) -> FsResult<u64> {
+        {
+            let mut nodes = self.nodes();
+            let n = nodes.get_mut(ino).ok_or(Errno::ENOENT)?;
+            n.open_count += 1;
+        }
         let fh = self.new_fh();
         self.handles().insert(
             fh,
@@ -95,15 +77,25 @@ impl Fs {
         if write {
             self.writable_at(ino)?;
         }
-        let disk = self.nodes().get(ino).map(|n| n.disk).ok_or(Errno::ENOENT)?;
-        self.disk(disk)?.check()?;
-        let fh = self.attach(ino, write, None)?;
-        if flags & libc::O_TRUNC != 0 && write {
-            if let Some(f) = self.handle_file(fh) {
-                f.truncate(0)?;
-            }
+        let (disk, kind) = {
+            let nodes = self.nodes();
+            let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
+            (n.disk, n.kind)
+        };
+        match kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
         }
-        Ok(fh)
+        self.disk(disk)?.check()?;
+        let file = self.file_of(ino)?;
+        if write && !file.writable() {
+            return Err(Errno(libc::EACCES));
+        }
+        if flags & libc::O_TRUNC != 0 && write {
+            file.truncate(0)?;
+        }
+        self.attach(ino, disk, file, write)
     }
 
     /// Creates and opens a regular file.
@@ -116,27 +108,27 @@ impl Fs {
         caller: Caller,
     ) -> FsResult<(Attr, u64)> {
         self.writable_at(parent)?;
-        let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
+        let ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
-        let (pipeline, _) = self.disk(c.disk)?.check()?;
-        let pipeline = pipeline.clone();
+        self.file_ctx(c.disk)?;
+        let owner = self.owner_of_new(&c.dir, caller)?;
         c.write_sidecar()?;
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&c.path);
-        let fd = match opened {
+        let fd = match c.dir.create_file(c.entry(), 0o600) {
             Ok(fd) => fd,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 if flags & libc::O_EXCL != 0 {
                     return Err(Errno::EEXIST);
                 }
-                drop(_ns);
+                drop(ns);
                 // Lost a race with another creator: open what is there.
                 let attr = self.lookup(parent, name)?;
-                let fh = self.open(attr.ino, flags)?;
+                let fh = match self.open(attr.ino, flags) {
+                    Ok(fh) => fh,
+                    Err(e) => {
+                        self.forget(attr.ino, 1);
+                        return Err(e);
+                    }
+                };
                 return Ok((self.getattr(attr.ino)?, fh));
             }
             Err(e) => {
@@ -144,30 +136,57 @@ impl Fs {
                 return Err(e.into());
             }
         };
-        let setup = (|| -> FsResult<Arc<EncFile>> {
-            fd.set_permissions(std::fs::Permissions::from_mode(
-                mode & 0o7777 & !libc::S_ISVTX,
-            ))?;
-            let f = EncFile::open(fd, c.path.clone(), pipeline, self.cache.clone())?;
-            Ok(Arc::new(f))
+        let registered = std::cell::Cell::new(None);
+        let made = (|| -> FsResult<(u64, Arc<EncFile>)> {
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode((mode & 0o7777) as _))?;
+            if let Some((uid, gid)) = owner {
+                match rustix::fs::fchown(
+                    &fd,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                ) {
+                    Ok(()) | Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let ino = fuse_ino(rustix::fs::fstat(&fd)?.st_ino);
+            let slot = {
+                let mut nodes = self.nodes();
+                nodes.fresh(ino);
+                nodes.remember(ino, c.disk, Kind::File, c.parent, c.entry(), true);
+                registered.set(Some(ino));
+                nodes.get(ino).map(|n| n.file.clone()).ok_or(Errno::EIO)?
+            };
+            let mut open = slot.open.lock().unwrap_or_else(|e| e.into_inner());
+            let file = Arc::new(EncFile::create(
+                OpenSpec {
+                    fd,
+                    label: self.label_at(c.disk, c.parent, c.entry()),
+                    ino,
+                    writable: true,
+                    size_cell: Some(slot.size.clone()),
+                },
+                self.file_ctx(c.disk)?,
+                crate::format::FileType::Regular,
+            )?);
+            *open = Arc::downgrade(&file);
+            Ok((ino, file))
         })();
-        let file = match setup {
-            Ok(f) => f,
+        let (ino, file) = match made {
+            Ok(x) => x,
             Err(e) => {
-                let _ = std::fs::remove_file(&c.path);
+                let _ = c.dir.unlink(c.entry());
                 c.remove_sidecar();
+                let mut nodes = self.nodes();
+                nodes.unlink(c.parent, c.entry());
+                if let Some(ino) = registered.get() {
+                    nodes.forget(ino, 1);
+                }
                 return Err(e);
             }
         };
-        self.own(&c.path, &c.dir, caller)?;
-        let m = std::fs::symlink_metadata(&c.path)?;
-        let ino = fuse_ino(&m);
-        {
-            let mut nodes = self.nodes();
-            nodes.fresh(ino);
-            nodes.remember(ino, c.disk, &c.path, Kind::File, true);
-        }
-        let fh = self.attach(ino, true, Some(file))?;
+        drop(ns);
+        let fh = self.attach(ino, c.disk, file, true)?;
         let attr = self.getattr(ino)?;
         Ok((attr, fh))
     }
@@ -193,6 +212,20 @@ impl Fs {
         Ok(n)
     }
 
+    /// Allocates space (fallocate modes 0 and FALLOC_FL_KEEP_SIZE).
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        let (f, write) = self.served_file(fh)?;
+        if !write {
+            return Err(Errno::EBADF);
+        }
+        let keep_size = match mode {
+            0 => false,
+            m if m == libc::FALLOC_FL_KEEP_SIZE => true,
+            _ => return Err(Errno(libc::EOPNOTSUPP)),
+        };
+        Ok(f.allocate(offset, len, keep_size)?)
+    }
+
     /// Makes an open file durable.
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         let (f, _) = self.served_file(fh)?;
@@ -202,17 +235,15 @@ impl Fs {
     /// Closes a handle of a file or directory.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.handles().remove(&fh);
-        if let Some(Handle::File { ino, .. }) = h {
+        if let Some(Handle::File { ino, file, .. }) = h {
             let mut nodes = self.nodes();
             if let Some(n) = nodes.get_mut(ino) {
                 n.open_count = n.open_count.saturating_sub(1);
-                if n.open_count == 0 {
-                    if let Some(f) = n.open.take() {
-                        n.size = Some(f.size());
-                    }
-                }
             }
-            nodes.drop_if_unused(ino);
+            nodes.release_chain(ino);
+            drop(nodes);
+            // The shared file closes when its last holder lets go.
+            drop(file);
         }
         Ok(())
     }

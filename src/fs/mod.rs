@@ -5,27 +5,36 @@
 //! The mount root (inode 1) is virtual and holds one directory per disk. Every
 //! other inode is a backing-store object: directories and special files are
 //! backing directories and special files under encrypted names; regular files
-//! and symlink targets are encrypted backing files (a symlink is a backing
-//! regular file with the sticky bit set, so its type shows without opening
-//! it). Inode numbers are the backing inode numbers, so hard links share an
-//! inode and `readdir` agrees with `stat`.
+//! and symlink targets are encrypted backing files (a symlink's backing file
+//! carries the sticky bit and a header of type symlink). Inode numbers are
+//! the backing inode numbers, so hard links share an inode and `readdir`
+//! agrees with `stat`.
+//!
+//! Backing objects are reached by descriptor: a node knows its parent
+//! directory's inode and its backing name there, directories are opened
+//! one name at a time from the disk root (and kept in a bounded cache), and
+//! every call names one entry of an open directory. An inode the kernel
+//! still holds is acted on through its own descriptor or its current name,
+//! never through a path that a rename or unlink made stale.
 
 pub mod attr;
 mod dir;
 mod io;
 mod nodes;
+mod resolve;
 pub mod xattr;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use attr::{Attr, Kind};
 pub use dir::{Caller, DirEntry, SetAttr, SetTime};
 
+use crate::backing::{Dir, DirCache};
 use crate::cache::BlockCache;
-use crate::file::FileError;
+use crate::file::{FileCtx, FileError, Sessions};
 use crate::layers::Pipeline;
 use crate::names::{BackingName, NameCodec, NameError};
 use nodes::Nodes;
@@ -56,12 +65,13 @@ impl Errno {
     pub const EEXIST: Errno = Errno(libc::EEXIST);
     /// ENOTSUP.
     pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
-    /// EKEYREVOKED on Linux, EACCES elsewhere.
-    #[cfg(target_os = "linux")]
-    pub const REVOKED: Errno = Errno(libc::EKEYREVOKED);
-    /// EKEYREVOKED on Linux, EACCES elsewhere.
-    #[cfg(not(target_os = "linux"))]
-    pub const REVOKED: Errno = Errno(libc::EACCES);
+    /// ENOTDIR.
+    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
+    /// EISDIR.
+    pub const EISDIR: Errno = Errno(libc::EISDIR);
+    /// The answer for a disk whose key is revoked: EKEYREVOKED on Linux,
+    /// EACCES where that does not exist.
+    pub const REVOKED: Errno = Errno(crate::platform::ERRNO_REVOKED);
 }
 
 impl From<std::io::Error> for Errno {
@@ -112,6 +122,9 @@ pub struct DiskRt {
     /// For a snapshot: its name (`name` is then its disk's). Snapshots are
     /// read-only and shown under `.snapshots/<disk>/<snapshot>/`.
     pub snapshot: Option<String>,
+    /// A temp disk: emptied at every mount, so its files need no write
+    /// window for crashes.
+    pub ephemeral: bool,
 }
 
 impl DiskRt {
@@ -131,6 +144,9 @@ impl DiskRt {
 pub struct FsOptions {
     /// Refuse every change.
     pub read_only: bool,
+    /// The mount session files are written under, and the sessions known
+    /// to have crashed.
+    pub sessions: Sessions,
 }
 
 /// The mount root's directory of snapshots.
@@ -152,13 +168,15 @@ pub struct Fs {
     gates: Vec<RwLock<()>>,
     cache: Arc<BlockCache>,
     nodes: Mutex<Nodes>,
+    dirs: DirCache,
     handles: Mutex<std::collections::HashMap<u64, io::Handle>>,
     next_fh: AtomicU64,
     /// Held shared by operations that add names, exclusively by rmdir and
-    /// rename-over-directory, which must see a directory stay empty while
-    /// they remove its id file.
+    /// rename, which must see a directory stay empty while they remove its
+    /// id files.
     ns_lock: RwLock<()>,
     opts: FsOptions,
+    sessions: Arc<Sessions>,
     store: PathBuf,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
@@ -221,16 +239,18 @@ impl Fs {
             .chain((0..SPARE_SLOTS).map(|_| std::sync::OnceLock::new()))
             .collect();
         let nodes = Nodes::new(slots.len());
+        let sessions = Arc::new(opts.sessions.clone());
         Fs {
             gates: (0..slots.len()).map(|_| RwLock::new(())).collect(),
             disks: slots,
-
             cache,
             nodes: Mutex::new(nodes),
+            dirs: DirCache::new(crate::backing::DIR_CACHE_CAPACITY),
             handles: Mutex::new(Default::default()),
             next_fh: AtomicU64::new(1),
             ns_lock: RwLock::new(()),
             opts,
+            sessions,
             store,
             bytes_read: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
@@ -277,6 +297,7 @@ impl Fs {
             names: d.pipeline.as_ref().map(|p| p.name_codec()),
             refused: RwLock::new(d.refused.read().map(|r| r.clone()).unwrap_or(None)),
             snapshot: Some(name.to_string()),
+            ephemeral: false,
         };
         match self.disks.iter().find(|s| s.get().is_none()) {
             Some(slot) => slot.set(rt).is_ok(),
@@ -394,74 +415,34 @@ impl Fs {
         }
     }
 
+    /// Whether files of slot `disk` may be written (not a read-only mount,
+    /// not a snapshot).
+    fn disk_writable(&self, disk: usize) -> bool {
+        !self.opts.read_only && self.disk(disk).is_ok_and(|d| d.snapshot.is_none())
+    }
+
     fn disk(&self, idx: usize) -> FsResult<&DiskRt> {
         self.disks.get(idx).and_then(|s| s.get()).ok_or(Errno::EIO)
     }
 
-    /// The disk index and a current backing path of a directory inode.
-    fn dir_of(&self, ino: u64) -> FsResult<(usize, PathBuf)> {
-        if ino == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        if Self::is_virtual(ino) {
-            return Err(Errno::EROFS);
-        }
-        let nodes = self.nodes();
-        let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-        let p = n.paths.first().cloned().ok_or(Errno::ENOENT)?;
-        Ok((n.disk, p))
-    }
-
-    /// The directory id of backing directory `dir` of disk `disk`.
-    fn dir_id(&self, disk: usize, dir: &Path) -> FsResult<[u8; 16]> {
-        let (_, names) = self.disk(disk)?.check()?;
-        if matches!(names, NameCodec::Plain) {
-            return Ok([0; 16]);
-        }
-        match crate::backing::read_dirid(dir) {
-            Ok((id, crate::backing::DirIdSource::Primary)) => Ok(id),
-            Ok((id, crate::backing::DirIdSource::Backup)) => {
-                tracing::warn!(dir = %dir.display(), "directory id read from its backup copy; `strata verify --repair` restores it");
-                Ok(id)
-            }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), "directory id unreadable: {e}");
-                Err(Errno::EIO)
-            }
-        }
-    }
-
-    /// The directory id of directory inode `ino` at `dir`, cached in its node.
-    fn cached_dir_id(&self, ino: u64, disk: usize, dir: &Path) -> FsResult<[u8; 16]> {
-        if let Some(id) = self.nodes().get(ino).and_then(|n| n.dir_id) {
-            return Ok(id);
-        }
-        let id = self.dir_id(disk, dir)?;
-        if let Some(n) = self.nodes().get_mut(ino) {
-            n.dir_id = Some(id);
-        }
-        Ok(id)
-    }
-
-    /// Resolves `name` in directory inode `parent`: disk index, backing
-    /// directory, backing name and full backing path of the child.
-    fn child(&self, parent: u64, name: &OsStr) -> FsResult<Child> {
-        if parent == ROOT_INO {
-            return Err(Errno::EPERM);
-        }
-        let (disk, dir) = self.dir_of(parent)?;
-        let (_, names) = self.disk(disk)?.check()?;
-        let id = self.cached_dir_id(parent, disk, &dir)?;
-        let bname = names.encrypt(&id, name)?;
-        let path = match &bname {
-            BackingName::Short(s) => dir.join(s),
-            BackingName::Long { hashed, .. } => dir.join(hashed),
+    /// What the files of slot `disk` share: its ciphers, the cache scoped to
+    /// the slot, and the session they are written under.
+    fn file_ctx(&self, disk: usize) -> FsResult<FileCtx> {
+        let d = self.disk(disk)?;
+        let (pipeline, _) = d.check()?;
+        let sessions = if d.ephemeral || !self.disk_writable(disk) {
+            Arc::new(Sessions {
+                current: 0,
+                crashed: self.sessions.crashed.clone(),
+            })
+        } else {
+            self.sessions.clone()
         };
-        Ok(Child {
-            disk,
-            dir,
-            bname,
-            path,
+        Ok(FileCtx {
+            pipeline: pipeline.clone(),
+            cache: self.cache.clone(),
+            scope: u32::try_from(disk).unwrap_or(u32::MAX),
+            sessions,
         })
     }
 
@@ -470,28 +451,33 @@ impl Fs {
     }
 }
 
-/// A resolved child name.
+/// A resolved child name: its disk, its parent's open directory and inode,
+/// and its backing name there.
 struct Child {
     disk: usize,
-    dir: PathBuf,
+    parent: u64,
+    dir: Arc<Dir>,
     bname: BackingName,
-    path: PathBuf,
 }
 
 impl Child {
+    /// The name of the backing entry (the hashed one for a long name).
+    fn entry(&self) -> &OsStr {
+        self.bname.entry_name()
+    }
+
     /// Writes the long-name sidecar, if the name needs one.
     fn write_sidecar(&self) -> FsResult<()> {
-        if let BackingName::Long { hashed, full } = &self.bname {
-            let side = self.dir.join(crate::names::sidecar_name(hashed));
-            crate::backing::atomic_write(&side, full.as_bytes())?;
+        if let Some((side, full)) = self.bname.sidecar() {
+            self.dir.replace(&side, full.as_bytes())?;
         }
         Ok(())
     }
 
     /// Removes the long-name sidecar, if any.
     fn remove_sidecar(&self) {
-        if let BackingName::Long { hashed, .. } = &self.bname {
-            let _ = std::fs::remove_file(self.dir.join(crate::names::sidecar_name(hashed)));
+        if let Some((side, _)) = self.bname.sidecar() {
+            let _ = self.dir.unlink(&side);
         }
     }
 }

@@ -1,41 +1,97 @@
-//! The inode table: which backing paths each inode the kernel knows is
-//! reachable at, its lookup count, its shared open file and cached facts
-//! (logical size, directory id). An index from path to inode keeps unlink
-//! and rename of files independent of the table's size.
+//! The inode table: every inode the kernel knows, where it lives (its
+//! links: a parent directory inode and a backing name in it), its lookup
+//! count, the one shared encrypted-file object every operation on it uses,
+//! and cached facts (logical size, directory id, last attributes).
+//!
+//! Objects are found through their parent's directory descriptor and one
+//! backing name, never through a path: a rename moves one link, whatever
+//! lies below it. A node keeps its parent nodes alive (a child count), so
+//! the chain from any node to its disk's root is always in the table.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
 
-use super::Kind;
-use crate::file::EncFile;
+use super::{Attr, Kind};
+use crate::file::{EncFile, SIZE_UNKNOWN};
+
+/// One name of an object: a backing name in a parent directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Link {
+    /// The parent directory's inode.
+    pub parent: u64,
+    /// The backing name (the hashed one for a long name).
+    pub name: OsString,
+}
+
+/// The one encrypted-file object of a regular file or symlink, shared by
+/// every path that touches its contents (handles, truncate, xattrs,
+/// readlink), and its logical size, kept while nothing has it open.
+pub(super) struct FileSlot {
+    /// The open file while anything holds it.
+    pub open: Mutex<Weak<EncFile>>,
+    /// Its size (`SIZE_UNKNOWN` until read), mirrored by the open file.
+    pub size: Arc<AtomicU64>,
+}
+
+impl FileSlot {
+    fn new() -> Arc<Self> {
+        Arc::new(FileSlot {
+            open: Mutex::new(Weak::new()),
+            size: Arc::new(AtomicU64::new(SIZE_UNKNOWN)),
+        })
+    }
+}
 
 /// One inode known to the kernel.
 pub(super) struct Node {
     /// Index of its disk.
     pub disk: usize,
-    /// Backing paths it is known at (several for hard links; none once
-    /// unlinked while open).
-    pub paths: Vec<PathBuf>,
     /// Its type.
     pub kind: Kind,
     /// Kernel lookup count.
     pub lookups: u64,
-    /// The shared encrypted file, while any handle has it open.
-    pub open: Option<Arc<EncFile>>,
     /// Handles open on it.
     pub open_count: u32,
-    /// Cached logical size of a regular file or symlink.
-    pub size: Option<u64>,
+    /// Its names, the most recently used first (several for hard links;
+    /// none once unlinked, or for a disk root).
+    pub links: Vec<Link>,
+    /// Nodes that have a link in this directory.
+    pub children: u32,
+    /// A disk or snapshot root (reached by its path, never forgotten).
+    pub root: bool,
+    /// Its shared file object.
+    pub file: Arc<FileSlot>,
     /// Cached directory id of a directory.
     pub dir_id: Option<[u8; 16]>,
+    /// Its attributes when last seen, answered once nothing reaches it
+    /// (unlinked and closed, while the kernel still holds it).
+    pub attr: Option<Attr>,
+}
+
+impl Node {
+    fn new(disk: usize, kind: Kind) -> Self {
+        Node {
+            disk,
+            kind,
+            lookups: 0,
+            open_count: 0,
+            links: Vec::new(),
+            children: 0,
+            root: false,
+            file: FileSlot::new(),
+            dir_id: None,
+            attr: None,
+        }
+    }
 }
 
 /// The table.
 pub(super) struct Nodes {
     map: HashMap<u64, Node>,
-    by_path: HashMap<PathBuf, u64>,
-    /// Disk roots: never forgotten.
+    by_link: HashMap<(u64, OsString), u64>,
+    /// Disk and snapshot roots by slot.
     pub roots: Vec<u64>,
 }
 
@@ -43,7 +99,7 @@ impl Nodes {
     pub fn new(slots: usize) -> Self {
         Nodes {
             map: HashMap::new(),
-            by_path: HashMap::new(),
+            by_link: HashMap::new(),
             roots: vec![0; slots],
         }
     }
@@ -56,136 +112,207 @@ impl Nodes {
         self.map.get_mut(&ino)
     }
 
-    /// Records that `ino` is reachable at `path` (a kernel lookup when
+    /// The inode named `name` in `parent`, if known.
+    #[cfg(test)]
+    pub fn at(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        self.by_link.get(&(parent, name.to_os_string())).copied()
+    }
+
+    /// Records the root of slot `slot` (a kernel lookup when
     /// `count_lookup`).
-    pub fn remember(&mut self, ino: u64, disk: usize, path: &Path, kind: Kind, count_lookup: bool) {
-        if let Some(old) = self.by_path.get(path).copied() {
-            if old != ino {
-                // The path now names another inode: the old one lost it.
-                self.detach(old, path);
-            }
-        }
-        let n = self.map.entry(ino).or_insert_with(|| Node {
-            disk,
-            paths: Vec::new(),
-            kind,
-            lookups: 0,
-            open: None,
-            open_count: 0,
-            size: None,
-            dir_id: None,
-        });
-        // An inode number freed on one disk can be reused on another.
-        n.disk = disk;
-        n.kind = kind;
-        // The most recently resolved path goes first.
-        n.paths.retain(|p| p != path);
-        n.paths.insert(0, path.to_path_buf());
+    pub fn root(&mut self, slot: usize, ino: u64, count_lookup: bool) {
+        let n = self
+            .map
+            .entry(ino)
+            .or_insert_with(|| Node::new(slot, Kind::Dir));
+        n.disk = slot;
+        n.root = true;
         if count_lookup {
             n.lookups += 1;
         }
-        self.by_path.insert(path.to_path_buf(), ino);
+        if let Some(r) = self.roots.get_mut(slot) {
+            *r = ino;
+        }
     }
 
-    /// Removes `path` from node `ino`. A node left with no path is an
-    /// object that no longer exists in the namespace: its cached facts go,
-    /// so that a new object reusing the inode number starts clean.
-    fn detach(&mut self, ino: u64, path: &Path) {
+    /// Records that `ino` (of type `kind`, on disk `disk`) is named `name`
+    /// in `parent` (a kernel lookup when `count_lookup`). A node whose type
+    /// changed is an inode number reused by a new object: it starts clean.
+    pub fn remember(
+        &mut self,
+        ino: u64,
+        disk: usize,
+        kind: Kind,
+        parent: u64,
+        name: &OsStr,
+        count_lookup: bool,
+    ) {
+        let key = (parent, name.to_os_string());
+        if let Some(old) = self.by_link.get(&key).copied() {
+            if old != ino {
+                // The name now holds another inode: the old one lost it.
+                self.detach(parent, name);
+                self.release_chain(old);
+            }
+        }
+        let n = self.map.entry(ino).or_insert_with(|| Node::new(disk, kind));
+        if n.kind != kind || n.disk != disk {
+            n.kind = kind;
+            n.disk = disk;
+            n.file = FileSlot::new();
+            n.dir_id = None;
+            n.attr = None;
+        }
+        if count_lookup {
+            n.lookups += 1;
+        }
+        let link = Link {
+            parent,
+            name: name.to_os_string(),
+        };
+        match n.links.iter().position(|l| *l == link) {
+            Some(0) => return,
+            Some(i) => {
+                let l = n.links.remove(i);
+                n.links.insert(0, l);
+                return;
+            }
+            None => n.links.insert(0, link),
+        }
+        self.by_link.insert(key, ino);
+        if let Some(p) = self.map.get_mut(&parent) {
+            p.children += 1;
+        }
+    }
+
+    /// A newly created object at `ino`: whatever the table knew of that
+    /// inode number belonged to a deleted object.
+    pub fn fresh(&mut self, ino: u64) {
         if let Some(n) = self.map.get_mut(&ino) {
-            n.paths.retain(|p| p != path);
-            if n.paths.is_empty() {
-                n.dir_id = None;
-                if n.open.is_none() {
-                    n.size = None;
-                }
+            if n.open_count == 0 {
+                n.file = FileSlot::new();
             }
+            n.dir_id = None;
+            n.attr = None;
         }
     }
 
-    fn remove(&mut self, ino: u64) {
-        if let Some(n) = self.map.remove(&ino) {
-            for p in n.paths {
-                if self.by_path.get(&p) == Some(&ino) {
-                    self.by_path.remove(&p);
+    /// Takes the name `name` of `parent` from the inode it names, without
+    /// releasing anything yet.
+    fn detach(&mut self, parent: u64, name: &OsStr) -> Option<u64> {
+        let ino = self.by_link.remove(&(parent, name.to_os_string()))?;
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.links.retain(|l| !(l.parent == parent && l.name == name));
+        }
+        if let Some(p) = self.map.get_mut(&parent) {
+            p.children = p.children.saturating_sub(1);
+        }
+        Some(ino)
+    }
+
+    /// The name `name` of `parent` is gone; returns the inode it named.
+    pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Option<u64> {
+        let ino = self.detach(parent, name)?;
+        self.release_chain(ino);
+        self.release_chain(parent);
+        Some(ino)
+    }
+
+    /// `name` of `parent` was renamed to `newname` of `newparent` (whose
+    /// previous object, if any, lost that name).
+    pub fn rename(&mut self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr) {
+        let replaced = self.detach(newparent, newname);
+        let moved = self.by_link.remove(&(parent, name.to_os_string()));
+        if let Some(old) = replaced {
+            self.release_chain(old);
+        }
+        let Some(ino) = moved else {
+            self.release_chain(parent);
+            return;
+        };
+        if let Some(n) = self.map.get_mut(&ino) {
+            for l in n.links.iter_mut() {
+                if l.parent == parent && l.name == name {
+                    l.parent = newparent;
+                    l.name = newname.to_os_string();
                 }
             }
         }
+        self.by_link
+            .insert((newparent, newname.to_os_string()), ino);
+        if let Some(p) = self.map.get_mut(&newparent) {
+            p.children += 1;
+        }
+        if let Some(p) = self.map.get_mut(&parent) {
+            p.children = p.children.saturating_sub(1);
+        }
+        self.release_chain(parent);
+    }
+
+    /// The objects named `a` in `pa` and `b` in `pb` were exchanged.
+    pub fn exchange(&mut self, pa: u64, a: &OsStr, pb: u64, b: &OsStr) {
+        let ia = self.by_link.remove(&(pa, a.to_os_string()));
+        let ib = self.by_link.remove(&(pb, b.to_os_string()));
+        let mut retarget = |ino: Option<u64>, from: (u64, &OsStr), to: (u64, &OsStr)| {
+            let Some(ino) = ino else { return };
+            if let Some(n) = self.map.get_mut(&ino) {
+                for l in n.links.iter_mut() {
+                    if l.parent == from.0 && l.name == from.1 {
+                        l.parent = to.0;
+                        l.name = to.1.to_os_string();
+                    }
+                }
+            }
+            self.by_link.insert((to.0, to.1.to_os_string()), ino);
+            if from.0 != to.0 {
+                if let Some(p) = self.map.get_mut(&to.0) {
+                    p.children += 1;
+                }
+                if let Some(p) = self.map.get_mut(&from.0) {
+                    p.children = p.children.saturating_sub(1);
+                }
+            }
+        };
+        retarget(ia, (pa, a), (pb, b));
+        retarget(ib, (pb, b), (pa, a));
+        self.release_chain(pa);
+        self.release_chain(pb);
     }
 
     /// Drops `count` lookups of `ino`; forgets it when nothing holds it.
     pub fn forget(&mut self, ino: u64, count: u64) {
-        if self.roots.contains(&ino) {
-            return;
-        }
-        let unused = match self.map.get_mut(&ino) {
-            Some(n) => {
-                n.lookups = n.lookups.saturating_sub(count);
-                n.lookups == 0 && n.open_count == 0
-            }
-            None => false,
-        };
-        if unused {
-            self.remove(ino);
-        }
-    }
-
-    /// A path was removed from the namespace.
-    pub fn unlinked(&mut self, path: &Path) {
-        if let Some(ino) = self.by_path.remove(path) {
-            self.detach(ino, path);
-        }
-    }
-
-    /// A newly created object at `path`: whatever the table knew of that
-    /// inode number belonged to a deleted object.
-    pub fn fresh(&mut self, ino: u64) {
         if let Some(n) = self.map.get_mut(&ino) {
-            n.dir_id = None;
-            n.size = None;
+            n.lookups = n.lookups.saturating_sub(count);
         }
+        self.release_chain(ino);
     }
 
-    /// `from` was renamed to `to` (which, if it existed, is gone): every
-    /// path at or below `from` moves.
-    pub fn renamed(&mut self, from: &Path, to: &Path, is_dir: bool) {
-        self.unlinked(to);
-        let moved: Vec<PathBuf> = if is_dir {
-            self.by_path
-                .keys()
-                .filter(|p| p.starts_with(from))
-                .cloned()
-                .collect()
-        } else {
-            self.by_path
-                .contains_key(from)
-                .then(|| from.to_path_buf())
-                .into_iter()
-                .collect()
-        };
-        for old in moved {
-            let Some(ino) = self.by_path.remove(&old) else {
+    /// Removes `ino` if nothing holds it (no lookup, no handle, no child,
+    /// not a root), then its parents likewise.
+    pub fn release_chain(&mut self, ino: u64) {
+        let mut work = vec![ino];
+        while let Some(ino) = work.pop() {
+            let unused = self
+                .map
+                .get(&ino)
+                .is_some_and(|n| n.lookups == 0 && n.open_count == 0 && n.children == 0 && !n.root);
+            if !unused {
+                continue;
+            }
+            let Some(n) = self.map.remove(&ino) else {
                 continue;
             };
-            let new = match old.strip_prefix(from) {
-                Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
-                Ok(rest) => to.join(rest),
-                Err(_) => continue,
-            };
-            if let Some(n) = self.map.get_mut(&ino) {
-                for p in n.paths.iter_mut().filter(|p| **p == old) {
-                    *p = new.clone();
+            for l in n.links {
+                let key = (l.parent, l.name);
+                if self.by_link.get(&key) == Some(&ino) {
+                    self.by_link.remove(&key);
+                }
+                if let Some(p) = self.map.get_mut(&key.0) {
+                    p.children = p.children.saturating_sub(1);
+                    work.push(key.0);
                 }
             }
-            self.by_path.insert(new, ino);
         }
-    }
-
-    /// `a` and `b` were exchanged.
-    pub fn exchanged(&mut self, a: &Path, b: &Path, a_dir: bool, b_dir: bool) {
-        let tmp = a.with_extension("\0swap");
-        self.renamed(a, &tmp, a_dir);
-        self.renamed(b, a, b_dir);
-        self.renamed(&tmp, b, a_dir);
     }
 
     /// Every inode of disk `disk` the table knows.
@@ -197,24 +324,10 @@ impl Nodes {
             .collect()
     }
 
-    /// Sets or drops a cached size.
-    pub fn set_size(&mut self, ino: u64, size: Option<u64>) {
-        if let Some(n) = self.map.get_mut(&ino) {
-            n.size = size;
-        }
-    }
-
-    /// Drops a node that is neither looked up nor open (after a failed
-    /// operation registered it, or the last handle closed).
-    pub fn drop_if_unused(&mut self, ino: u64) {
-        let unused = self
-            .map
-            .get(&ino)
-            .map(|n| n.lookups == 0 && n.open_count == 0)
-            .unwrap_or(false);
-        if unused && !self.roots.contains(&ino) {
-            self.remove(ino);
-        }
+    /// How many nodes the table holds.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
@@ -222,57 +335,88 @@ impl Nodes {
 mod tests {
     use super::*;
 
+    fn names(t: &Nodes, ino: u64) -> Vec<(u64, String)> {
+        t.get(ino)
+            .map(|n| {
+                n.links
+                    .iter()
+                    .map(|l| (l.parent, l.name.to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn table() -> Nodes {
-        Nodes::new(0)
+        let mut t = Nodes::new(1);
+        t.root(0, 1, true);
+        t
     }
 
     #[test]
-    fn directory_rename_moves_every_path_below_it() {
+    fn directory_rename_moves_one_link_and_its_subtree_follows() {
         let mut t = table();
-        t.remember(10, 0, Path::new("/s/a"), Kind::Dir, true);
-        t.remember(11, 0, Path::new("/s/a/x"), Kind::File, true);
-        t.remember(12, 0, Path::new("/s/ab"), Kind::File, true);
-        t.renamed(Path::new("/s/a"), Path::new("/s/b"), true);
-        assert_eq!(
-            t.get(11).map(|n| n.paths.clone()),
-            Some(vec![PathBuf::from("/s/b/x")])
-        );
-        assert_eq!(
-            t.get(12).map(|n| n.paths.clone()),
-            Some(vec![PathBuf::from("/s/ab")])
-        );
+        t.remember(10, 0, Kind::Dir, 1, OsStr::new("a"), true);
+        t.remember(11, 0, Kind::File, 10, OsStr::new("x"), true);
+        t.rename(1, OsStr::new("a"), 1, OsStr::new("b"));
+        assert_eq!(names(&t, 10), vec![(1, "b".into())]);
+        assert_eq!(names(&t, 11), vec![(10, "x".into())]);
+        assert_eq!(t.at(1, OsStr::new("b")), Some(10));
+        assert_eq!(t.at(1, OsStr::new("a")), None);
     }
 
     #[test]
     fn unlink_of_one_hard_link_keeps_the_other() {
         let mut t = table();
-        t.remember(5, 0, Path::new("/s/one"), Kind::File, true);
-        t.remember(5, 0, Path::new("/s/two"), Kind::File, true);
-        t.unlinked(Path::new("/s/two"));
-        assert_eq!(
-            t.get(5).map(|n| n.paths.clone()),
-            Some(vec![PathBuf::from("/s/one")])
-        );
+        t.remember(5, 0, Kind::File, 1, OsStr::new("one"), true);
+        t.remember(5, 0, Kind::File, 1, OsStr::new("two"), true);
+        t.unlink(1, OsStr::new("two"));
+        assert_eq!(names(&t, 5), vec![(1, "one".into())]);
     }
 
     #[test]
-    fn inode_number_reused_on_another_disk_follows_it() {
+    fn a_parent_outlives_its_looked_up_children() {
         let mut t = table();
-        t.remember(9, 1, Path::new("/s/data/x"), Kind::File, true);
-        t.unlinked(Path::new("/s/data/x"));
-        t.remember(9, 2, Path::new("/s/temp/y"), Kind::File, true);
-        assert_eq!(t.get(9).map(|n| n.disk), Some(2));
+        t.remember(10, 0, Kind::Dir, 1, OsStr::new("d"), true);
+        t.remember(11, 0, Kind::File, 10, OsStr::new("f"), true);
+        t.forget(10, 1);
+        assert!(t.get(10).is_some(), "child 11 still needs its parent");
+        t.forget(11, 1);
+        assert!(t.get(11).is_none());
+        assert!(t.get(10).is_none(), "released with its last child");
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn exchange_swaps_names_across_directories() {
+        let mut t = table();
+        t.remember(10, 0, Kind::Dir, 1, OsStr::new("d"), true);
+        t.remember(20, 0, Kind::File, 1, OsStr::new("a"), true);
+        t.remember(21, 0, Kind::Dir, 10, OsStr::new("b"), true);
+        t.exchange(1, OsStr::new("a"), 10, OsStr::new("b"));
+        assert_eq!(names(&t, 20), vec![(10, "b".into())]);
+        assert_eq!(names(&t, 21), vec![(1, "a".into())]);
+        assert_eq!(t.at(10, OsStr::new("b")), Some(20));
     }
 
     #[test]
     fn reused_inode_number_starts_without_cached_facts() {
         let mut t = table();
-        t.remember(7, 0, Path::new("/s/d"), Kind::Dir, true);
+        t.remember(7, 0, Kind::Dir, 1, OsStr::new("d"), true);
         if let Some(n) = t.get_mut(7) {
             n.dir_id = Some([1; 16]);
         }
-        t.unlinked(Path::new("/s/d"));
-        t.remember(7, 0, Path::new("/s/e"), Kind::Dir, true);
+        t.unlink(1, OsStr::new("d"));
+        t.remember(7, 0, Kind::File, 1, OsStr::new("e"), true);
         assert_eq!(t.get(7).and_then(|n| n.dir_id), None);
+        assert_eq!(t.get(7).map(|n| n.kind), Some(Kind::File));
+    }
+
+    #[test]
+    fn a_name_taken_by_another_inode_leaves_the_old_one() {
+        let mut t = table();
+        t.remember(5, 0, Kind::File, 1, OsStr::new("n"), true);
+        t.remember(6, 0, Kind::File, 1, OsStr::new("n"), true);
+        assert!(names(&t, 5).is_empty());
+        assert_eq!(t.at(1, OsStr::new("n")), Some(6));
     }
 }

@@ -97,39 +97,48 @@ pub fn open_stored(
     Ok((name, v))
 }
 
+/// Whether an xattr operation may write (give a never-written file its
+/// header, and so its id).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 impl Fs {
-    /// The owner id and backing target of an inode's xattrs.
-    fn xattr_owner(&self, ino: u64) -> FsResult<(usize, [u8; 16], XTarget)> {
-        let (disk, kind, path, open) = {
+    /// The owner id and backing target of an inode's xattrs; `None` when it
+    /// has none to read yet (a file never written has no id, and reads never
+    /// write one).
+    fn xattr_owner(
+        &self,
+        ino: u64,
+        access: Access,
+    ) -> FsResult<Option<(usize, [u8; 16], XTarget)>> {
+        let (disk, kind) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            (n.disk, n.kind, n.paths.first().cloned(), n.open.clone())
+            (n.disk, n.kind)
         };
         match kind {
             Kind::Dir => {
-                let p = path.ok_or(Errno::ENOENT)?;
-                let id = self.dir_id(disk, &p)?;
-                Ok((disk, id, XTarget::Path(p)))
+                let d = self.dir_fd(ino)?;
+                let id = self.cached_dir_id(ino, disk, &d)?;
+                Ok(Some((disk, id, XTarget::Dir(d))))
             }
             Kind::File => {
-                let f = match open {
-                    Some(f) => f,
-                    None => self.open_enc(disk, &path.ok_or(Errno::ENOENT)?)?,
+                let f = self.file_of(ino)?;
+                let id = match (f.file_id(), access) {
+                    (Some(id), _) => id,
+                    (None, Access::Read) => return Ok(None),
+                    (None, Access::Write) => f.ensure_id()?,
                 };
-                let id = match f.file_id() {
-                    Some(id) => id,
-                    None => {
-                        // A never-written file gets its header (and id) now.
-                        self.writable()?;
-                        f.truncate(1)?;
-                        f.truncate(0)?;
-                        f.file_id().ok_or(Errno::EIO)?
-                    }
-                };
-                Ok((disk, id, XTarget::File(f)))
+                Ok(Some((disk, id, XTarget::File(f))))
             }
             // Linux allows user xattrs only on files and directories.
-            _ => Err(Errno::EPERM),
+            _ => match access {
+                Access::Read => Ok(None),
+                Access::Write => Err(Errno::EPERM),
+            },
         }
     }
 
@@ -152,23 +161,21 @@ impl Fs {
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
         self.writable_at(ino)?;
         let name = Self::user_name(name)?;
-        let (disk, id, target) = self.xattr_owner(ino)?;
+        let (disk, id, target) = self.xattr_owner(ino, Access::Write)?.ok_or(Errno::EPERM)?;
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
         let stored = seal_value(codec, &id, name, st.long, value)?;
         let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
-        let bname = st.backing.as_str();
-        match target {
-            XTarget::Path(p) => rustix::fs::lsetxattr(&p, bname, &stored, f)?,
-            XTarget::File(file) => rustix::fs::fsetxattr(file.fd(), bname, &stored, f)?,
-        }
+        rustix::fs::fsetxattr(target.fd(), st.backing.as_str(), &stored, f)?;
         Ok(())
     }
 
     /// Gets an xattr's value.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
         let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
-        let (disk, id, target) = self.xattr_owner(ino)?;
+        let Some((disk, id, target)) = self.xattr_owner(ino, Access::Read)? else {
+            return Err(Errno(libc::ENODATA));
+        };
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
         let stored = read_xattr(&target, &st.backing)?;
@@ -182,10 +189,8 @@ impl Fs {
 
     /// Lists xattr names, each followed by NUL.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let (disk, id, target) = match self.xattr_owner(ino) {
-            Ok(t) => t,
-            Err(e) if e == Errno::EPERM => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some((disk, id, target)) = self.xattr_owner(ino, Access::Read)? else {
+            return Ok(Vec::new());
         };
         let (_, codec) = self.disk(disk)?.check()?;
         let raw = list_xattrs(&target)?;
@@ -225,13 +230,11 @@ impl Fs {
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
         self.writable_at(ino)?;
         let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
-        let (disk, id, target) = self.xattr_owner(ino)?;
+        let Some((disk, id, target)) = self.xattr_owner(ino, Access::Read)? else {
+            return Err(Errno(libc::ENODATA));
+        };
         let st = self.xattr_backing(disk, &id, name)?;
-        let bname = st.backing.as_str();
-        match target {
-            XTarget::Path(p) => rustix::fs::lremovexattr(&p, bname)?,
-            XTarget::File(f) => rustix::fs::fremovexattr(f.fd(), bname)?,
-        }
+        rustix::fs::fremovexattr(target.fd(), st.backing.as_str())?;
         Ok(())
     }
 }
@@ -265,17 +268,24 @@ fn split_long(stored: &[u8]) -> FsResult<(&[u8], &[u8])> {
 }
 
 enum XTarget {
-    Path(std::path::PathBuf),
+    Dir(std::sync::Arc<crate::backing::Dir>),
     File(std::sync::Arc<crate::file::EncFile>),
+}
+
+impl XTarget {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            XTarget::Dir(d) => d.fd(),
+            XTarget::File(f) => f.fd().as_fd(),
+        }
+    }
 }
 
 fn read_xattr(t: &XTarget, name: &str) -> FsResult<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
-        let r = match t {
-            XTarget::Path(p) => rustix::fs::lgetxattr(p, name, &mut buf[..]),
-            XTarget::File(f) => rustix::fs::fgetxattr(f.fd(), name, &mut buf[..]),
-        };
+        let r = rustix::fs::fgetxattr(t.fd(), name, &mut buf[..]);
         match r {
             Ok(n) => {
                 buf.truncate(n);
@@ -292,10 +302,7 @@ fn read_xattr(t: &XTarget, name: &str) -> FsResult<Vec<u8>> {
 fn list_xattrs(t: &XTarget) -> FsResult<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     loop {
-        let r = match t {
-            XTarget::Path(p) => rustix::fs::llistxattr(p, &mut buf[..]),
-            XTarget::File(f) => rustix::fs::flistxattr(f.fd(), &mut buf[..]),
-        };
+        let r = rustix::fs::flistxattr(t.fd(), &mut buf[..]);
         match r {
             Ok(n) => {
                 buf.truncate(n);

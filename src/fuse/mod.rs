@@ -553,6 +553,26 @@ impl Filesystem for StrataFuse {
         )
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let _gate = self.fs.change_gate(ino.0);
+        op!(
+            "fallocate",
+            ino.0,
+            self.fs.fallocate(fh.0, offset, length, mode),
+            |()| reply.ok(),
+            reply
+        )
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Permission checks are the kernel's (default_permissions).
         reply.ok();

@@ -264,7 +264,10 @@ impl Pipeline {
         Ok(())
     }
 
-    fn block_tag(&self, file_id: &[u8; 16], index: u64, ciphertext: &[u8]) -> Tag {
+    /// The tag block `index` of file `file_id` with this stored ciphertext
+    /// must carry (used to accept a block torn by a crash, whose contents
+    /// are its old and new sectors).
+    pub fn block_tag(&self, file_id: &[u8; 16], index: u64, ciphertext: &[u8]) -> Tag {
         let mut gens = [0u8; 16];
         for (i, g) in self.generations.iter().enumerate() {
             gens[4 * i..4 * i + 4].copy_from_slice(&g.to_le_bytes());
@@ -281,6 +284,8 @@ impl Pipeline {
             file_id,
             generations: self.generations,
             sealed_size: [0; 16],
+            window: crate::format::WriteWindow::default(),
+            holes: crate::format::BlockRange::EMPTY,
             tag: [0; 16],
         };
         self.seal_header(&mut h, 0);

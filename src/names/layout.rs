@@ -24,6 +24,10 @@ pub const LONG_PREFIX: &str = "~L";
 /// Suffix of the sidecar file that holds a long name's full encoded form.
 pub const SIDECAR_SUFFIX: &str = ".name";
 
+/// Largest sidecar read back: the encoded form of a 255-byte name is 363
+/// characters; anything much longer is damage, refused before it is read.
+pub const SIDECAR_MAX: usize = 1024;
+
 /// Length of a hashed long backing name: `~L` and the unpadded base64url of
 /// a SHA-256 digest (43 characters).
 pub const LONG_NAME_LEN: usize = LONG_PREFIX.len() + 43;

@@ -26,7 +26,7 @@ pub use cipher::{NameCipher, SIV_TAG_LEN, XATTR_NAME_MAX, XATTR_PREFIX, XATTR_VA
 pub use error::NameError;
 pub use layout::{
     is_long, is_plain_reserved, is_reserved, is_sidecar, sidecar_name, BackingName, LONG_NAME_LEN,
-    LONG_PREFIX, NAME_MAX, PLAIN_RESERVED_PREFIX, SIDECAR_SUFFIX,
+    LONG_PREFIX, NAME_MAX, PLAIN_RESERVED_PREFIX, SIDECAR_MAX, SIDECAR_SUFFIX,
 };
 
 /// How one disk maps user names to backing names.

@@ -15,12 +15,18 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::kdf::derive;
 use crate::crypto::tag;
 use crate::crypto::Key32;
-use crate::format::FORMAT_VERSION;
 use crate::layers::Layer;
 
-/// The newest store (config) format: 2 adds snapshots and images to 1.
-/// Backing files keep their own format ([`FORMAT_VERSION`]).
-pub const STORE_FORMAT: u16 = 2;
+/// The newest store (config) format: 2 adds snapshots and images to 1;
+/// 3 adds backing-file headers of version 2 (write windows, hole ranges)
+/// and a header in every backing file from its creation, so that an empty
+/// backing file is damage. Backing files carry their own header version
+/// (`format::FORMAT_VERSION`).
+pub const STORE_FORMAT: u16 = 3;
+
+/// The first store format in which every backing file of a disk has a
+/// header from its creation.
+pub const HEADERS_AT_CREATE: u16 = 3;
 
 /// File name of the config inside a store.
 pub const CONFIG_NAME: &str = "strata.conf";
@@ -303,12 +309,15 @@ impl Config {
     /// keeping the previous file as `strata.conf.bak`.
     pub fn write(&mut self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
         self.generation += 1;
-        // Format 2 only adds snapshots and images: a store without them is
-        // still written as format 1, which older strata read.
-        self.format = if self.snapshots.is_empty() && self.images.is_empty() {
-            self.format.min(FORMAT_VERSION)
+        // Format 2 only adds snapshots and images: a format 1 store without
+        // them is still written as format 1, which older strata read. From
+        // format 3 on (backing headers of version 2) it stays what it is.
+        self.format = if self.format >= HEADERS_AT_CREATE {
+            self.format
+        } else if self.snapshots.is_empty() && self.images.is_empty() {
+            self.format.min(1)
         } else {
-            STORE_FORMAT
+            2
         };
         self.tag = self.body_tag(material);
         let path = Self::path(store);

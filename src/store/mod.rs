@@ -9,6 +9,7 @@ pub mod disks;
 pub mod presets;
 pub mod rekey;
 pub mod rotation;
+pub mod sessions;
 pub mod snapshots;
 
 use std::path::{Path, PathBuf};
@@ -468,7 +469,7 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
         });
     }
     let mut config = Config {
-        format: crate::format::FORMAT_VERSION,
+        format: config::STORE_FORMAT,
         store_id,
         region: opts.region.clone(),
         vault_id: hex::encode(vault.id()),

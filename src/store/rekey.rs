@@ -14,7 +14,7 @@
 //! now), and the old tree is removed. Each step is recognisable from the
 //! directories present, so a restart continues where it stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,9 +24,8 @@ use super::{
     WrappedDek,
 };
 use crate::backing::{read_dirid, write_dirid_value};
-use crate::cache::BlockCache;
-use crate::file::EncFile;
-use crate::fs::attr::SYMLINK_MARK;
+use crate::file::{EncFile, FileCtx, OpenSpec};
+use crate::format::FileType;
 use crate::layers::{Layer, Pipeline};
 use crate::names::{self, BackingName, NameCodec};
 use crate::vault::Vault;
@@ -145,11 +144,10 @@ pub fn run(
     let new_root = disks.join(format!(".rekey-new-{disk}"));
     let old_root = disks.join(format!(".rekey-old-{disk}"));
     if root.exists() && !old_root.exists() {
-        let cache = Arc::new(BlockCache::new(0));
         let mut copier = Copier {
             old,
             new,
-            cache,
+            crashed: super::sessions::crashed_with(store, &config, vault),
             links: HashMap::new(),
             done: 0,
             progress,
@@ -198,7 +196,7 @@ pub(crate) fn reencrypt_tree(
     let mut copier = Copier {
         old,
         new,
-        cache: Arc::new(BlockCache::new(0)),
+        crashed: super::sessions::crashed_with(store, config, vault),
         links: HashMap::new(),
         done: 0,
         progress,
@@ -299,11 +297,24 @@ pub(crate) fn crash_point() {
 struct Copier<'a> {
     old: Side,
     new: Side,
-    cache: Arc<BlockCache>,
+    /// Mount sessions known to have crashed: their torn blocks are read as
+    /// written.
+    crashed: HashSet<u64>,
     /// Backing inode → the new path of its first copy (hard links).
     links: HashMap<(u64, u64), PathBuf>,
     done: u64,
     progress: &'a mut dyn FnMut(u64),
+}
+
+/// How an offline tool opens backing file `path` as an encrypted file.
+fn offline_spec(fd: std::fs::File, path: &Path, writable: bool) -> OpenSpec {
+    OpenSpec {
+        fd,
+        label: path.display().to_string(),
+        ino: 0,
+        writable,
+        size_cell: None,
+    }
 }
 
 impl Copier<'_> {
@@ -374,11 +385,19 @@ impl Copier<'_> {
             let tmp = dir.join(TMP);
             let _ = std::fs::remove_file(&tmp);
             let src_fd = std::fs::File::open(src).map_err(io(src))?;
+            let kind = match crate::file::read_header(
+                &src_fd,
+                &src.display().to_string(),
+                &self.old.pipeline,
+            ) {
+                Ok(crate::file::Stored::Header(h, _)) => h.file_type,
+                Ok(_) => FileType::Regular,
+                Err(e) => return Err(StoreError::Invalid(e.to_string())),
+            };
             let old = EncFile::open(
-                src_fd,
-                src.to_path_buf(),
-                self.old.pipeline.clone(),
-                self.cache.clone(),
+                offline_spec(src_fd, src, false),
+                FileCtx::offline(self.old.pipeline.clone(), self.crashed.clone()),
+                kind,
             )
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
             let fd = std::fs::OpenOptions::new()
@@ -388,24 +407,21 @@ impl Copier<'_> {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(io(&tmp))?;
-            if m.mode() & SYMLINK_MARK != 0 {
-                let target = old
-                    .read(0, usize::try_from(old.size()).unwrap_or(usize::MAX))
+            let new_ctx = FileCtx::offline(self.new.pipeline.clone(), HashSet::new());
+            let new = if kind == FileType::Symlink {
+                let target = crate::file::read_symlink(&old)
                     .map_err(|e| StoreError::Invalid(e.to_string()))?;
                 crate::file::write_symlink(
-                    fd.try_clone().map_err(io(&tmp))?,
-                    tmp.clone(),
-                    self.new.pipeline.clone(),
-                    self.cache.clone(),
+                    offline_spec(fd.try_clone().map_err(io(&tmp))?, &tmp, true),
+                    new_ctx,
                     &target,
                 )
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                .map_err(|e| StoreError::Invalid(e.to_string()))?
             } else {
-                let new = EncFile::open(
-                    fd.try_clone().map_err(io(&tmp))?,
-                    tmp.clone(),
-                    self.new.pipeline.clone(),
-                    self.cache.clone(),
+                let new = EncFile::create(
+                    offline_spec(fd.try_clone().map_err(io(&tmp))?, &tmp, true),
+                    new_ctx,
+                    FileType::Regular,
                 )
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
                 let size = old.size();
@@ -425,16 +441,12 @@ impl Copier<'_> {
                 }
                 new.truncate(size)
                     .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            }
+                new
+            };
             let old_id = old.file_id();
-            let new_id = EncFile::open(
-                fd,
-                tmp.clone(),
-                self.new.pipeline.clone(),
-                self.cache.clone(),
-            )
-            .map_err(|e| StoreError::Invalid(e.to_string()))?
-            .file_id();
+            let new_id = new.file_id();
+            drop(new);
+            drop(fd);
             copy_meta(
                 &self.old,
                 &self.new,

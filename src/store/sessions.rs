@@ -1,0 +1,188 @@
+//! The record of mount sessions, `STORE/strata.sessions`: the read-write
+//! mount running now (a random id, written into the write window of every
+//! file it writes) and the sessions that ended without a clean unmount.
+//!
+//! A block that fails its tag inside the write window of a crashed session
+//! was torn by the crash and is read as written (its old and new sectors);
+//! anywhere else it is damage. The record is tagged with a key derived from
+//! the config's vault key: naming a session as crashed would make its
+//! windows lenient, so only a holder of the vault may do it. Rolling the
+//! record back only makes reads stricter.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{stored_material, Config, StoreError};
+use crate::crypto::kdf::derive;
+use crate::crypto::{tag, Key32};
+use crate::file::Sessions;
+use crate::vault::Vault;
+
+/// File name of the record inside a store.
+pub const SESSIONS_NAME: &str = "strata.sessions";
+/// Crashed sessions remembered (the oldest are dropped past this; their
+/// torn blocks then read as damage).
+const MAX_CRASHED: usize = 1024;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    running: Option<String>,
+    crashed: Vec<String>,
+    tag: String,
+}
+
+/// The key that tags the record.
+pub struct RecordKey(Key32);
+
+impl RecordKey {
+    /// The record key of the store `config` describes, from `vault`.
+    pub fn new(store: &Path, config: &Config, vault: &Vault) -> Result<Self, StoreError> {
+        let material = stored_material(vault, store, &config.auth_key)?;
+        Ok(RecordKey(derive(
+            &[material.expose()],
+            config.store_id.as_bytes(),
+            b"strata sessions v1",
+        )))
+    }
+
+    fn tag(&self, r: &Record) -> String {
+        let mut body = Vec::new();
+        body.extend_from_slice(r.running.as_deref().unwrap_or("-").as_bytes());
+        for c in &r.crashed {
+            body.push(0);
+            body.extend_from_slice(c.as_bytes());
+        }
+        hex::encode(tag::tag(&self.0, b"strata sessions v1", &[&body]))
+    }
+}
+
+fn parse(s: &str) -> Option<u64> {
+    u64::from_str_radix(s, 16).ok().filter(|&v| v != 0)
+}
+
+/// Reads the record; a missing one is empty, and one that does not
+/// authenticate is ignored with a warning (reads are then strict).
+fn read(store: &Path, key: &RecordKey) -> Record {
+    let path = store.join(SESSIONS_NAME);
+    let raw = match std::fs::read(&path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::default(),
+        Err(e) => {
+            tracing::warn!("{}: unreadable, taken as empty: {e}", path.display());
+            return Record::default();
+        }
+    };
+    match serde_json::from_slice::<Record>(&raw) {
+        Ok(r) if tag::ct_eq(key.tag(&r).as_bytes(), r.tag.as_bytes()) => r,
+        _ => {
+            tracing::warn!(
+                "{}: does not authenticate; taken as empty (torn blocks then read as damage)",
+                path.display()
+            );
+            Record::default()
+        }
+    }
+}
+
+fn write(store: &Path, key: &RecordKey, mut r: Record) -> Result<(), StoreError> {
+    let excess = r.crashed.len().saturating_sub(MAX_CRASHED);
+    r.crashed.drain(..excess);
+    r.tag = key.tag(&r);
+    let path = store.join(SESSIONS_NAME);
+    let text = serde_json::to_vec_pretty(&r).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    crate::backing::atomic_write(&path, &text).map_err(super::io(&path))
+}
+
+fn crashed_of(r: &Record) -> HashSet<u64> {
+    r.crashed
+        .iter()
+        .chain(r.running.iter())
+        .filter_map(|s| parse(s))
+        .collect()
+}
+
+/// Starts a read-write mount session: a session still marked running was
+/// cut short by a crash (only one daemon serves a store at a time).
+pub fn begin(store: &Path, key: &RecordKey) -> Result<Sessions, StoreError> {
+    let mut r = read(store, key);
+    if let Some(s) = r.running.take() {
+        if parse(&s).is_some() {
+            tracing::warn!("the previous mount of this store ended without unmounting (a crash): blocks it was writing are read as found");
+            r.crashed.push(s);
+        }
+    }
+    let crashed = crashed_of(&r);
+    let current = loop {
+        let v = u64::from_le_bytes(crate::crypto::random_array());
+        if v != 0 && !crashed.contains(&v) {
+            break v;
+        }
+    };
+    r.running = Some(format!("{current:016x}"));
+    write(store, key, r)?;
+    Ok(Sessions { current, crashed })
+}
+
+/// Ends session `current` cleanly.
+pub fn end(store: &Path, key: &RecordKey, current: u64) -> Result<(), StoreError> {
+    let mut r = read(store, key);
+    if r.running.as_deref().and_then(parse) == Some(current) {
+        r.running = None;
+        write(store, key, r)?;
+    }
+    Ok(())
+}
+
+/// The sessions known to have crashed, for a mount that writes nothing or
+/// an offline command (a session still marked running has no daemon left).
+pub fn crashed(store: &Path, key: &RecordKey) -> HashSet<u64> {
+    crashed_of(&read(store, key))
+}
+
+/// [`crashed`] with the record key derived from `config` and `vault`; an
+/// empty set if the key is not in the vault.
+pub fn crashed_with(store: &Path, config: &Config, vault: &Vault) -> HashSet<u64> {
+    RecordKey::new(store, config, vault)
+        .map(|k| crashed(store, &k))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RecordKey {
+        RecordKey(Key32::random())
+    }
+
+    #[test]
+    fn a_session_not_ended_is_a_crash_at_the_next_begin() {
+        let d = tempfile::tempdir().expect("tmp");
+        let k = key();
+        let a = begin(d.path(), &k).expect("begin");
+        assert!(a.crashed.is_empty());
+        let b = begin(d.path(), &k).expect("begin");
+        assert_eq!(b.crashed, HashSet::from([a.current]));
+        end(d.path(), &k, b.current).expect("end");
+        let c = begin(d.path(), &k).expect("begin");
+        assert_eq!(c.crashed, HashSet::from([a.current]));
+        assert_eq!(crashed(d.path(), &k), HashSet::from([a.current, c.current]));
+    }
+
+    #[test]
+    fn a_forged_record_is_ignored() {
+        let d = tempfile::tempdir().expect("tmp");
+        let k = key();
+        begin(d.path(), &k).expect("begin");
+        let path = d.path().join(SESSIONS_NAME);
+        let mut r: Record =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        r.crashed.push("00000000000000aa".into());
+        std::fs::write(&path, serde_json::to_vec(&r).expect("json")).expect("write");
+        assert!(crashed(d.path(), &k).is_empty());
+        assert!(crashed(d.path(), &key()).is_empty());
+    }
+}
