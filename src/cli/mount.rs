@@ -457,7 +457,7 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     // The kernel releases a just-closed file asynchronously; give it a
     // moment before calling the mount busy.
     let mut result = rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty());
-    for _ in 0..20 {
+    for _ in 0..100 {
         if result != Err(rustix::io::Errno::BUSY) {
             break;
         }
