@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a Debian/Ubuntu machine
-# (FUSE 3, attr tools, sqlite3), then runs formatting, lint and every test,
+# (FUSE 3, attr tools, sqlite3, stress-ng), then runs formatting, lint and every test,
 # including the ones that mount real FUSE filesystems (they need /dev/fuse
 # and root, or a user allowed to mount).
 set -euo pipefail
@@ -10,6 +10,7 @@ need=()
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
 if [ ${#need[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         sudo=""
