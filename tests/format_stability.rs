@@ -94,3 +94,80 @@ fn every_format_1_example_store_mounts_and_reads_byte_for_byte() {
         m.unmount();
     }
 }
+
+fn config_format(f: &Fixture) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.store.join("strata.conf")).expect("config"))
+            .expect("config JSON");
+    v["format"].as_u64().expect("format")
+}
+
+/// A read-only mount changes nothing; the first read-write mount brings the
+/// store to format 3 (every backing file with a header), after which the
+/// old files still read byte for byte, take writes (their headers move to
+/// version 2) and the store verifies clean.
+#[test]
+fn a_format_1_store_is_brought_to_format_3_at_its_first_read_write_mount() {
+    for preset in ["general", "max"] {
+        let mut f = Fixture::empty(preset);
+        extract_fixture(&mut f, preset);
+        let m = f.mount_with(&["--ro"]);
+        check_disk(&f.disk("data"), preset, "data");
+        m.unmount();
+        assert_eq!(
+            config_format(&f),
+            1,
+            "{preset}: a read-only mount writes nothing"
+        );
+        // A file never written, as a store before format 3 left it: an
+        // empty backing file.
+        let out = f.cli(
+            &[
+                "inspect",
+                &f.store.to_string_lossy(),
+                "--path",
+                "data/five-thousand",
+            ],
+            true,
+        );
+        let back = common::assert_ok(&out, "inspect --path");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(back.trim())
+            .expect("open backing")
+            .set_len(0)
+            .expect("empty it");
+        let m = f.mount();
+        fs::write(f.disk("data").join("empty"), b"").expect("create an empty file");
+        let sparse = f.disk("data").join("sparse");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&sparse)
+            .expect("open");
+        std::os::unix::fs::FileExt::write_all_at(&file, b"mid", 5_000_000).expect("write");
+        drop(file);
+        m.unmount();
+        assert_eq!(config_format(&f), 3, "{preset}");
+        let m = f.mount();
+        for disk in ["os", "data"] {
+            let d = f.disk(disk);
+            if disk == "data" {
+                let s = fs::read(&sparse).expect("sparse");
+                assert_eq!(&s[5_000_000..5_000_003], b"mid");
+                assert!(s[..5_000_000].iter().all(|&b| b == 0));
+                assert_eq!(&s[9_999_997..], b"end");
+                assert_eq!(fs::read(d.join("empty")).expect("empty").len(), 0);
+                assert_eq!(fs::read(d.join("five-thousand")).expect("read"), b"");
+                assert!(
+                    fs::metadata(back.trim()).expect("stat").len() > 0,
+                    "the empty file got a header"
+                );
+            } else {
+                check_disk(&d, preset, disk);
+            }
+        }
+        m.unmount();
+        let out = f.cli(&["verify", &f.store.to_string_lossy()], true);
+        common::assert_ok(&out, "verify after the upgrade");
+    }
+}

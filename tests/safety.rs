@@ -36,7 +36,8 @@ fn backing_of(f: &Fixture, plain: &str) -> PathBuf {
 fn truncate_path(p: &Path, len: u64) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
-    let len = libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let r = unsafe { libc::truncate(c.as_ptr(), len) };
     if r == 0 {
@@ -72,7 +73,10 @@ fn snapshot_reads_never_poison_the_live_file(preset: &str) {
     let snap = f.mnt.join(".snapshots/data/s0/a.txt");
     for round in 0..3 {
         // Small reads go through the block cache: the snapshot first.
-        assert_eq!(read_exact_at(&snap, 0, 13).expect("snapshot"), b"AAAAAAAAAAAAA");
+        assert_eq!(
+            read_exact_at(&snap, 0, 13).expect("snapshot"),
+            b"AAAAAAAAAAAAA"
+        );
         drop_page_cache();
         assert_eq!(
             read_exact_at(&live, 0, 13).expect("live"),
@@ -120,11 +124,17 @@ fn image_disk_snapshot_and_live_disk_share_no_cached_block() {
     fs::write(&live, pattern(1, 20_000)).expect("write");
     m.unmount();
     assert_ok(
-        &f.cli(&["image", "create", &store(&f), "img", "--from", "data"], true),
+        &f.cli(
+            &["image", "create", &store(&f), "img", "--from", "data"],
+            true,
+        ),
         "image create",
     );
     assert_ok(
-        &f.cli(&["disk", "add", &store(&f), "copy", "--from-image", "img"], true),
+        &f.cli(
+            &["disk", "add", &store(&f), "copy", "--from-image", "img"],
+            true,
+        ),
         "disk add --from-image",
     );
     let m = f.mount();
@@ -261,7 +271,11 @@ fn truncate_write_read_and_xattr_loops_on_one_file_never_fail() {
         workers.push(thread::spawn(move || {
             let mut rng = Rng::new(10 + w);
             while !stop.load(Ordering::Relaxed) {
-                let file = File::options().read(true).write(true).open(&p).expect("open");
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&p)
+                    .expect("open");
                 let at = rng.below(35_000);
                 file.write_all_at(&[b'w'; 100], at).expect("pwrite");
                 let mut buf = vec![0u8; 8192];
@@ -281,7 +295,9 @@ fn truncate_write_read_and_xattr_loops_on_one_file_never_fail() {
                 set_xattr(&p, "user.k", v.as_bytes()).expect("setxattr");
                 let got = get_xattr(&p, "user.k").expect("getxattr");
                 assert!(got.starts_with(b"value-"), "xattr read {got:?}");
-                assert!(list_xattr(&p).expect("listxattr").contains(&"user.k".to_string()));
+                assert!(list_xattr(&p)
+                    .expect("listxattr")
+                    .contains(&"user.k".to_string()));
                 n += 1;
             }
         }));
@@ -345,18 +361,28 @@ fn xattr_reads_on_a_file_never_written_write_nothing() {
         &f.cli(&["snapshot", "create", &store(&f), "data", "s"], true),
         "snapshot create",
     );
-    let snap_back = f.store.join("snapshots/data/s").join(back.file_name().expect("name"));
+    let snap_back = f
+        .store
+        .join("snapshots/data/s")
+        .join(back.file_name().expect("name"));
     let unchanged = |what: &str| {
         assert_eq!(fs::metadata(&back).expect("stat").len(), 0, "{what}");
         assert_eq!(fs::metadata(&snap_back).expect("stat").len(), 0, "{what}");
     };
     let check = |path: &Path, what: &str| {
         assert_errno(get_xattr(path, "user.none"), &[libc::ENODATA], what);
-        assert_eq!(list_xattr(path).expect(what), Vec::<String>::new(), "{what}");
+        assert_eq!(
+            list_xattr(path).expect(what),
+            Vec::<String>::new(),
+            "{what}"
+        );
     };
     let m = f.mount_with(&["--ro"]);
     check(&p, "read-only mount");
-    check(&f.mnt.join(".snapshots/data/s/empty"), "read-only mount, snapshot");
+    check(
+        &f.mnt.join(".snapshots/data/s/empty"),
+        "read-only mount, snapshot",
+    );
     m.unmount();
     unchanged("after a read-only mount");
     let m = f.mount();
@@ -380,7 +406,8 @@ fn zeroed_stored_block_is_eio_but_holes_read_as_zeros() {
     fs::write(&p, pattern(5, 3 * BLOCK)).expect("write");
     let sparse = f.disk("data").join("sparse");
     let s = File::create(&sparse).expect("create");
-    s.write_all_at(b"end", 10 * BLOCK as u64).expect("write past a hole");
+    s.write_all_at(b"end", 10 * BLOCK as u64)
+        .expect("write past a hole");
     drop(s);
     m.unmount();
     let back = backing_of(&f, "data/z");
@@ -397,10 +424,7 @@ fn zeroed_stored_block_is_eio_but_holes_read_as_zeros() {
         &[libc::EIO],
         "reading a zeroed block",
     );
-    assert_eq!(
-        read_exact_at(&p, 0, 10).expect("block 0"),
-        pattern(5, 10)
-    );
+    assert_eq!(read_exact_at(&p, 0, 10).expect("block 0"), pattern(5, 10));
     assert_eq!(
         read_exact_at(&p, 2 * BLOCK as u64, 10).expect("block 2"),
         pattern(5, 3 * BLOCK)[2 * BLOCK..2 * BLOCK + 10]

@@ -186,6 +186,41 @@ fn build_disks(
     Ok(out)
 }
 
+/// Brings an older store to the current format: every empty backing file
+/// of a disk gets a header, then the config records format 3. A disk whose
+/// keys are refused now cannot be brought up; the store then stays at its
+/// format until a later mount.
+fn upgrade(
+    store_path: &Path,
+    config: &mut store::Config,
+    vault: &mut crate::vault::Vault,
+    disks: &[DiskRt],
+) -> anyhow::Result<()> {
+    let mut todo = Vec::new();
+    for d in disks
+        .iter()
+        .filter(|d| d.snapshot.is_none() && !d.ephemeral)
+    {
+        let served = d.refused.read().map(|r| r.is_none()).unwrap_or(false);
+        match (&d.pipeline, served) {
+            (Some(p), true) => todo.push(store::upgrade::DiskToUpgrade {
+                name: &d.name,
+                root: &d.root,
+                pipeline: p.clone(),
+            }),
+            _ => {
+                tracing::info!(disk = %d.name, "store left at format {} until this disk's keys serve", config.format);
+                return Ok(());
+            }
+        }
+    }
+    let n = store::upgrade::give_headers(&todo)?;
+    config.format = store::config::STORE_FORMAT;
+    store::save_config(store_path, config, vault)?;
+    tracing::info!(files = n, "store brought to format {}", config.format);
+    Ok(())
+}
+
 /// How often a running mount looks at the vault file for revocations.
 const VAULT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -277,7 +312,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let disk_configs = opened.config.disks.clone();
     let snapshot_configs = opened.config.snapshots.clone();
     let region = opened.config.region.clone();
+    let mut config = opened.config.clone();
     let disks = build_disks(opened, &vault)?;
+    if !a.ro && store::upgrade::needed(&config) {
+        upgrade(&store_path, &mut config, &mut vault, &disks)?;
+    }
 
     // Daemonize before any thread starts; the parent reports the outcome.
     let mut ready: Option<std::io::PipeWriter> = None;

@@ -11,6 +11,7 @@ pub mod rekey;
 pub mod rotation;
 pub mod sessions;
 pub mod snapshots;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 

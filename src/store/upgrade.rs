@@ -1,0 +1,122 @@
+//! Bringing a store of an older format up to the current one at its first
+//! read-write mount: from format 3 on, every backing file of a disk has a
+//! header from its creation, so a file that a store before format 3 left
+//! empty (never written) gets one now; then an empty backing file is
+//! damage. Snapshots and images stay as they were taken.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use super::config::HEADERS_AT_CREATE;
+use super::{Config, StoreError};
+use crate::backing::Dir;
+use crate::file::{EncFile, FileCtx, OpenSpec};
+use crate::format::FileType;
+use crate::layers::Pipeline;
+
+/// One disk to bring up: its backing root and its ciphers.
+pub struct DiskToUpgrade<'a> {
+    /// The disk's name (for messages).
+    pub name: &'a str,
+    /// Its backing root.
+    pub root: &'a std::path::Path,
+    /// Its ciphers.
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// Whether `config` is of a format before every file had a header.
+pub fn needed(config: &Config) -> bool {
+    config.format < HEADERS_AT_CREATE
+}
+
+/// Gives every empty regular backing file of `disks` a header. Returns how
+/// many files got one.
+pub fn give_headers(disks: &[DiskToUpgrade<'_>]) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for d in disks {
+        let root = Dir::open(d.root).map_err(super::io(d.root))?;
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let entries = dir.entries().map_err(super::io(d.root))?;
+            for e in entries {
+                if e.name.as_encoded_bytes().first() == Some(&b'.') {
+                    continue;
+                }
+                let st = match dir.stat_at(&e.name) {
+                    Ok(st) => st,
+                    Err(_) => continue,
+                };
+                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                    rustix::fs::FileType::Directory => {
+                        stack.push(dir.open_dir(&e.name).map_err(super::io(d.root))?);
+                    }
+                    rustix::fs::FileType::RegularFile if st.st_size == 0 => {
+                        header_for(&dir, &e.name, d)?;
+                        n += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn header_for(dir: &Dir, name: &OsStr, d: &DiskToUpgrade<'_>) -> Result<(), StoreError> {
+    let fd = dir.open_file(name, true).map_err(super::io(d.root))?;
+    let label = format!("{}/…/{}", d.root.display(), name.to_string_lossy());
+    let f = EncFile::create(
+        OpenSpec {
+            fd,
+            label,
+            ino: 0,
+            writable: true,
+            size_cell: None,
+        },
+        FileCtx::offline(d.pipeline.clone(), Default::default()),
+        FileType::Regular,
+    )
+    .map_err(|e| StoreError::Invalid(format!("disk {}: {e}", d.name)))?;
+    f.sync(true)
+        .map_err(|e| StoreError::Invalid(format!("disk {}: {e}", d.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Key64;
+    use crate::layers::{DiskKeys, Layer};
+
+    #[test]
+    fn empty_files_at_any_depth_get_a_header_and_others_are_left_alone() {
+        let t = tempfile::tempdir().expect("tmp");
+        let root = t.path();
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        std::fs::write(root.join("a/b/empty"), b"").expect("write");
+        std::fs::write(root.join("empty"), b"").expect("write");
+        std::fs::write(root.join("full"), b"not touched").expect("write");
+        std::fs::write(root.join(".dirid"), b"").expect("write");
+        let mut k = DiskKeys::default();
+        k.set(Layer::StoragePmk, Key64::random(), 1);
+        let p = Arc::new(Pipeline::new(&k, b"s"));
+        let n = give_headers(&[DiskToUpgrade {
+            name: "data",
+            root,
+            pipeline: p.clone(),
+        }])
+        .expect("upgrade");
+        assert_eq!(n, 2);
+        for f in ["a/b/empty", "empty"] {
+            let fd = std::fs::File::open(root.join(f)).expect("open");
+            assert!(matches!(
+                crate::file::read_header(&fd, f, &p),
+                Ok(crate::file::Stored::Header(_, 0))
+            ));
+        }
+        assert_eq!(
+            std::fs::read(root.join("full")).expect("read"),
+            b"not touched"
+        );
+        assert_eq!(std::fs::read(root.join(".dirid")).expect("read"), b"");
+    }
+}
