@@ -58,6 +58,20 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
+/// Lets the daemon hold as many open files as the system allows it: every
+/// file open through the mount, and a bounded cache of backing directories,
+/// hold a descriptor.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::info!("open-file limit left as it was: {e}");
+        }
+    }
+}
+
 fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
     let meta = match std::fs::metadata(m) {
         Ok(meta) => meta,
@@ -353,6 +367,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     ])
     .context("installing signal handlers")?;
     rustix::process::umask(rustix::fs::Mode::empty());
+    raise_open_file_limit();
     let cache = Arc::new(BlockCache::new(a.cache_size));
     // A read-write mount is a session: files it writes carry its id in
     // their write windows, and it is marked ended at a clean unmount.
