@@ -157,16 +157,19 @@ impl Fs {
                 registered.set(Some(ino));
                 nodes.get(ino).map(|n| n.file.clone()).ok_or(Errno::EIO)?
             };
+            // The table is read before the slot is locked (lock order).
+            let label = self.label_at(c.disk, c.parent, c.entry());
+            let ctx = self.file_ctx(c.disk)?;
             let mut open = slot.open.lock().unwrap_or_else(|e| e.into_inner());
             let file = Arc::new(EncFile::create(
                 OpenSpec {
                     fd,
-                    label: self.label_at(c.disk, c.parent, c.entry()),
+                    label,
                     ino,
                     writable: true,
                     size_cell: Some(slot.size.clone()),
                 },
-                self.file_ctx(c.disk)?,
+                ctx,
                 crate::format::FileType::Regular,
             )?);
             *open = Arc::downgrade(&file);

@@ -28,6 +28,9 @@ pub(super) struct Link {
 /// The one encrypted-file object of a regular file or symlink, shared by
 /// every path that touches its contents (handles, truncate, xattrs,
 /// readlink), and its logical size, kept while nothing has it open.
+///
+/// Lock order: a slot's `open` lock is taken only with the node table's
+/// lock released, and the table is never taken while a slot is held.
 pub(super) struct FileSlot {
     /// The open file while anything holds it.
     pub open: Mutex<Weak<EncFile>>,

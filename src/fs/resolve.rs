@@ -223,21 +223,27 @@ impl Fs {
             Kind::Dir => return Err(Errno::EISDIR),
             _ => return Err(Errno::EINVAL),
         };
+        // Lock order: the node table is never taken while a file slot is
+        // held, so everything that reads the table comes first.
+        let reach = link.map(|l| {
+            let label = self.label_at(disk, l.parent, &l.name);
+            (self.dir_fd(l.parent), l.name, label)
+        });
         let mut open = slot.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = open.upgrade() {
             return Ok(f);
         }
         let ctx = self.file_ctx(disk)?;
         // Unlinked and closed: nothing reaches the object any more.
-        let link = link.ok_or(Errno::ENOENT)?;
-        let dir = self.dir_fd(link.parent)?;
+        let (dir, name, label) = reach.ok_or(Errno::ENOENT)?;
+        let dir = dir?;
         let mut writable = self.disk_writable(disk);
-        let fd = match dir.open_file(&link.name, writable) {
+        let fd = match dir.open_file(&name, writable) {
             Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
                 // A daemon without root cannot write a file its mode makes
                 // read-only: serve it read-only.
                 writable = false;
-                dir.open_file(&link.name, false)?
+                dir.open_file(&name, false)?
             }
             r => r?,
         };
@@ -248,7 +254,7 @@ impl Fs {
         let f = Arc::new(EncFile::open(
             OpenSpec {
                 fd,
-                label: self.label_at(disk, link.parent, &link.name),
+                label,
                 ino,
                 writable,
                 size_cell: Some(slot.size.clone()),
