@@ -240,7 +240,7 @@ fn snapshot(
         return Err(format!("this mount has no disk named {disk}"));
     };
     let started = std::time::Instant::now();
-    let r = clone_tree(&src, &tmp, &mut |_| {}).map_err(|e| e.to_string());
+    let r = clone_tree(&src, &tmp, &crate::progress::Silent).map_err(|e| e.to_string());
     tracing::info!(
         disk,
         elapsed_ms = started.elapsed().as_millis() as u64,
