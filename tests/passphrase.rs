@@ -17,7 +17,11 @@ use common::*;
 /// `strata vault list --vault V` plus `extra`: the cheapest command that
 /// unlocks the vault.
 fn list_with(f: &Fixture, extra: &[&OsStr]) -> Command {
-    let mut cmd = strata([OsStr::new("vault"), OsStr::new("list"), OsStr::new("--vault")]);
+    let mut cmd = strata([
+        OsStr::new("vault"),
+        OsStr::new("list"),
+        OsStr::new("--vault"),
+    ]);
     cmd.arg(&f.vault).args(extra);
     cmd
 }
@@ -33,14 +37,20 @@ fn fails_with_one_line(out: &Output, want: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "succeeded: {}", describe(out));
     assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("strata: ") && err.contains(want), "{err:?} lacks {want:?}");
+    assert!(
+        err.starts_with("strata: ") && err.contains(want),
+        "{err:?} lacks {want:?}"
+    );
 }
 
 #[test]
 fn a_passphrase_command_unlocks_the_vault_without_a_shell() {
     let f = Fixture::new("general");
     let cmd = format!("/bin/cat {}", f.pass.display());
-    let out = run(list_with(&f, &[OsStr::new("--passphrase-command"), OsStr::new(&cmd)]));
+    let out = run(list_with(
+        &f,
+        &[OsStr::new("--passphrase-command"), OsStr::new(&cmd)],
+    ));
     let listed = assert_ok(&out, "vault list with --passphrase-command");
     assert!(listed.contains("platform"), "{listed}");
 }
@@ -70,7 +80,10 @@ fn shell_syntax_is_not_interpreted_unless_asked() {
     let cmd = format!("cat {} && touch {}", f.pass.display(), marker.display());
     // Without a shell, cat is given "&&", "touch" and the marker as files:
     // it fails, and nothing is touched.
-    let out = run(list_with(&f, &[OsStr::new("--passphrase-command"), OsStr::new(&cmd)]));
+    let out = run(list_with(
+        &f,
+        &[OsStr::new("--passphrase-command"), OsStr::new(&cmd)],
+    ));
     // cat's own complaints pass through (its stderr is the caller's); strata
     // adds one line.
     let err = stderr(&out);
@@ -81,7 +94,10 @@ fn shell_syntax_is_not_interpreted_unless_asked() {
         ["strata: the passphrase command cat failed with exit status 1"],
         "{err}"
     );
-    assert!(err.contains("cat: '&&'"), "cat saw the shell syntax as a file: {err}");
+    assert!(
+        err.contains("cat: '&&'"),
+        "cat saw the shell syntax as a file: {err}"
+    );
     assert!(!marker.exists(), "a shell ran the command");
     // Asked for, the shell runs it.
     let out = run(list_with(
@@ -99,8 +115,14 @@ fn shell_syntax_is_not_interpreted_unless_asked() {
 #[test]
 fn a_failing_passphrase_command_fails_with_one_line() {
     let f = Fixture::new("general");
-    let out = run(list_with(&f, &[OsStr::new("--passphrase-command"), OsStr::new("false")]));
-    fails_with_one_line(&out, "the passphrase command false failed with exit status 1");
+    let out = run(list_with(
+        &f,
+        &[OsStr::new("--passphrase-command"), OsStr::new("false")],
+    ));
+    fails_with_one_line(
+        &out,
+        "the passphrase command false failed with exit status 1",
+    );
     let out = run(list_with(
         &f,
         &[
@@ -110,7 +132,10 @@ fn a_failing_passphrase_command_fails_with_one_line() {
         ],
     ));
     // Output before a failure is not taken as the passphrase.
-    fails_with_one_line(&out, "the passphrase command /bin/sh failed with exit status 3");
+    fails_with_one_line(
+        &out,
+        "the passphrase command /bin/sh failed with exit status 3",
+    );
 }
 
 #[test]
@@ -131,8 +156,14 @@ fn a_passphrase_command_killed_by_a_signal_fails_with_one_line() {
 fn an_empty_passphrase_command_output_fails_with_one_line() {
     let f = Fixture::new("general");
     for cmd in ["true", "echo"] {
-        let out = run(list_with(&f, &[OsStr::new("--passphrase-command"), OsStr::new(cmd)]));
-        fails_with_one_line(&out, &format!("the passphrase command {cmd} printed no passphrase"));
+        let out = run(list_with(
+            &f,
+            &[OsStr::new("--passphrase-command"), OsStr::new(cmd)],
+        ));
+        fails_with_one_line(
+            &out,
+            &format!("the passphrase command {cmd} printed no passphrase"),
+        );
     }
 }
 
@@ -141,9 +172,15 @@ fn a_missing_passphrase_program_fails_with_one_line() {
     let f = Fixture::new("general");
     let out = run(list_with(
         &f,
-        &[OsStr::new("--passphrase-command"), OsStr::new("/nonexistent/askpass")],
+        &[
+            OsStr::new("--passphrase-command"),
+            OsStr::new("/nonexistent/askpass"),
+        ],
     ));
-    fails_with_one_line(&out, "cannot run the passphrase command /nonexistent/askpass");
+    fails_with_one_line(
+        &out,
+        "cannot run the passphrase command /nonexistent/askpass",
+    );
 }
 
 #[test]
@@ -151,11 +188,17 @@ fn a_wrong_passphrase_from_a_command_is_refused_and_not_echoed() {
     let f = Fixture::new("general");
     let out = run(list_with(
         &f,
-        &[OsStr::new("--passphrase-command"), OsStr::new("echo not-the-pass")],
+        &[
+            OsStr::new("--passphrase-command"),
+            OsStr::new("echo not-the-pass"),
+        ],
     ));
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(!err.contains("not-the-pass"), "the output reached stderr: {err}");
+    assert!(
+        !err.contains("not-the-pass"),
+        "the output reached stderr: {err}"
+    );
 }
 
 #[test]
@@ -171,7 +214,11 @@ fn passphrase_sources_exclude_each_other() {
         ],
     ));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(stderr(&out).contains("cannot be used with"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        describe(&out)
+    );
 }
 
 fn credentials(f: &Fixture, name: &str, value: &[u8]) -> PathBuf {
@@ -187,20 +234,29 @@ fn a_systemd_credential_unlocks_the_vault() {
     let dir = credentials(&f, "strata.passphrase", PASSPHRASE.as_bytes());
     let mut cmd = list_with(
         &f,
-        &[OsStr::new("--passphrase-credential"), OsStr::new("strata.passphrase")],
+        &[
+            OsStr::new("--passphrase-credential"),
+            OsStr::new("strata.passphrase"),
+        ],
     );
     cmd.env("CREDENTIALS_DIRECTORY", &dir);
     assert_ok(&run(cmd), "vault list with --passphrase-credential");
 
     // Outside a unit: one line naming what is missing.
-    let mut cmd = list_with(&f, &[OsStr::new("--passphrase-credential"), OsStr::new("x")]);
+    let mut cmd = list_with(
+        &f,
+        &[OsStr::new("--passphrase-credential"), OsStr::new("x")],
+    );
     cmd.env_remove("CREDENTIALS_DIRECTORY");
     fails_with_one_line(&run(cmd), "$CREDENTIALS_DIRECTORY is not set");
 
     // A name is a name, not a path out of the directory.
     let mut cmd = list_with(
         &f,
-        &[OsStr::new("--passphrase-credential"), OsStr::new("../passphrase")],
+        &[
+            OsStr::new("--passphrase-credential"),
+            OsStr::new("../passphrase"),
+        ],
     );
     cmd.env("CREDENTIALS_DIRECTORY", &dir);
     fails_with_one_line(&run(cmd), "must be a plain name");
@@ -226,7 +282,10 @@ fn systemd_ask_password_reads_the_credential_for_strata() {
     );
     let mut c = list_with(&f, &[OsStr::new("--passphrase-command"), OsStr::new(&cmd)]);
     c.env("CREDENTIALS_DIRECTORY", &dir);
-    assert_ok(&run(c), "vault list through systemd-ask-password --credential");
+    assert_ok(
+        &run(c),
+        "vault list through systemd-ask-password --credential",
+    );
 }
 
 /// Answers the first ask-password request whose message contains `token`
@@ -278,7 +337,11 @@ fn systemd_ask_password_answered_by_an_agent_unlocks_the_vault() {
     c.env_remove("CREDENTIALS_DIRECTORY");
     let out = run(c);
     let answered = agent.join().expect("agent thread");
-    assert!(answered, "no ask-password request appeared: {}", describe(&out));
+    assert!(
+        answered,
+        "no ask-password request appeared: {}",
+        describe(&out)
+    );
     assert_ok(&out, "vault list through systemd-ask-password and an agent");
 }
 

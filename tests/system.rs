@@ -126,7 +126,12 @@ daemon_gone "$pid"
 "#;
     let out = ns::run_in_namespace(&script(body), &env_of(&f, &fstab), SCRIPT_LIMIT);
     let text = assert_ok(&out, "mount -T fstab script");
-    assert_eq!(field(&text, "findmnt"), Some("fuse.strata"), "{}", describe(&out));
+    assert_eq!(
+        field(&text, "findmnt"),
+        Some("fuse.strata"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(
         field(&text, "source"),
         Some(format!("strata:{}", f.store.display()).as_str()),
@@ -138,7 +143,12 @@ daemon_gone "$pid"
         "noatime reaches the kernel: {}",
         describe(&out)
     );
-    assert_eq!(field(&text, "disks"), Some("data os temp"), "{}", describe(&out));
+    assert_eq!(
+        field(&text, "disks"),
+        Some("data os temp"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(field(&text, "running"), Some("yes"), "{}", describe(&out));
     assert_eq!(field(&text, "daemon"), Some("exited"), "{}", describe(&out));
 }
@@ -161,7 +171,12 @@ echo "mounted: $(awk -v m="$MNT" '$2 == m' /proc/mounts | wc -l)"
     let out = ns::run_in_namespace(&script(body), &env_of(&f, &fstab), SCRIPT_LIMIT);
     let text = assert_ok(&out, "bad option script");
     assert_eq!(field(&text, "mount"), Some("failed"), "{}", describe(&out));
-    assert_eq!(field(&text, "stderr lines"), Some("1"), "{}", describe(&out));
+    assert_eq!(
+        field(&text, "stderr lines"),
+        Some("1"),
+        "{}",
+        describe(&out)
+    );
     assert!(
         field(&text, "stderr").is_some_and(|e| e.contains("unknown mount option \"bogus_flag\"")),
         "{}",

@@ -93,10 +93,7 @@ pub fn mount_flags() -> Vec<(String, FlagKind)> {
 }
 
 /// Turns one `-o` list into `strata mount` flags.
-pub fn options_to_flags(
-    list: &str,
-    flags: &[(String, FlagKind)],
-) -> Result<Vec<OsString>, String> {
+pub fn options_to_flags(list: &str, flags: &[(String, FlagKind)]) -> Result<Vec<OsString>, String> {
     let mut out = Vec::new();
     for opt in list.split(',') {
         if opt.is_empty() {
@@ -106,9 +103,7 @@ pub fn options_to_flags(
             Some((n, v)) => (n, Some(v)),
             None => (opt, None),
         };
-        if value.is_none() && IGNORED.contains(&name)
-            || name.starts_with("x-")
-            || name == "comment"
+        if value.is_none() && IGNORED.contains(&name) || name.starts_with("x-") || name == "comment"
         {
             continue;
         }
@@ -140,8 +135,7 @@ pub fn rewrite(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let subcommands: Vec<String> = super::Cli::command()
         .get_subcommands()
         .flat_map(|s| {
-            std::iter::once(s.get_name().to_string())
-                .chain(s.get_all_aliases().map(str::to_string))
+            std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string))
         })
         .chain(["help".to_string()])
         .collect();
@@ -301,7 +295,14 @@ mod tests {
     #[test]
     fn every_long_flag_of_mount_is_an_option() {
         let flags = mount_flags();
-        for f in ["vault", "passphrase-file", "passphrase-command", "idle", "ro", "threads"] {
+        for f in [
+            "vault",
+            "passphrase-file",
+            "passphrase-command",
+            "idle",
+            "ro",
+            "threads",
+        ] {
             assert!(flags.iter().any(|(n, _)| n == f), "{f} missing: {flags:?}");
         }
         assert!(!flags.iter().any(|(n, _)| n == "help"));

@@ -614,7 +614,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let one = match &rest[..unit_len] {
             "ms" => std::time::Duration::from_millis(1),
             "s" => std::time::Duration::from_secs(1),

@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn a_plain_byte_line_shows_sizes() {
         let line = drawer(Unit::Bytes).plain_line(&plain(4 << 20, 1 << 20, 1));
-        assert!(line.starts_with("verifying: 1.0 MiB/4.0 MiB (25%), "), "{line}");
+        assert!(
+            line.starts_with("verifying: 1.0 MiB/4.0 MiB (25%), "),
+            "{line}"
+        );
         assert!(line.contains("iB/s, ETA "), "{line}");
     }
 

@@ -194,7 +194,13 @@ mod tests {
 
     #[test]
     fn ordinary_answers_are_not_failures() {
-        for e in [libc::ENOENT, libc::EEXIST, libc::EACCES, libc::EROFS, libc::ENOTEMPTY] {
+        for e in [
+            libc::ENOENT,
+            libc::EEXIST,
+            libc::EACCES,
+            libc::EROFS,
+            libc::ENOTEMPTY,
+        ] {
             assert!(meaning(Errno(e)).is_none(), "{e}");
         }
         for e in [libc::EIO, libc::ENOSPC, libc::EDQUOT, libc::EKEYREVOKED] {

@@ -115,8 +115,16 @@ fn journal_layer(fields: &[(&str, String)]) -> Option<tracing_journald::Layer> {
     // Layer::new sends an empty datagram to journald's socket
     // (JOURNAL_SOCKET): it fails when journald does not run.
     let layer = tracing_journald::Layer::new().ok()?;
+    // The same priorities as the syslog path: info is informational (6),
+    // not notice.
+    let priorities = tracing_journald::PriorityMappings {
+        info: tracing_journald::Priority::Informational,
+        debug: tracing_journald::Priority::Debug,
+        ..tracing_journald::PriorityMappings::new()
+    };
     Some(
         layer
+            .with_priority_mappings(priorities)
             .with_field_prefix(None)
             .with_syslog_identifier(IDENTIFIER.to_string())
             .with_custom_fields(fields.iter().map(|(k, v)| (*k, v.as_bytes()))),

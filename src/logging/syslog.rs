@@ -231,12 +231,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
         let listener = UnixDatagram::bind(&path).expect("bind");
-        let layer = SyslogLayer::connect(
-            &path,
-            "strata",
-            vec![("store".into(), "/srv/s".into())],
-        )
-        .expect("connect");
+        let layer = SyslogLayer::connect(&path, "strata", vec![("store".into(), "/srv/s".into())])
+            .expect("connect");
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!(disk = "data", errno = 5, "block failed its integrity tag");
