@@ -531,7 +531,12 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     raise_readahead(&a.mountpoint);
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
-    let _control = match crate::control::Server::start(&store_path, &a.mountpoint, fs.clone()) {
+    let _control = match crate::control::Server::start(
+        &store_path,
+        &a.mountpoint,
+        fs.clone(),
+        activity.clone(),
+    ) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("no control socket (strata status will not see this mount): {e}");
@@ -539,7 +544,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(idle) = a.idle {
-        let (fs, mountpoint) = (fs.clone(), a.mountpoint.clone());
+        let (fs, mountpoint, activity) = (fs.clone(), a.mountpoint.clone(), activity.clone());
         std::thread::Builder::new()
             .name("strata-idle".into())
             .spawn(move || watch_idle(idle, &fs, &activity, &mountpoint))
@@ -567,6 +572,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         detach_stdio();
     }
     let served = session.run().context("serving the mount");
+    // An online snapshot that began just as the mount went away finishes
+    // its copy before the process exits.
+    while activity.idle_for().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if session_id != 0 {
         if let Err(e) = store::sessions::end(&store_path, &record_key, session_id) {
             tracing::warn!("the session record was not updated at unmount: {e}");

@@ -70,6 +70,7 @@ pub fn init(default_level: &str, sink: Sink<'_>) -> std::io::Result<Chosen> {
         Sink::Stderr => {
             let fmt = tracing_subscriber::fmt::layer()
                 .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr);
             let _ = registry.with(fmt).try_init();
             Ok(Chosen::Stderr)
