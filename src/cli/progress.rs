@@ -108,12 +108,18 @@ impl Drawer {
         } else if std::io::stderr().is_terminal() {
             let counts = match unit {
                 Unit::Bytes => "{binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec})",
-                Unit::Files => "{human_pos}/{human_len} files ({per_sec})",
-                Unit::Objects => "{human_pos}/{human_len} objects ({per_sec})",
+                Unit::Files => "{human_pos}/{human_len} files ({rate})",
+                Unit::Objects => "{human_pos}/{human_len} objects ({rate})",
             };
             let template = format!("{{msg}} [{{bar:30}}] {counts}, ETA {{eta}}");
             let style = ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}/s", state.per_sec());
+                    },
+                )
                 .progress_chars("=> ");
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(style);
