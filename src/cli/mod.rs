@@ -41,9 +41,12 @@ pub struct Cli {
 /// The long help of `mount`: the mount(8) and fstab form, passphrase
 /// helpers, logs and idle unmount.
 const MOUNT_HELP: &str = "\
-mount(8) and /etc/fstab:
+mount(8) and /etc/fstab (type fuse.strata):
+
   mount -t fuse.strata STORE MOUNTPOINT -o vault=FILE,passphrase_file=FILE[,OPTION...]
+
   STORE MOUNTPOINT fuse.strata vault=FILE,passphrase_file=FILE,nofail,_netdev 0 0
+
 mount.fuse3 (package fuse3) runs `strata STORE MOUNTPOINT -o OPTIONS` with strata found on \
 the system PATH (/usr/bin, /usr/local/bin). Each option is named after a long flag \
 above, dashes or underscores alike (allow_other, cache_size=BYTES, idle=10m, ro, \
