@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a Debian/Ubuntu machine
-# (FUSE 3 with its mount.fuse3 helper, attr tools, sqlite3, openssl, stress-ng,
-# systemd
-# for journald, systemd-ask-password and systemd-analyze, python3 for the
-# benchmark charts, dpkg-dev for the package's dependencies), then runs
-# formatting, lint and every test, including the ones that mount real FUSE
-# filesystems (they need /dev/fuse and root, or a user allowed to mount).
+# (FUSE 3 with its mount.fuse3 helper, attr tools, sqlite3, openssl,
+# stress-ng, systemd for journald, systemd-ask-password and systemd-analyze,
+# python3 for the benchmark charts, dpkg-dev for the package's dependencies),
+# then runs formatting, lint and every test, including the ones that mount
+# real FUSE filesystems (they need /dev/fuse and root, or a user allowed to
+# mount).
 # Last, the install paths: `cargo install --locked --path .` and the Debian
 # package (cargo-deb, pinned, cached in $STRATA_TOOLS, default
 # ~/.cache/strata-tools), built, checked with dpkg-deb --contents and, as
