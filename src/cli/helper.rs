@@ -1,5 +1,6 @@
 //! The mount(8) form of the command line: `strata STORE MOUNTPOINT -o
-//! OPTIONS`, as mount.fuse3 runs it for `mount -t fuse.strata` and for an
+//! OPTIONS` (the `-o` list is what tells it from a subcommand), as
+//! mount.fuse3 runs it for `mount -t fuse.strata` and for an
 //! /etc/fstab line of type `fuse.strata`. It is rewritten into `strata mount
 //! STORE MOUNTPOINT --flag=value …` before clap sees it, so the subcommand
 //! CLI stays the one definition of every option. Pure: no I/O.
@@ -49,14 +50,24 @@ const IGNORED: &[&str] = &[
 /// in an fstab line.
 const NOT_OPTIONS: &[&str] = &["help", "version"];
 
-/// Whether `argv` (with the program name first) is the mount(8) form:
-/// two or more words whose first is not a subcommand or an option.
+/// Whether `argv` (with the program name first) is the mount(8) form: a
+/// first word that is not a subcommand or an option, and an `-o` list
+/// (mount(8) and mount.fuse3 always pass one: at least `rw` or `dev,suid`).
+/// A mistyped subcommand (`strata verfy STORE`) is thus a usage error, not
+/// a mount.
 fn is_helper_form(argv: &[OsString], subcommands: &[String]) -> bool {
-    let Some(first) = argv.get(1).and_then(|a| a.to_str()) else {
+    let has_options = argv
+        .iter()
+        .skip(2)
+        .any(|a| a.to_str().is_some_and(|a| a.starts_with("-o")));
+    if argv.len() < 4 || !has_options {
+        return false;
+    }
+    match argv.get(1).and_then(|a| a.to_str()) {
         // A non-UTF-8 first word cannot be a subcommand: a store path.
-        return argv.len() >= 3;
-    };
-    argv.len() >= 3 && !first.starts_with('-') && !subcommands.iter().any(|s| s == first)
+        None => true,
+        Some(first) => !first.starts_with('-') && !subcommands.iter().any(|s| s == first),
+    }
 }
 
 /// How a long flag of `strata mount` takes its value.
@@ -288,8 +299,19 @@ mod tests {
 
     #[test]
     fn a_third_positional_is_a_usage_error() {
-        let err = rewrite(os(&["strata", "s", "m", "extra"])).expect_err("refused");
+        let err = rewrite(os(&["strata", "s", "m", "extra", "-o", "rw"])).expect_err("refused");
         assert!(err.contains("unexpected argument"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_is_not_taken_for_a_mount() {
+        for argv in [
+            vec!["strata", "verfy", "/srv/store"],
+            vec!["strata", "s", "m"],
+        ] {
+            let got = rewrite(os(&argv)).expect("left alone for clap to refuse");
+            assert_eq!(strs(got), argv);
+        }
     }
 
     #[test]
