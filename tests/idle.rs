@@ -168,13 +168,15 @@ fn a_working_directory_inside_keeps_an_idle_mount_mounted() {
 #[test]
 fn requests_keep_resetting_the_idle_time() {
     let f = Fixture::new("general");
-    let m = f.mount_with(&["--idle", IDLE]);
+    // Two seconds of idle time against a read every 300 ms: room for a
+    // loaded machine's scheduling delays.
+    let m = f.mount_with(&["--idle", "2s"]);
     let file = f.disk("data").join("read");
     std::fs::write(&file, b"x").expect("write");
     let start = Instant::now();
-    // A read every 300 ms for three idle times (each open reaches the
-    // daemon; a stat could be answered from the kernel's cache and would
-    // not count): never idle long enough.
+    // A read every 300 ms for three seconds (each open reaches the daemon;
+    // a stat could be answered from the kernel's cache and would not
+    // count): never idle long enough.
     while start.elapsed() < IDLE_TIME * 3 {
         assert!(
             std::fs::read(&file).is_ok() && is_mounted(&f.mnt),
