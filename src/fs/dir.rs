@@ -215,24 +215,25 @@ impl Fs {
                 &st,
             ));
         }
-        let (disk, kind, root, link, open, last) = {
+        let (disk, kind, root, link, slot, last) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            let open = n
-                .file
-                .open
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .upgrade();
             (
                 n.disk,
                 n.kind,
                 n.root,
                 n.links.first().cloned(),
-                open,
+                n.file.clone(),
                 n.attr,
             )
         };
+        // The slot's lock is taken only after the node table's is released:
+        // opening a file holds the slot and then reads the table.
+        let open = slot
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
         if let Some(f) = open {
             let st = rustix::fs::fstat(f.fd())?;
             let a = attr::from_stat(ino, &st, kind, Some(f.size()));
@@ -267,17 +268,17 @@ impl Fs {
     /// How an operation reaches inode `ino`'s backing object (`None` when
     /// nothing does: unlinked and closed).
     fn target(&self, ino: u64, kind: Kind) -> FsResult<Option<Target>> {
-        let (root, link, open) = {
+        let (root, link, slot) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            let open = n
-                .file
-                .open
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .upgrade();
-            (n.root, n.links.first().cloned(), open)
+            (n.root, n.links.first().cloned(), n.file.clone())
         };
+        // Not under the node table's lock: see `getattr`.
+        let open = slot
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
         if let Some(f) = open {
             return Ok(Some(Target::File(f)));
         }
