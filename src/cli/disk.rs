@@ -290,7 +290,7 @@ fn reencrypt(store: &Path, name: &str, change: &Change, vault: &VaultArgs) -> an
     let mut v = open_vault(vault)?;
     let progress = Drawer::new("re-encrypting", Unit::Objects, false);
     let log = crate::store::rekey::run(store, &mut v, name, change, &progress);
-    progress.finish();
+    progress.end(log.is_ok());
     for line in log? {
         println!("{line}");
     }

@@ -119,7 +119,7 @@ pub fn run_verify(store: &Path, json: bool, repair: bool, vault: &VaultArgs) -> 
     let opts = verify::Options { repair };
     let progress = Drawer::new("verifying", Unit::Files, json);
     let report = verify::verify(store, vault.as_ref(), &opts, &progress);
-    progress.finish();
+    progress.end(report.is_ok());
     let report = match report {
         Ok(r) => r,
         Err(e) => return could_not_run(e),
@@ -141,7 +141,7 @@ pub fn run_verify(store: &Path, json: bool, repair: bool, vault: &VaultArgs) -> 
 pub fn run_scan(store: &Path, needles: &[String], json: bool, include_config: bool) -> ExitCode {
     let progress = Drawer::new("scanning", Unit::Bytes, json);
     let report = scan::scan(store, needles, include_config, &progress);
-    progress.finish();
+    progress.end(report.is_ok());
     let report = match report {
         Ok(r) => r,
         Err(e) => return could_not_run(e),

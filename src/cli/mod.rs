@@ -27,7 +27,14 @@ use crate::store::Preset;
     about,
     long_about = None,
     after_long_help = "strata STORE MOUNTPOINT -o OPTIONS is `strata mount` as mount(8) and /etc/fstab run it \
-(type fuse.strata): see strata-mount(1)."
+(type fuse.strata): see strata-mount(1).
+
+Long commands (verify, scan, disk rekey, disk encrypt, snapshot create and restore, image \
+create, disk add --from-image) draw a progress bar with rate and ETA on stderr when it is a \
+terminal, else print a plain progress line every STRATA_PROGRESS_INTERVAL (default 10s); \
+none with --json.
+
+Shell completions: strata completions bash|zsh|fish."
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.

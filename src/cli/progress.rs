@@ -174,11 +174,14 @@ impl Drawer {
         line
     }
 
-    /// Ends the display: clears the bar, or prints a last plain line.
-    pub fn finish(&self) {
+    /// Ends the display: clears the bar; without a terminal, prints a last
+    /// line when the operation succeeded (`ok`). A failure's own message is
+    /// then the one line the user sees.
+    pub fn end(&self, ok: bool) {
         match &self.mode {
             Mode::Hidden => {}
             Mode::Bar(bar) => bar.finish_and_clear(),
+            Mode::Plain(_) if !ok => {}
             Mode::Plain(m) => {
                 let p = m.lock().unwrap_or_else(|e| e.into_inner());
                 eprintln!(

@@ -101,7 +101,7 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
             let mut v = open_vault(&vault)?;
             let progress = copy_progress("restoring");
             let st = snapshots::restore_snapshot(&store, &mut v, &disk, &name, &progress);
-            progress.finish();
+            progress.end(st.is_ok());
             let st = st?;
             println!(
                 "disk {disk} restored to snapshot {name} ({}); it has the snapshot's keys again",
@@ -117,7 +117,7 @@ fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Re
     if !store_mounted(store) {
         let progress = copy_progress("copying");
         let made = snapshots::create_snapshot(store, &mut v, disk, name, &progress);
-        progress.finish();
+        progress.end(made.is_ok());
         let (snap, st) = made?;
         println!(
             "snapshot {} of disk {} taken offline: {}",
@@ -175,7 +175,7 @@ pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 store_mounted(&store),
                 &progress,
             );
-            progress.finish();
+            progress.end(made.is_ok());
             let (img, st) = made?;
             println!(
                 "image {} made from {}: {}",
@@ -233,7 +233,7 @@ pub fn fill_from_image(
 ) -> anyhow::Result<()> {
     let progress = Drawer::new("re-encrypting the image", Unit::Objects, false);
     let n = snapshots::fill_from_image(store, vault, disk, image, &progress);
-    progress.finish();
+    progress.end(n.is_ok());
     let n = n?;
     println!("disk {disk} filled from image {image}: {n} objects re-encrypted under its own keys");
     Ok(())
