@@ -5,9 +5,11 @@ Mounts strata (presets general and max), gocryptfs, securefs (lite format),
 cryfs, bindfs (the FUSE floor) and a plain directory side by side, runs the
 same workloads on each, repetition by repetition with the order of the
 filesystems rotated so that drift hits all alike, and writes medians and
-strata/peer ratios as Markdown and CSV under bench/results/.
+strata/peer ratios as Markdown and CSV under bench/results/, and the ratio
+tables as SVG bar charts (bench/plot.py).
 
 Run through bench/run.sh, which installs the peers and builds strata.
+`--plot CSV` only redraws the charts of an earlier run from its CSV.
 """
 
 import argparse
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import plot
 
 PASS = "bench-passphrase"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -455,12 +459,15 @@ def report(samples, names, info, q, out_dir, extra):
         for (n, m), vals in sorted(samples.items()):
             for i, v in enumerate(vals):
                 w.writerow([stamp, info["cpu"], info["cores"], n, m, METRICS[m], i + 1, f"{v:.6g}"])
+    for path in plot.write_plots(med, names, METRICS, out_dir, stamp):
+        print(f"wrote {path}")
     return md
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--strata", required=True, help="the strata binary (release build)")
+    ap.add_argument("--strata", help="the strata binary (release build)")
+    ap.add_argument("--plot", metavar="CSV", help="only redraw the charts from an earlier run's CSV")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the harness")
     ap.add_argument("--only", default="", help="comma-separated filesystems")
@@ -468,6 +475,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--dir", default=None, help="where stores and mounts go (default: a new temporary directory)")
     q = ap.parse_args()
+    if q.plot:
+        for path in plot.plot_csv(q.plot, q.out, order=list(METRICS)):
+            print(f"wrote {path}")
+        return
+    if not q.strata:
+        ap.error("--strata is required to run the benchmarks")
     base = tempfile.mkdtemp(prefix="strata-bench-", dir=q.dir)
     fss = [Plain("ext4", base), Bindfs("bindfs", base), Gocryptfs("gocryptfs", base),
            Securefs("securefs", base), Cryfs("cryfs", base),

@@ -2,10 +2,17 @@
 # Benchmarks strata against the peers Debian ships, in one interleaved run:
 #   bench/run.sh [--reps N] [--quick] [--only a,b] [--workloads seq,rand,meta,sqlite,append]
 # Installs what it needs (fio, gocryptfs, securefs, cryfs, bindfs, fuse3),
-# builds strata in release mode and writes bench/results/<date>.{md,csv}
-# and bench/results/latest.md. Needs root (FUSE mounts, dropping caches).
+# builds strata in release mode and writes bench/results/<date>.{md,csv},
+# bench/results/latest.md and the ratio tables as SVG charts
+# (<date>-strata-*.svg, latest-strata-*.svg). Needs root (FUSE mounts,
+# dropping caches). `bench/run.sh --plot bench/results/<date>.csv` only
+# redraws the charts of an earlier run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--plot" ]; then
+    exec python3 bench/harness.py "$@"
+fi
 
 need=()
 for tool in fio gocryptfs securefs cryfs bindfs fusermount3 python3 pgrep; do

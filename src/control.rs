@@ -30,6 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::fs::{Fs, FsStatus};
+use crate::fuse::watch::Activity;
 
 /// The socket's file name in the store directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -100,8 +101,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the socket (mode 0600) and serves it on a thread.
-    pub fn start(store: &Path, mountpoint: &Path, fs: Arc<Fs>) -> std::io::Result<Server> {
+    /// Binds the socket (mode 0600) and serves it on a thread. An online
+    /// snapshot counts as a request being served in `activity`, so an idle
+    /// unmount never cuts its copy short.
+    pub fn start(
+        store: &Path,
+        mountpoint: &Path,
+        fs: Arc<Fs>,
+        activity: Arc<Activity>,
+    ) -> std::io::Result<Server> {
         let path = socket_path(store);
         // A socket left by a daemon that died: nobody answers it.
         if path.exists() && UnixStream::connect(&path).is_err() {
@@ -121,9 +129,12 @@ impl Server {
                     let Ok(conn) = conn else { continue };
                     let fs = fs.clone();
                     let ctx = ctx.clone();
+                    let activity = activity.clone();
                     let _ = std::thread::Builder::new()
                         .name("strata-control-conn".into())
-                        .spawn(move || serve(conn, owner, &fs, &ctx.0, &ctx.1, &ctx.2));
+                        .spawn(move || {
+                            serve(conn, owner, &fs, &activity, (&ctx.0, &ctx.1, &ctx.2))
+                        });
                 }
             })?;
         Ok(Server { path })
@@ -149,7 +160,13 @@ fn error(conn: &mut UnixStream, msg: impl Into<String>) {
     );
 }
 
-fn serve(mut conn: UnixStream, owner: u32, fs: &Fs, store: &Path, mnt: &Path, sock: &Path) {
+fn serve(
+    mut conn: UnixStream,
+    owner: u32,
+    fs: &Fs,
+    activity: &Activity,
+    (store, mnt, sock): (&Path, &Path, &Path),
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     match rustix::net::sockopt::socket_peercred(&conn) {
         Ok(cred) if cred.uid.as_raw() == owner => {}
@@ -196,6 +213,7 @@ fn serve(mut conn: UnixStream, owner: u32, fs: &Fs, store: &Path, mnt: &Path, so
                 reply(&mut conn, &serde_json::json!({ "ok": true, "status": status }));
             }
             Ok(Request::Snapshot { disk, name }) => {
+                let _busy = activity.begin();
                 match snapshot(fs, store, &disk, &name) {
                     Ok(st) => reply(
                         &mut conn,
@@ -240,7 +258,7 @@ fn snapshot(
         return Err(format!("this mount has no disk named {disk}"));
     };
     let started = std::time::Instant::now();
-    let r = clone_tree(&src, &tmp, &mut |_| {}).map_err(|e| e.to_string());
+    let r = clone_tree(&src, &tmp, &crate::progress::Silent).map_err(|e| e.to_string());
     tracing::info!(
         disk,
         elapsed_ms = started.elapsed().as_millis() as u64,

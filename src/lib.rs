@@ -15,8 +15,10 @@ pub mod format;
 pub mod fs;
 pub mod fuse;
 pub mod layers;
+pub mod logging;
 pub mod names;
 pub mod platform;
+pub mod progress;
 pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::progress::{Drawer, Unit};
 use super::secrets::open_vault;
 use super::{DiskCommand, ScopeCommand, VaultArgs};
 use crate::layers::Layer;
@@ -76,7 +77,7 @@ fn maybe_due(
     vault: &VaultArgs,
     config: &Config,
 ) -> anyhow::Result<Vec<(String, u64)>> {
-    if vault.passphrase_file.is_none() && vault.recovery_key_file.is_none() {
+    if !vault.has_unlock_source() {
         return Ok(Vec::new());
     }
     let v = open_vault(vault)?;
@@ -286,19 +287,11 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn reencrypt(store: &Path, name: &str, change: &Change, vault: &VaultArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     let mut v = open_vault(vault)?;
-    let tty = std::io::stderr().is_terminal();
-    let mut progress = |n: u64| {
-        if tty && n.is_multiple_of(16) {
-            eprint!("\rre-encrypting: {n} objects");
-        }
-    };
-    let log = crate::store::rekey::run(store, &mut v, name, change, &mut progress)?;
-    if tty {
-        eprintln!();
-    }
-    for line in log {
+    let progress = Drawer::new("re-encrypting", Unit::Objects, false);
+    let log = crate::store::rekey::run(store, &mut v, name, change, &progress);
+    progress.end(log.is_ok());
+    for line in log? {
         println!("{line}");
     }
     Ok(())

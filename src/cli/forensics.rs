@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::progress::{Drawer, Unit};
 use super::secrets::open_vault;
 use super::VaultArgs;
 use crate::forensics::{inspect, scan, verify};
@@ -16,7 +17,7 @@ const COULD_NOT_RUN: u8 = 2;
 /// The vault, when any vault flag is given (the forensic commands work
 /// without keys by default).
 fn optional_vault(args: &VaultArgs) -> anyhow::Result<Option<Vault>> {
-    if args.vault.is_none() && args.passphrase_file.is_none() && args.recovery_key_file.is_none() {
+    if args.vault.is_none() && !args.has_unlock_source() {
         return Ok(None);
     }
     open_vault(args).map(Some)
@@ -115,11 +116,11 @@ pub fn run_verify(store: &Path, json: bool, repair: bool, vault: &VaultArgs) -> 
         Ok(v) => v,
         Err(e) => return could_not_run(format!("{e:#}")),
     };
-    let opts = verify::Options {
-        repair,
-        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
-    let report = match verify::verify(store, vault.as_ref(), &opts) {
+    let opts = verify::Options { repair };
+    let progress = Drawer::new("verifying", Unit::Files, json);
+    let report = verify::verify(store, vault.as_ref(), &opts, &progress);
+    progress.end(report.is_ok());
+    let report = match report {
         Ok(r) => r,
         Err(e) => return could_not_run(e),
     };
@@ -138,7 +139,10 @@ pub fn run_verify(store: &Path, json: bool, repair: bool, vault: &VaultArgs) -> 
 
 /// `strata scan`.
 pub fn run_scan(store: &Path, needles: &[String], json: bool, include_config: bool) -> ExitCode {
-    let report = match scan::scan(store, needles, include_config) {
+    let progress = Drawer::new("scanning", Unit::Bytes, json);
+    let report = scan::scan(store, needles, include_config, &progress);
+    progress.end(report.is_ok());
+    let report = match report {
         Ok(r) => r,
         Err(e) => return could_not_run(e),
     };

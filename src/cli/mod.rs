@@ -4,8 +4,10 @@
 
 mod disk;
 mod forensics;
+pub mod helper;
 mod init;
 mod mount;
+mod progress;
 mod secrets;
 mod snapshot;
 mod vault_cmd;
@@ -19,7 +21,21 @@ use crate::store::Preset;
 
 /// strata: the disk-encryption layers of a cloud VM, on one machine.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about, long_about = None)]
+#[command(
+    name = "strata",
+    version,
+    about,
+    long_about = None,
+    after_long_help = "strata STORE MOUNTPOINT -o OPTIONS is `strata mount` as mount(8) and /etc/fstab run it \
+(type fuse.strata): see strata-mount(1).
+
+Long commands (verify, scan, disk rekey, disk encrypt, snapshot create and restore, image \
+create, disk add --from-image) draw a progress bar with rate and ETA on stderr when it is a \
+terminal, else print a plain progress line every STRATA_PROGRESS_INTERVAL (default 10s); \
+none with --json.
+
+Shell completions: strata completions bash|zsh|fish."
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -29,7 +45,43 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Arguments of `mount`.
+/// The long help of `mount`: the mount(8) and fstab form, passphrase
+/// helpers, logs and idle unmount.
+const MOUNT_HELP: &str = "\
+mount(8) and /etc/fstab (type fuse.strata):
+
+  mount -t fuse.strata STORE MOUNTPOINT -o vault=FILE,passphrase_file=FILE[,OPTION...]
+
+  STORE MOUNTPOINT fuse.strata vault=FILE,passphrase_file=FILE,nofail,_netdev 0 0
+
+mount.fuse3 (package fuse3) runs `strata STORE MOUNTPOINT -o OPTIONS` with strata found on \
+the system PATH (/usr/bin, /usr/local/bin). Each option is named after a long flag \
+above, dashes or underscores alike (allow_other, cache_size=BYTES, idle=10m, ro, \
+passphrase_command=CMD with spaces written \\040 in fstab). auto, noauto, nofail, \
+_netdev, user, x-systemd.* and the like are for mount(8) and systemd and pass through; \
+rw, exec, atime, relatime, dev, suid, nodev and nosuid are accepted (strata always \
+mounts nodev,nosuid). `umount MOUNTPOINT` unmounts and the daemon exits. The mount's \
+type is fuse.strata in /proc/mounts, findmnt and df -T.
+
+Passphrase: --passphrase-file, --passphrase-command (e.g. \
+\"systemd-ask-password --credential=strata.passphrase Vault passphrase:\"; run without a \
+shell unless --passphrase-shell; a non-zero exit or empty output fails), \
+--passphrase-credential NAME ($CREDENTIALS_DIRECTORY/NAME of a systemd unit), else the \
+terminal. The unit template strata-mount@.service (contrib/systemd/, installed by the \
+Debian package) mounts a store with its passphrase from a systemd credential.
+
+Logs: with -f on stderr; with --log-file to that file; else the daemon logs to the \
+systemd journal when journald runs (fields STORE, MOUNTPOINT, DISK, ERRNO; \
+journalctl SYSLOG_IDENTIFIER=strata), else to syslog. A block that fails its check \
+(EIO), a full backing store (ENOSPC) and a revoked key are logged with the disk; never \
+a file name, contents or a key.
+
+--idle DURATION unmounts after that long without an open file or a request; a mount in \
+use (an open file, a running request, a working directory inside) is never unmounted.";
+
+/// Arguments of `mount`. The same options are accepted from mount(8) and
+/// /etc/fstab as `-o name=value,flag,…`, named after the long flags (see
+/// [`helper`]).
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// Store directory.
@@ -48,30 +100,66 @@ pub struct MountArgs {
     /// Let other users use the mount.
     #[arg(long)]
     pub allow_other: bool,
-    /// Append logs to FILE.
+    /// Forbid running programs from the mount.
+    #[arg(long)]
+    pub noexec: bool,
+    /// Do not update access times.
+    #[arg(long)]
+    pub noatime: bool,
+    /// Append logs to FILE [default: with -f stderr, else the journal when
+    /// journald runs, else syslog].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// FUSE worker threads [default: number of CPUs, at least 2].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Unmount after DURATION (e.g. 90s, 10m, 1h30m) in which no file was
+    /// open and no request came; a busy mount is never unmounted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle: Option<std::time::Duration>,
     /// The vault.
     #[command(flatten)]
     pub vault: VaultArgs,
 }
 
-/// Where the vault is and how to unlock it.
-#[derive(Debug, Clone, Args)]
+/// Where the vault is and how to unlock it. At most one source of the
+/// passphrase (or the recovery key) is given; without one, the terminal is
+/// asked.
+#[derive(Debug, Clone, Default, Args)]
 pub struct VaultArgs {
     /// Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault].
     #[arg(long, value_name = "FILE")]
     pub vault: Option<PathBuf>,
     /// Read the passphrase from FILE (one trailing newline is ignored)
     /// instead of asking on the terminal.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", group = "unlock")]
     pub passphrase_file: Option<PathBuf>,
+    /// Run CMD and read the passphrase from its standard output (one
+    /// trailing newline is ignored), as gocryptfs' -extpass. Given once, CMD
+    /// is split on whitespace; given several times, each is one argument.
+    /// No shell is involved unless --passphrase-shell.
+    #[arg(long, value_name = "CMD", group = "unlock", allow_hyphen_values = true)]
+    pub passphrase_command: Vec<String>,
+    /// Run the --passphrase-command through /bin/sh -c.
+    #[arg(long, requires = "passphrase_command")]
+    pub passphrase_shell: bool,
+    /// Read the passphrase from the systemd credential NAME
+    /// ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit).
+    #[arg(long, value_name = "NAME", group = "unlock")]
+    pub passphrase_credential: Option<String>,
     /// Unlock with the recovery key read from FILE instead of the passphrase.
-    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+    #[arg(long, value_name = "FILE", group = "unlock")]
     pub recovery_key_file: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    /// Whether any way of unlocking without the terminal was given.
+    pub fn has_unlock_source(&self) -> bool {
+        self.passphrase_file.is_some()
+            || !self.passphrase_command.is_empty()
+            || self.passphrase_credential.is_some()
+            || self.recovery_key_file.is_some()
+    }
 }
 
 /// Argon2id parameters for a new vault.
@@ -112,6 +200,7 @@ pub enum Command {
         kdf: KdfArgs,
     },
     /// Mount a store: one directory per disk under MOUNTPOINT.
+    #[command(after_long_help = MOUNT_HELP)]
     Mount(MountArgs),
     /// Disks of a store: add, list, show.
     Disk {
@@ -212,6 +301,12 @@ pub enum Command {
         /// Vault command.
         #[command(subcommand)]
         command: VaultCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -509,6 +604,47 @@ pub enum ScopeCommand {
     },
 }
 
+/// A duration such as `90s`, `10m`, `1h30m`, `500ms` or plain seconds
+/// (`45`); units ms, s, m, h, d.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 90s, 10m, 1h30m)");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let one = match &rest[..unit_len] {
+            "ms" => std::time::Duration::from_millis(1),
+            "s" => std::time::Duration::from_secs(1),
+            "m" | "min" => std::time::Duration::from_secs(60),
+            "h" => std::time::Duration::from_secs(3600),
+            "d" => std::time::Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        let n = u32::try_from(n).map_err(|_| bad())?;
+        total = one
+            .checked_mul(n)
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -545,6 +681,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot { command } => snapshot::run(command),
         Command::Image { command } => snapshot::run_image(command),
         Command::Vault { command } => vault_cmd::run(command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect {
             target,
             path,
@@ -604,40 +745,26 @@ pub fn man_pages() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Sets up logging: to `file` if given, else to stderr. `-v` raises the
-/// level; RUST_LOG overrides it. Logs never carry plaintext, names or keys.
+pub use crate::logging::Sink as LogSink;
+
+/// Sets up logging to `sink`. Commands log warnings by default, the mount
+/// daemon also what it does (mounted, unmounted, revocations); `-v` raises
+/// the level one step, RUST_LOG overrides it. Logs never carry plaintext,
+/// names or keys.
 pub fn init_logging(
     verbose: u8,
-    file: Option<&std::path::Path>,
-    _foreground: bool,
-) -> anyhow::Result<()> {
+    sink: LogSink<'_>,
+    daemon: bool,
+) -> anyhow::Result<crate::logging::Chosen> {
     use anyhow::Context;
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
+    let level = match (verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, false) => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("strata={level},fuser=error"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let result = match file {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init()
-        }
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = result;
-    Ok(())
+    let chosen = crate::logging::init(level, sink).with_context(|| match sink {
+        LogSink::File(p) => format!("log file {}", p.display()),
+        _ => "setting up logging".to_string(),
+    })?;
+    Ok(chosen)
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -12,6 +13,7 @@ use super::secrets::open_vault;
 use super::MountArgs;
 use crate::cache::BlockCache;
 use crate::fs::{DiskRt, Fs, FsOptions};
+use crate::fuse::watch::Activity;
 use crate::store::{self, DiskKind};
 
 /// The `major:minor` device of the mount at `path`, from
@@ -171,6 +173,7 @@ fn build_disks(
                 let refused = refusal(&d, &region, vault);
                 if let Some(r) = &refused {
                     eprintln!("strata: {what}: {r}");
+                    tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{what}: {r}");
                 }
                 DiskRt {
                     name: d.name.clone(),
@@ -184,6 +187,7 @@ fn build_disks(
             }
             Err(e) => {
                 eprintln!("strata: {what}: {e}");
+                tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{what}: {e}");
                 DiskRt {
                     name: d.name.clone(),
                     root,
@@ -288,7 +292,9 @@ fn watch_vault(
             let refused = reason.is_some();
             if fs.set_refused(i, reason.clone()) {
                 match &reason {
-                    Some(r) => tracing::warn!("{r}"),
+                    Some(r) => {
+                        tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{r}")
+                    }
                     None => tracing::warn!(disk = %d.name, "disk available again"),
                 }
                 if refused {
@@ -299,6 +305,81 @@ fn watch_vault(
             }
         }
     }
+}
+
+/// The mount option that makes the mount's type `fuse.strata` in
+/// /proc/mounts, findmnt and `df -T`. fuser hands its own `Subtype` only to
+/// fusermount3; on the mount(2) path it takes as root it drops it, and the
+/// type showed as plain `fuse`. The kernel reads `subtype=` among the
+/// options of the FUSE filesystem itself, and fusermount3 accepts it too.
+#[cfg(target_os = "linux")]
+fn subtype() -> fuser::MountOption {
+    fuser::MountOption::CUSTOM("subtype=strata".into())
+}
+
+/// The mount option that names the filesystem type `strata`.
+#[cfg(not(target_os = "linux"))]
+fn subtype() -> fuser::MountOption {
+    fuser::MountOption::Subtype("strata".into())
+}
+
+/// How often the idle watcher looks at the mount: often enough to unmount
+/// within a small fraction of the idle time, at least once a second.
+fn idle_tick(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// Unmounts the mount at `mountpoint` once no request has come and no file
+/// or directory has been open for `idle` (`--idle`). A busy mount is never
+/// unmounted: besides the open handles and the requests in flight, the
+/// unmount itself is the kernel's plain one (never lazy), which fails with
+/// EBUSY while any process has a file, a mapping or its working directory
+/// there; the watcher then waits another full `idle`.
+fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
+    loop {
+        std::thread::sleep(idle_tick(idle));
+        let Some(quiet) = activity.idle_for() else {
+            continue;
+        };
+        if quiet < idle || fs.status().open_handles > 0 {
+            continue;
+        }
+        match unmount_if_unused(mountpoint) {
+            Ok(()) => {
+                tracing::info!(
+                    idle_secs = idle.as_secs_f64(),
+                    "unmounted: idle for the --idle time"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("idle, but the mount is in use ({e}); staying mounted");
+                activity.touch();
+            }
+        }
+    }
+}
+
+/// Unmounts `m` unless something uses it: umount(2) without MNT_DETACH as
+/// root, `fusermount3 -u` (which is not lazy either) otherwise.
+fn unmount_if_unused(m: &Path) -> anyhow::Result<()> {
+    if rustix::process::geteuid().is_root() {
+        rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty())
+            .with_context(|| format!("unmounting {}", m.display()))?;
+        return Ok(());
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(m)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running fusermount3")?;
+    if !out.success() {
+        bail!("fusermount3 -u {} failed", m.display());
+    }
+    Ok(())
 }
 
 /// Runs `mount`.
@@ -312,7 +393,15 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     if let Ok(abs) = a.mountpoint.canonicalize() {
         a.mountpoint = abs;
     }
-    super::init_logging(verbose, a.log_file.as_deref(), a.foreground)?;
+    let sink = match (&a.log_file, a.foreground) {
+        (Some(f), _) => super::LogSink::File(f),
+        (None, true) => super::LogSink::Stderr,
+        (None, false) => super::LogSink::System {
+            store: &a.store,
+            mountpoint: &a.mountpoint,
+        },
+    };
+    let logs = super::init_logging(verbose, sink, true)?;
     let mut vault = open_vault(&a.vault)?;
     // A read-only mount writes neither the vault nor the config.
     if !a.ro {
@@ -391,12 +480,19 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     ));
     let mut options = vec![
         fuser::MountOption::FSName(format!("strata:{}", store_path.display())),
-        fuser::MountOption::Subtype("strata".into()),
+        subtype(),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
     ];
     if a.ro {
         options.push(fuser::MountOption::RO);
+    }
+    if a.noexec {
+        options.push(fuser::MountOption::NoExec);
+    }
+    if a.noatime {
+        options.push(fuser::MountOption::NoAtime);
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
@@ -414,8 +510,9 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     config.n_threads = Some(threads);
     config.clone_fd = threads > 1;
 
+    let activity = Arc::new(Activity::new());
     let session = fuser::Session::new(
-        crate::fuse::StrataFuse::new(fs.clone()),
+        crate::fuse::StrataFuse::new(fs.clone(), activity.clone()),
         &a.mountpoint,
         &config,
     );
@@ -430,17 +527,29 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             bail!(msg);
         }
     };
-    tracing::info!(mountpoint = %a.mountpoint.display(), threads, "mounted");
+    tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
     raise_readahead(&a.mountpoint);
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
-    let _control = match crate::control::Server::start(&store_path, &a.mountpoint, fs.clone()) {
+    let _control = match crate::control::Server::start(
+        &store_path,
+        &a.mountpoint,
+        fs.clone(),
+        activity.clone(),
+    ) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("no control socket (strata status will not see this mount): {e}");
             None
         }
     };
+    if let Some(idle) = a.idle {
+        let (fs, mountpoint, activity) = (fs.clone(), a.mountpoint.clone(), activity.clone());
+        std::thread::Builder::new()
+            .name("strata-idle".into())
+            .spawn(move || watch_idle(idle, &fs, &activity, &mountpoint))
+            .context("starting the idle watcher")?;
+    }
     std::thread::Builder::new()
         .name("strata-vault".into())
         .spawn(move || watch_vault(vault, fs, disk_configs, snapshot_configs, region, notifier))
@@ -463,6 +572,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         detach_stdio();
     }
     let served = session.run().context("serving the mount");
+    // An online snapshot that began just as the mount went away finishes
+    // its copy before the process exits.
+    while activity.idle_for().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     if session_id != 0 {
         if let Err(e) = store::sessions::end(&store_path, &record_key, session_id) {
             tracing::warn!("the session record was not updated at unmount: {e}");

@@ -1,32 +1,21 @@
 //! `strata snapshot …` and `strata image …`, and filling a disk made with
 //! `disk add --from-image`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
 
+use super::progress::{Drawer, Unit};
 use super::secrets::open_vault;
 use super::{ImageCommand, SnapshotCommand, VaultArgs};
 use crate::store::rekey::store_mounted;
 use crate::store::snapshots::{self, CopyStats};
 use crate::store::Config;
 
-/// A copy progress line on a terminal.
-fn copy_progress(what: &str) -> impl FnMut(&CopyStats) + '_ {
-    let tty = std::io::stderr().is_terminal();
-    move |s: &CopyStats| {
-        if tty && s.objects.is_multiple_of(32) {
-            eprint!("\r{what}: {} objects, {} MiB", s.objects, s.bytes >> 20);
-        }
-    }
-}
-
-fn end_progress() {
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
+/// Progress of a copy of backing objects.
+fn copy_progress(what: &str) -> Drawer {
+    Drawer::new(what, Unit::Objects, false)
 }
 
 fn refuse_mounted(store: &Path, what: &str) -> anyhow::Result<()> {
@@ -110,9 +99,10 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
         } => {
             refuse_mounted(&store, "restoring a snapshot")?;
             let mut v = open_vault(&vault)?;
-            let mut progress = copy_progress("restoring");
-            let st = snapshots::restore_snapshot(&store, &mut v, &disk, &name, &mut progress)?;
-            end_progress();
+            let progress = copy_progress("restoring");
+            let st = snapshots::restore_snapshot(&store, &mut v, &disk, &name, &progress);
+            progress.end(st.is_ok());
+            let st = st?;
             println!(
                 "disk {disk} restored to snapshot {name} ({}); it has the snapshot's keys again",
                 describe(&st)
@@ -125,9 +115,10 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
 fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Result<()> {
     let mut v = open_vault(vault)?;
     if !store_mounted(store) {
-        let mut progress = copy_progress("copying");
-        let (snap, st) = snapshots::create_snapshot(store, &mut v, disk, name, &mut progress)?;
-        end_progress();
+        let progress = copy_progress("copying");
+        let made = snapshots::create_snapshot(store, &mut v, disk, name, &progress);
+        progress.end(made.is_ok());
+        let (snap, st) = made?;
         println!(
             "snapshot {} of disk {} taken offline: {}",
             snap.name,
@@ -175,16 +166,17 @@ pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             vault,
         } => {
             let mut v = open_vault(&vault)?;
-            let mut progress = copy_progress("copying");
-            let (img, st) = snapshots::create_image(
+            let progress = copy_progress("copying");
+            let made = snapshots::create_image(
                 &store,
                 &mut v,
                 &name,
                 &from,
                 store_mounted(&store),
-                &mut progress,
-            )?;
-            end_progress();
+                &progress,
+            );
+            progress.end(made.is_ok());
+            let (img, st) = made?;
             println!(
                 "image {} made from {}: {}",
                 img.name,
@@ -239,14 +231,10 @@ pub fn fill_from_image(
     disk: &str,
     image: &str,
 ) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
-    let mut progress = |n: u64| {
-        if tty && n.is_multiple_of(16) {
-            eprint!("\rre-encrypting the image: {n} objects");
-        }
-    };
-    let n = snapshots::fill_from_image(store, vault, disk, image, &mut progress)?;
-    end_progress();
+    let progress = Drawer::new("re-encrypting the image", Unit::Objects, false);
+    let n = snapshots::fill_from_image(store, vault, disk, image, &progress);
+    progress.end(n.is_ok());
+    let n = n?;
     println!("disk {disk} filled from image {image}: {n} objects re-encrypted under its own keys");
     Ok(())
 }

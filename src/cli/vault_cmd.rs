@@ -68,10 +68,12 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
             let mut v = open_vault(&vault)?;
             let new = match &new_passphrase_file {
                 Some(p) => read_secret_file(p, "new passphrase")?,
+                // The new passphrase comes from the terminal, never from the
+                // source that gave the old one.
                 None => super::secrets::passphrase(
                     &super::VaultArgs {
-                        passphrase_file: None,
-                        ..vault.clone()
+                        vault: vault.vault.clone(),
+                        ..super::VaultArgs::default()
                     },
                     true,
                 )?,

@@ -98,11 +98,12 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ForensicsError> {
     Ok(())
 }
 
-/// Scans a store.
+/// Scans a store; `progress` counts the bytes read.
 pub fn scan(
     store: &Path,
     needles: &[String],
     include_config: bool,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Report, ForensicsError> {
     let config = Config::read(store).map_err(crate::store::StoreError::from)?;
     let plain_temp: Vec<PathBuf> = if config.host_encryption {
@@ -119,6 +120,13 @@ pub fn scan(
     let mut all = Vec::new();
     files(store, &mut all)?;
     all.sort();
+    progress.total(
+        all.iter()
+            .filter_map(|p| std::fs::symlink_metadata(p).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum(),
+    );
     let encodings: Vec<(String, &str, Vec<u8>)> = needles
         .iter()
         .flat_map(|n| {
@@ -166,6 +174,7 @@ pub fn scan(
         let data = std::fs::read(&p).map_err(io(&p))?;
         report.files += 1;
         report.bytes += data.len() as u64;
+        progress.inc(data.len() as u64);
         for (needle, enc, bytes) in &encodings {
             for off in find_all(&data, bytes) {
                 report.hits.push(Hit {

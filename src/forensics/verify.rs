@@ -304,15 +304,14 @@ fn check_file(d: &Disk<'_>, e: &Entry) -> (Vec<Issue>, u64) {
 pub struct Options {
     /// Mend what can be mended.
     pub repair: bool,
-    /// Show progress on stderr.
-    pub progress: bool,
 }
 
-/// Verifies a store.
+/// Verifies a store; `progress` counts the files checked.
 pub fn verify(
     store: &Path,
     vault: Option<&Vault>,
     opts: &Options,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Report, ForensicsError> {
     let config = Config::read(store).map_err(crate::store::StoreError::from)?;
     if opts.repair && crate::store::rekey::store_mounted(store) {
@@ -361,32 +360,24 @@ pub fn verify(
         })
         .collect();
     let mut issues = Vec::new();
-    let mut files_total = 0;
-    let mut blocks_total = 0;
+    let mut listed = Vec::with_capacity(disks.len());
     for d in &disks {
         let mut files = Vec::new();
         walk(d, &d.root, &[], &mut issues, &mut files)?;
-        files_total += files.len() as u64;
-        let done = std::sync::atomic::AtomicU64::new(0);
+        listed.push(files);
+    }
+    let files_total: u64 = listed.iter().map(|f| f.len() as u64).sum();
+    progress.total(files_total);
+    let mut blocks_total = 0;
+    for (d, files) in disks.iter().zip(&listed) {
         let results: Vec<(Vec<Issue>, u64)> = files
             .par_iter()
             .map(|e| {
                 let r = check_file(d, e);
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if opts.progress && n.is_multiple_of(64) {
-                    eprint!("\rverifying disk {}: {n}/{} files", d.name, files.len());
-                }
+                progress.inc(1);
                 r
             })
             .collect();
-        if opts.progress {
-            eprintln!(
-                "\rverified disk {}: {} files{}",
-                d.name,
-                files.len(),
-                " ".repeat(10)
-            );
-        }
         for (i, b) in results {
             issues.extend(i);
             blocks_total += b;

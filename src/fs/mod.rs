@@ -326,6 +326,17 @@ impl Fs {
         ino == SNAPSHOTS_INO || (SNAPSHOT_DISK_INO..SNAPSHOTS_INO).contains(&ino)
     }
 
+    /// The disk (or `.snapshots/DISK/NAME`) inode `ino` belongs to, for
+    /// log lines.
+    pub fn disk_label(&self, ino: u64) -> Option<String> {
+        let slot = self.nodes().get(ino).map(|n| n.disk)?;
+        let d = self.disks.get(slot)?.get()?;
+        Some(match &d.snapshot {
+            Some(s) => format!("{SNAPSHOTS_DIR}/{}/{s}", d.name),
+            None => d.name.clone(),
+        })
+    }
+
     /// Inodes of disk `disk` the kernel may hold cached data of.
     pub fn disk_inodes(&self, disk: usize) -> Vec<u64> {
         self.nodes().of_disk(disk)

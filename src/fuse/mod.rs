@@ -1,6 +1,10 @@
 //! The thin fuser adapter: each handler calls the core in `fs` and turns its
 //! `Result` into a reply, inside a span naming the operation and inode.
-//! Nothing here decides semantics.
+//! Nothing here decides semantics. [`watch`] keeps what the daemon needs to
+//! know of the requests: when the last came (idle unmount) and which failed
+//! in a way the logs must show.
+
+pub mod watch;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -27,12 +31,18 @@ pub const MAX_WRITE: u32 = 1 << 20;
 /// The adapter.
 pub struct StrataFuse {
     fs: Arc<Fs>,
+    activity: Arc<watch::Activity>,
+    failures: watch::Failures,
 }
 
 impl StrataFuse {
-    /// Wraps the core.
-    pub fn new(fs: Arc<Fs>) -> Self {
-        StrataFuse { fs }
+    /// Wraps the core; `activity` sees every request.
+    pub fn new(fs: Arc<Fs>, activity: Arc<watch::Activity>) -> Self {
+        StrataFuse {
+            fs,
+            activity,
+            failures: watch::Failures::default(),
+        }
     }
 }
 
@@ -87,13 +97,18 @@ fn caller(req: &Request) -> Caller {
 }
 
 macro_rules! op {
-    ($name:literal, $ino:expr, $body:expr, $ok:expr, $reply:ident) => {{
+    ($this:ident, $name:literal, $ino:expr, $body:expr, $ok:expr, $reply:ident) => {{
+        let _busy = $this.activity.begin();
         let span = tracing::debug_span!($name, ino = $ino);
         let _g = span.enter();
         match $body {
             Ok(v) => $ok(v),
             Err(e) => {
                 tracing::debug!(errno = e.0, "failed");
+                let ino: u64 = $ino;
+                $this
+                    .failures
+                    .report($name, ino, e, || $this.fs.disk_label(ino));
                 $reply.error(ferr(e))
             }
         }
@@ -121,6 +136,7 @@ impl Filesystem for StrataFuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         op!(
+            self,
             "lookup",
             parent.0,
             self.fs.lookup(parent.0, name),
@@ -135,6 +151,7 @@ impl Filesystem for StrataFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         op!(
+            self,
             "getattr",
             ino.0,
             self.fs.getattr(ino.0),
@@ -171,6 +188,7 @@ impl Filesystem for StrataFuse {
             mtime: set_time(mtime),
         };
         op!(
+            self,
             "setattr",
             ino.0,
             self.fs.setattr(ino.0, fh.map(|f| f.0), s),
@@ -181,6 +199,7 @@ impl Filesystem for StrataFuse {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         op!(
+            self,
             "readlink",
             ino.0,
             self.fs.readlink(ino.0),
@@ -201,6 +220,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "mknod",
             parent.0,
             self.fs.mknod(parent.0, name, mode, rdev, caller(req)),
@@ -220,6 +240,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "mkdir",
             parent.0,
             self.fs.mkdir(parent.0, name, mode, caller(req)),
@@ -231,6 +252,7 @@ impl Filesystem for StrataFuse {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "unlink",
             parent.0,
             self.fs.unlink(parent.0, name),
@@ -242,6 +264,7 @@ impl Filesystem for StrataFuse {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "rmdir",
             parent.0,
             self.fs.rmdir(parent.0, name),
@@ -260,6 +283,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "symlink",
             parent.0,
             self.fs.symlink(parent.0, link_name, target, caller(req)),
@@ -280,6 +304,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "rename",
             parent.0,
             self.fs
@@ -299,6 +324,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "link",
             ino.0,
             self.fs.link(ino.0, newparent.0, newname),
@@ -310,6 +336,7 @@ impl Filesystem for StrataFuse {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "open",
             ino.0,
             self.fs.open(ino.0, flags.0),
@@ -330,6 +357,7 @@ impl Filesystem for StrataFuse {
         reply: ReplyData,
     ) {
         op!(
+            self,
             "read",
             ino.0,
             self.fs.read(fh.0, offset, size),
@@ -352,6 +380,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "write",
             ino.0,
             self.fs.write(fh.0, offset, data),
@@ -384,6 +413,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "release",
             ino.0,
             self.fs.release(fh.0),
@@ -402,6 +432,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "fsync",
             ino.0,
             self.fs.fsync(fh.0, datasync),
@@ -412,6 +443,7 @@ impl Filesystem for StrataFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         op!(
+            self,
             "opendir",
             ino.0,
             self.fs.opendir(ino.0),
@@ -429,6 +461,7 @@ impl Filesystem for StrataFuse {
         mut reply: ReplyDirectory,
     ) {
         op!(
+            self,
             "readdir",
             ino.0,
             self.fs.dir_entries(fh.0),
@@ -454,6 +487,7 @@ impl Filesystem for StrataFuse {
         reply: ReplyEmpty,
     ) {
         op!(
+            self,
             "releasedir",
             ino.0,
             self.fs.release(fh.0),
@@ -471,6 +505,7 @@ impl Filesystem for StrataFuse {
         reply: ReplyEmpty,
     ) {
         op!(
+            self,
             "fsyncdir",
             ino.0,
             self.fs.fsyncdir(ino.0),
@@ -481,6 +516,7 @@ impl Filesystem for StrataFuse {
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         op!(
+            self,
             "statfs",
             ino.0,
             self.fs.statfs(),
@@ -514,6 +550,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "setxattr",
             ino.0,
             self.fs.setxattr(ino.0, name, value, flags),
@@ -524,6 +561,7 @@ impl Filesystem for StrataFuse {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         op!(
+            self,
             "getxattr",
             ino.0,
             self.fs.getxattr(ino.0, name),
@@ -534,6 +572,7 @@ impl Filesystem for StrataFuse {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         op!(
+            self,
             "listxattr",
             ino.0,
             self.fs.listxattr(ino.0),
@@ -545,6 +584,7 @@ impl Filesystem for StrataFuse {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "removexattr",
             ino.0,
             self.fs.removexattr(ino.0, name),
@@ -565,6 +605,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino.0);
         op!(
+            self,
             "fallocate",
             ino.0,
             self.fs.fallocate(fh.0, offset, length, mode),
@@ -588,6 +629,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(ino_out.0);
         op!(
+            self,
             "copy_file_range",
             ino_out.0,
             self.fs
@@ -614,6 +656,7 @@ impl Filesystem for StrataFuse {
     ) {
         let _gate = self.fs.change_gate(parent.0);
         op!(
+            self,
             "create",
             parent.0,
             self.fs.create(parent.0, name, mode, flags, caller(req)),

@@ -28,6 +28,7 @@ use crate::file::{EncFile, FileCtx, OpenSpec};
 use crate::format::FileType;
 use crate::layers::{Layer, Pipeline};
 use crate::names::{self, BackingName, NameCodec};
+use crate::progress::Progress;
 use crate::vault::Vault;
 
 /// What to change.
@@ -91,14 +92,14 @@ fn merged(current: &[WrappedDek], pending: &[WrappedDek]) -> Vec<WrappedDek> {
     out
 }
 
-/// Runs (or resumes) a re-encryption of `disk`. `progress` is called with
-/// the number of objects rewritten so far. Returns what it did.
+/// Runs (or resumes) a re-encryption of `disk`. `progress` counts the
+/// objects (files, symlinks, fifos) rewritten. Returns what it did.
 pub fn run(
     store: &Path,
     vault: &mut Vault,
     disk: &str,
     change: &Change,
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Progress,
 ) -> Result<Vec<String>, StoreError> {
     if store_mounted(store) {
         return invalid(format!(
@@ -144,6 +145,7 @@ pub fn run(
     let new_root = disks.join(format!(".rekey-new-{disk}"));
     let old_root = disks.join(format!(".rekey-old-{disk}"));
     if root.exists() && !old_root.exists() {
+        progress.total(count_objects(&root).map_err(io(&root))?);
         let mut copier = Copier {
             old,
             new,
@@ -189,8 +191,9 @@ pub(crate) fn reencrypt_tree(
     vault: &Vault,
     from: (&DiskConfig, &Path),
     to: (&DiskConfig, &Path),
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Progress,
 ) -> Result<u64, StoreError> {
+    progress.total(count_objects(from.1).map_err(io(from.1))?);
     let old = side(store, config, from.0, &from.0.layers, vault)?;
     let new = side(store, config, to.0, &to.0.layers, vault)?;
     let mut copier = Copier {
@@ -294,6 +297,27 @@ pub(crate) fn crash_point() {
     }
 }
 
+/// The objects a re-encryption of the tree at `root` rewrites: every entry
+/// but directories and strata's own files, for a progress total.
+fn count_objects(root: &Path) -> std::io::Result<u64> {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if names::layout::is_reserved(&e.file_name()) {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 struct Copier<'a> {
     old: Side,
     new: Side,
@@ -303,7 +327,7 @@ struct Copier<'a> {
     /// Backing inode → the new path of its first copy (hard links).
     links: HashMap<(u64, u64), PathBuf>,
     done: u64,
-    progress: &'a mut dyn FnMut(u64),
+    progress: &'a dyn Progress,
 }
 
 /// How an offline tool opens backing file `path` as an encrypted file.
@@ -478,7 +502,7 @@ impl Copier<'_> {
             self.links.insert((m.dev(), m.ino()), dst.to_path_buf());
         }
         self.done += 1;
-        (self.progress)(self.done);
+        self.progress.inc(1);
         crash_point();
         Ok(())
     }

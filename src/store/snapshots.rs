@@ -19,6 +19,7 @@ use super::{
     disk_root, io, now, save_config, Config, DiskConfig, DiskKind, ImageConfig, SnapshotConfig,
     StoreError,
 };
+use crate::progress::Progress;
 use crate::vault::Vault;
 
 fn invalid<T>(m: String) -> Result<T, StoreError> {
@@ -144,12 +145,13 @@ pub struct CopyStats {
 
 /// Copies the backing tree `from` to the new directory `to` as it is:
 /// ciphertext, names, directory ids, sidecars, hard links, modes, owners,
-/// xattrs and times. `progress` sees the running counters.
+/// xattrs and times. `progress` counts the objects copied.
 pub fn clone_tree(
     from: &Path,
     to: &Path,
-    progress: &mut dyn FnMut(&CopyStats),
+    progress: &dyn Progress,
 ) -> Result<CopyStats, StoreError> {
+    progress.total(count_entries(from).map_err(io(from))?);
     let mut stats = CopyStats::default();
     let mut links = HashMap::new();
     clone_dir(from, to, &mut links, &mut stats, progress)?;
@@ -161,7 +163,7 @@ fn clone_dir(
     to: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
     stats: &mut CopyStats,
-    progress: &mut dyn FnMut(&CopyStats),
+    progress: &dyn Progress,
 ) -> Result<(), StoreError> {
     let meta = std::fs::symlink_metadata(from).map_err(io(from))?;
     std::fs::create_dir(to).map_err(io(to))?;
@@ -208,12 +210,30 @@ fn clone_dir(
             links.insert((m.dev(), m.ino()), dst);
         }
         stats.objects += 1;
-        progress(stats);
+        progress.inc(1);
         super::rekey::crash_point();
     }
     copy_raw_meta(from, to, &meta).map_err(io(to))?;
     stats.objects += 1;
+    progress.inc(1);
     Ok(())
+}
+
+/// Entries below `root` and `root` itself: the objects [`clone_tree`]
+/// counts, for a progress total.
+fn count_entries(root: &Path) -> std::io::Result<u64> {
+    let mut n = 1;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            n += 1;
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(n)
 }
 
 // ------------------------------------------------------------ snapshots
@@ -313,7 +333,7 @@ pub fn create_snapshot(
     vault: &mut Vault,
     disk: &str,
     name: &str,
-    progress: &mut dyn FnMut(&CopyStats),
+    progress: &dyn Progress,
 ) -> Result<(SnapshotConfig, CopyStats), StoreError> {
     let (d, tmp) = prepare_snapshot(store, vault, disk, name)?;
     let stats = clone_tree(&disk_root(store, disk), &tmp, progress)?;
@@ -352,7 +372,7 @@ pub fn restore_snapshot(
     vault: &mut Vault,
     disk: &str,
     name: &str,
-    progress: &mut dyn FnMut(&CopyStats),
+    progress: &dyn Progress,
 ) -> Result<CopyStats, StoreError> {
     let mut config = super::read_authenticated(store, vault)?;
     let Some(snap) = config.snapshot(disk, name).cloned() else {
@@ -402,7 +422,7 @@ pub fn create_image(
     name: &str,
     from: &str,
     mounted: bool,
-    progress: &mut dyn FnMut(&CopyStats),
+    progress: &dyn Progress,
 ) -> Result<(ImageConfig, CopyStats), StoreError> {
     let config = super::read_authenticated(store, vault)?;
     check_name("image", name)?;
@@ -485,7 +505,7 @@ pub fn fill_from_image(
     vault: &mut Vault,
     disk: &str,
     image: &str,
-    progress: &mut dyn FnMut(u64),
+    progress: &dyn Progress,
 ) -> Result<u64, StoreError> {
     let config = super::read_authenticated(store, vault)?;
     let Some(img) = config.image(image).cloned() else {
