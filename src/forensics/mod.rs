@@ -35,6 +35,15 @@ pub enum ForensicsError {
     Invalid(String),
 }
 
+impl From<crate::backing::walk::WalkError> for ForensicsError {
+    fn from(e: crate::backing::walk::WalkError) -> Self {
+        ForensicsError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ForensicsError + '_ {
     move |source| ForensicsError::Io {
         path: path.to_path_buf(),
@@ -122,7 +131,12 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
             format!("images/{}", i.name),
         )
     }));
-    let crashed = store::sessions::crashed_with(store_path, &config, vault);
+    let crashed = store::sessions::crashed_offline(
+        store_path,
+        &config,
+        vault,
+        store::rekey::store_mounted(store_path),
+    );
     let mut out = Vec::new();
     for (d, root, label) in holders {
         if d.kind == DiskKind::Temp || store::disk_revoked(&d, vault).is_some() {
@@ -144,22 +158,35 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
 }
 
 /// The plaintext path of backing path `rel` (components below the disk
-/// root), names decrypted with each parent's directory id.
+/// root), names decrypted with each parent's directory id; directories are
+/// opened one name at a time, so any depth works.
 pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> {
-    let mut dir = ctx.root.clone();
+    let mut dir = crate::backing::Dir::open(&ctx.root).ok()?;
     let mut out = PathBuf::from(&ctx.label);
-    for c in rel {
-        let (id, _) = crate::backing::read_dirid(&dir).ok()?;
+    for (i, c) in rel.iter().enumerate() {
+        let (id, _) = crate::backing::read_dirid_at(&dir).ok()?;
         let plain = if crate::names::is_long(c) {
-            let side = std::fs::read_to_string(dir.join(crate::names::sidecar_name(c))).ok()?;
+            let side = read_sidecar(&dir, c).ok()?;
             ctx.codec.decrypt_long(&id, c, &side).ok()?
         } else {
             ctx.codec.decrypt(&id, c).ok()?
         };
         out.push(plain);
-        dir.push(c);
+        if i + 1 < rel.len() {
+            dir = dir.open_dir(c).ok()?;
+        }
     }
     Some(out)
+}
+
+/// The sidecar of long backing name `hashed` in `dir` (bounded in size).
+pub(crate) fn read_sidecar(
+    dir: &crate::backing::Dir,
+    hashed: &std::ffi::OsStr,
+) -> std::io::Result<String> {
+    let raw = dir.read_small(&crate::names::sidecar_name(hashed), crate::names::SIDECAR_MAX)?;
+    String::from_utf8(raw)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Shannon entropy of `bytes` in bits per byte.
