@@ -184,7 +184,10 @@ pub(crate) fn read_sidecar(
     dir: &crate::backing::Dir,
     hashed: &std::ffi::OsStr,
 ) -> std::io::Result<String> {
-    let raw = dir.read_small(&crate::names::sidecar_name(hashed), crate::names::SIDECAR_MAX)?;
+    let raw = dir.read_small(
+        &crate::names::sidecar_name(hashed),
+        crate::names::SIDECAR_MAX,
+    )?;
     String::from_utf8(raw)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }

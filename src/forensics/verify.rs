@@ -40,7 +40,9 @@ use crate::backing::walk::{self, join, Node, Visitor};
 use crate::backing::{Dir, DIRID_BACKUP, DIRID_NAME};
 use crate::file::{EncFile, FileCtx, OpenSpec};
 use crate::format::offsets::{backing_len, blocks_for};
-use crate::format::{BlockIndex, BlockRange, FileType, Header, BLOCK_SIZE, HEADER_LEN, STORED_BLOCK};
+use crate::format::{
+    BlockIndex, BlockRange, FileType, Header, BLOCK_SIZE, HEADER_LEN, STORED_BLOCK,
+};
 use crate::names::{self, BackingName};
 use crate::store::config::HEADERS_AT_CREATE;
 use crate::store::{Config, DiskKind};
@@ -174,6 +176,8 @@ struct Walker<'a, 'd> {
     files: u64,
     blocks: u64,
     progress: bool,
+    /// Files with several names already queued.
+    linked: HashSet<(u64, u64)>,
 }
 
 impl Walker<'_, '_> {
@@ -206,7 +210,12 @@ impl Visitor for Walker<'_, '_> {
     type Error = ForensicsError;
     type Scope = Here;
 
-    fn enter(&mut self, dir: &Dir, rel: &[OsString], here: &mut Here) -> Result<(), ForensicsError> {
+    fn enter(
+        &mut self,
+        dir: &Dir,
+        rel: &[OsString],
+        here: &mut Here,
+    ) -> Result<(), ForensicsError> {
         let (primary, backup) = dirid_copies(dir);
         let problem = match (&primary, &backup) {
             (Some(a), Some(b)) if a != b => Some("the directory id and its copy differ"),
@@ -215,9 +224,9 @@ impl Visitor for Walker<'_, '_> {
                 Some(".dirid is missing or damaged (the copy is intact: --repair restores it)")
             }
             (Some(_), None) => Some(".dirid.bak is missing or damaged (--repair restores it)"),
-            (None, None) => Some(
-                "both copies of the directory id are lost: names here cannot be decrypted",
-            ),
+            (None, None) => {
+                Some("both copies of the directory id are lost: names here cannot be decrypted")
+            }
         };
         if let Some(p) = problem {
             let i = issue(
@@ -296,6 +305,11 @@ impl Visitor for Walker<'_, '_> {
                 }))
             }
             rustix::fs::FileType::RegularFile => {
+                // A file with several names is checked (and reported) once,
+                // under the first name met.
+                if n.stat.st_nlink > 1 && !self.linked.insert(walk::inode_key(n.stat)) {
+                    return Ok(None);
+                }
                 let dir = match &here.dir {
                     Some(d) => d.clone(),
                     None => {
@@ -363,11 +377,33 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
     let plain = || q.plain.clone();
     let fd = match q.dir.open_file(q.name(), false) {
         Ok(f) => f,
-        Err(e) => return (vec![issue("header", p, plain(), None, format!("unreadable: {e}"))], 0),
+        Err(e) => {
+            return (
+                vec![issue(
+                    "header",
+                    p,
+                    plain(),
+                    None,
+                    format!("unreadable: {e}"),
+                )],
+                0,
+            )
+        }
     };
     let len = match fd.metadata() {
         Ok(m) => m.len(),
-        Err(e) => return (vec![issue("header", p, plain(), None, format!("unreadable: {e}"))], 0),
+        Err(e) => {
+            return (
+                vec![issue(
+                    "header",
+                    p,
+                    plain(),
+                    None,
+                    format!("unreadable: {e}"),
+                )],
+                0,
+            )
+        }
     };
     if len == 0 {
         if format >= HEADERS_AT_CREATE {
@@ -384,7 +420,18 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
     let mut buf = [0u8; HEADER_LEN];
     let n = match read_full_at(&fd, &mut buf, 0) {
         Ok(n) => n,
-        Err(e) => return (vec![issue("header", p, plain(), None, format!("unreadable: {e}"))], 0),
+        Err(e) => {
+            return (
+                vec![issue(
+                    "header",
+                    p,
+                    plain(),
+                    None,
+                    format!("unreadable: {e}"),
+                )],
+                0,
+            )
+        }
     };
     if buf[..n].iter().all(|&b| b == 0) {
         return (
@@ -475,7 +522,13 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
         let got = match read_full_at(&fd, &mut stored[..want], BlockIndex(at).backing_offset()) {
             Ok(n) => n,
             Err(e) => {
-                out.push(issue("tag", p.clone(), plain(), Some(at), format!("unreadable: {e}")));
+                out.push(issue(
+                    "tag",
+                    p.clone(),
+                    plain(),
+                    Some(at),
+                    format!("unreadable: {e}"),
+                ));
                 break;
             }
         };
@@ -486,7 +539,10 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
                 if header.holes.contains(i) {
                     None
                 } else if crashed.contains(i) {
-                    Some(("torn", "all zero, inside the write window of a session that crashed"))
+                    Some((
+                        "torn",
+                        "all zero, inside the write window of a session that crashed",
+                    ))
                 } else {
                     Some(("zeroed", "all zero outside the file's recorded holes"))
                 }
@@ -592,6 +648,7 @@ pub fn verify(
             files: 0,
             blocks: 0,
             progress: opts.progress,
+            linked: HashSet::new(),
         };
         let here = Here {
             id: None,

@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 use rustix::fs::Stat;
 
+use super::snapshots::{set_owner_mode_times, set_owner_mode_times_at};
 use super::{
     disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef, StoreError,
     WrappedDek,
 };
-use super::snapshots::{set_owner_mode_times, set_owner_mode_times_at};
 use crate::backing::walk::{self, Node, Visitor};
 use crate::backing::{read_dirid_at, Dir, DIRID_BACKUP, DIRID_NAME};
 use crate::file::{EncFile, FileCtx, OpenSpec};
@@ -363,7 +363,13 @@ impl Copier<'_> {
     /// The backing name in the new tree of entry `n` of a directory.
     fn new_name(&self, n: &Node<'_>, t: &Target) -> Result<OsString, StoreError> {
         let bad = |e: crate::names::NameError| {
-            StoreError::Invalid(format!("{}: {e}", n.rel.last().map(|x| x.to_string_lossy()).unwrap_or_default()))
+            StoreError::Invalid(format!(
+                "{}: {e}",
+                n.rel
+                    .last()
+                    .map(|x| x.to_string_lossy())
+                    .unwrap_or_default()
+            ))
         };
         let plain = if names::is_long(n.name) {
             let side = n
@@ -399,8 +405,12 @@ impl Copier<'_> {
         let src_fd = n.parent.open_file(n.name, false).map_err(io(&shown))?;
         let src_meta = src_fd.try_clone().map_err(io(&shown))?;
         let label = PathBuf::from(n.name);
-        let kind = match crate::file::read_header(&src_fd, &label.display().to_string(), &self.old.pipeline)
-            .map_err(failed)?
+        let kind = match crate::file::read_header(
+            &src_fd,
+            &label.display().to_string(),
+            &self.old.pipeline,
+        )
+        .map_err(failed)?
         {
             crate::file::Stored::Header(h, _) => h.file_type,
             _ => FileType::Regular,
@@ -488,7 +498,11 @@ impl Visitor for Copier<'_> {
                     Err(e) => return Err(io(&shown)(e)),
                 }
                 let dir = t.dir.open_dir(&name).map_err(io(&shown))?;
-                return Ok(Some(Target { dir, rel, id: [0; 16] }));
+                return Ok(Some(Target {
+                    dir,
+                    rel,
+                    id: [0; 16],
+                }));
             }
             rustix::fs::FileType::Symlink => {
                 return Err(StoreError::Invalid(format!(
@@ -604,8 +618,8 @@ fn copy_meta(
             let (name, value) =
                 crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val[..len])
                     .map_err(|e| {
-                        MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
-                    })?;
+                    MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
+                })?;
             let stn = crate::fs::xattr::backing_name(&new.pipeline, &new.codec, nid, &name)
                 .map_err(|e| MetaError::Invalid(format!("errno {}", e.0)))?;
             let stored = crate::fs::xattr::seal_value(&new.codec, nid, &name, stn.long, &value)

@@ -237,8 +237,7 @@ impl Cloner<'_> {
             }
         }
         if st.st_nlink > 1 {
-            self.links
-                .insert(walk::inode_key(st), n.rel.to_vec());
+            self.links.insert(walk::inode_key(st), n.rel.to_vec());
         }
         Ok(())
     }
