@@ -86,7 +86,7 @@ fn build(top: &Path) {
     }
     let fd = rfs::openat(
         &d,
-        &file_name(),
+        file_name(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
@@ -96,7 +96,7 @@ fn build(top: &Path) {
     rfs::fsetxattr(&f, "user.deep", b"value", rfs::XattrFlags::empty()).expect("xattr");
     rfs::fchmod(&f, Mode::from_raw_mode(0o640)).expect("chmod");
     f.sync_all().expect("fsync");
-    rfs::linkat(&d, &file_name(), &d, "hard", AtFlags::empty()).expect("link");
+    rfs::linkat(&d, file_name(), &d, "hard", AtFlags::empty()).expect("link");
     rfs::symlinkat(TARGET, &d, "sym").expect("symlink");
 }
 
@@ -109,7 +109,7 @@ fn check(top: &Path, what: &str) {
         &pattern(7, CONTENT_LEN),
         what,
     );
-    let st = rfs::statat(&d, &file_name(), AtFlags::SYMLINK_NOFOLLOW).expect("stat");
+    let st = rfs::statat(&d, file_name(), AtFlags::SYMLINK_NOFOLLOW).expect("stat");
     assert_eq!(st.st_mode & 0o7777, 0o640, "{what}: mode");
     assert_eq!(st.st_nlink, 2, "{what}: link count");
     let hard = rfs::statat(&d, "hard", AtFlags::SYMLINK_NOFOLLOW).expect("stat hard");
@@ -121,7 +121,7 @@ fn check(top: &Path, what: &str) {
     assert_eq!(target.as_bytes(), TARGET.as_bytes(), "{what}: symlink");
     let fd = rfs::openat(
         &d,
-        &file_name(),
+        file_name(),
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
@@ -280,7 +280,7 @@ fn offline_tools_work_on_a_tree_at_path_max() {
         let d = deep_dir(&f.disk("data"));
         let fd = rfs::openat(
             &d,
-            &file_name(),
+            file_name(),
             OFlags::WRONLY | OFlags::TRUNC,
             Mode::empty(),
         )

@@ -470,7 +470,15 @@ impl Visitor for Copier<'_> {
         let shown = self.shown(&t.rel);
         let (id, _) = read_dirid_at(src).map_err(io(&shown))?;
         t.id = id;
-        if read_dirid_at(&t.dir).is_err() {
+        // Both copies, or a resumed run would leave a copy missing.
+        if !matches!(
+            read_dirid_at(&t.dir),
+            Ok((_, crate::backing::DirIdSource::Primary))
+        ) || t
+            .dir
+            .read_small(OsStr::new(DIRID_BACKUP), 16)
+            .map_or(true, |b| b.len() != 16)
+        {
             t.dir
                 .replace(OsStr::new(DIRID_BACKUP), &id)
                 .and_then(|()| t.dir.replace(OsStr::new(DIRID_NAME), &id))
