@@ -80,12 +80,18 @@ pub fn inspect(
     let len = fd.metadata().map_err(io(path))?.len();
     if len == 0 {
         return Err(ForensicsError::Invalid(format!(
-            "{}: empty backing file (a file never written)",
+            "{}: empty backing file (damage in a store of format 3 or later, where files get their header when created; a file never written in older stores)",
             path.display()
         )));
     }
     let mut buf = [0u8; HEADER_LEN];
     let n = fd.read_at(&mut buf, 0).map_err(io(path))?;
+    if buf[..n].iter().all(|&b| b == 0) {
+        return Err(ForensicsError::Invalid(format!(
+            "{}: no header (the header region is all zeros: a creation a crash cut short, or damage)",
+            path.display()
+        )));
+    }
     let header = Header::decode(&buf[..n])
         .map_err(|e| ForensicsError::Invalid(format!("{}: {e}", path.display())))?;
     let loc = locate(path);
