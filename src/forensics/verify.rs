@@ -370,6 +370,47 @@ fn crashed_window(h: &Header, crashed: &HashSet<u64>) -> BlockRange {
     }
 }
 
+/// Missing torn blocks reported one by one in a file; past this, the rest
+/// of the run is one issue.
+const MAX_TORN_MISSING: u64 = 4096;
+
+/// The blocks of `a` that are also in `b`.
+fn intersect(a: BlockRange, b: BlockRange) -> BlockRange {
+    let r = BlockRange {
+        first: a.first.max(b.first),
+        end: a.end.min(b.end),
+    };
+    if r.is_empty() {
+        BlockRange::EMPTY
+    } else {
+        r
+    }
+}
+
+/// The blocks of `a` not in `b`: up to two ranges.
+fn minus(a: BlockRange, b: BlockRange) -> Vec<BlockRange> {
+    if a.is_empty() {
+        return Vec::new();
+    }
+    let cut = intersect(a, b);
+    if cut.is_empty() {
+        return vec![a];
+    }
+    [
+        BlockRange {
+            first: a.first,
+            end: cut.first,
+        },
+        BlockRange {
+            first: cut.end,
+            end: a.end,
+        },
+    ]
+    .into_iter()
+    .filter(|r| !r.is_empty())
+    .collect()
+}
+
 /// Checks one backing file; returns its issues and the blocks checked.
 fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
     let mut out = Vec::new();
@@ -482,12 +523,24 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
     // A version 1 header's hole range is every block, but only for all-zero
     // blocks: a missing block is always damage there.
     let v1 = header.holes == BlockRange::ALL;
-    let mut missing = Vec::new();
-    for i in have.min(nblocks)..nblocks {
-        if !v1 && header.holes.contains(i) {
-            continue;
-        }
-        if crashed.contains(i) {
+    // Missing blocks, as ranges (a sparse file may be petabytes long):
+    // those the size needs, less the hole range (version 2), split by the
+    // crashed window into torn ones and truncation.
+    let needed = BlockRange {
+        first: have.min(nblocks),
+        end: nblocks,
+    };
+    let missing = if v1 {
+        vec![needed]
+    } else {
+        minus(needed, header.holes)
+    };
+    let mut first_missing = None;
+    let mut missing_count = 0u64;
+    for r in missing {
+        let torn = intersect(r, crashed);
+        let shown_end = torn.end.min(torn.first.saturating_add(MAX_TORN_MISSING));
+        for i in torn.first..shown_end {
             out.push(issue(
                 "torn",
                 p.clone(),
@@ -495,20 +548,33 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
                 Some(i),
                 "missing, inside the write window of a session that crashed",
             ));
-        } else {
-            missing.push(i);
+        }
+        if shown_end < torn.end {
+            out.push(issue(
+                "torn",
+                p.clone(),
+                plain(),
+                Some(shown_end),
+                format!(
+                    "blocks {shown_end}..{} missing, inside the write window of a session that crashed",
+                    torn.end
+                ),
+            ));
+        }
+        for rest in minus(r, crashed) {
+            first_missing = Some(first_missing.map_or(rest.first, |f: u64| f.min(rest.first)));
+            missing_count += rest.end - rest.first;
         }
     }
-    if let Some(&first) = missing.first() {
+    if let Some(first) = first_missing {
         out.push(issue(
             "truncated",
             p.clone(),
             plain(),
             Some(first),
             format!(
-                "{len} bytes; the size needs {}: {} block(s) missing from block {first} on",
+                "{len} bytes; the size needs {}: {missing_count} block(s) missing from block {first} on",
                 backing_len(size),
-                missing.len()
             ),
         ));
     }
@@ -886,5 +952,30 @@ pub fn print(r: &Report) {
     }
     if r.issues.is_empty() {
         println!("clean");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(first: u64, end: u64) -> BlockRange {
+        BlockRange { first, end }
+    }
+
+    #[test]
+    fn range_arithmetic_splits_and_clips() {
+        assert_eq!(minus(r(0, 10), r(3, 5)), [r(0, 3), r(5, 10)]);
+        assert_eq!(minus(r(0, 10), r(0, 20)), Vec::<BlockRange>::new());
+        assert_eq!(minus(r(4, 10), r(0, 6)), [r(6, 10)]);
+        assert_eq!(minus(r(4, 10), BlockRange::EMPTY), [r(4, 10)]);
+        assert_eq!(minus(BlockRange::EMPTY, r(0, 3)), Vec::<BlockRange>::new());
+        assert_eq!(intersect(r(0, 10), r(8, u64::MAX)), r(8, 10));
+        assert!(intersect(r(0, 3), r(5, 9)).is_empty());
+        // A petabyte-sized hole costs nothing.
+        assert_eq!(
+            minus(r(1, 1 << 40), r(1, 1 << 40)),
+            Vec::<BlockRange>::new()
+        );
     }
 }
