@@ -2,8 +2,9 @@
 //! (4095: directories named with 255 and 127 bytes), whose backing path is
 //! far longer than PATH_MAX: verify (clean, and a flipped bit deep down
 //! reported exactly), scan, inspect --path, online and offline snapshots,
-//! restore, an image and a disk made from it, rekey and guest encryption,
-//! each followed by reading the tree back byte for byte through a mount.
+//! restore, an image and a disk made from it, rekey and guest encryption
+//! (a snapshot copy and a rekey also killed half-way and run again), each
+//! followed by reading the tree back byte for byte through a mount.
 //! The test itself reaches deep objects by descriptor (openat chains), as
 //! any program must once a path passes PATH_MAX.
 
@@ -152,6 +153,22 @@ fn verify(f: &Fixture) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// Runs a strata command (with the vault) that ends itself at its `n`-th
+/// crash point, as a kill would.
+fn crash_after(f: &Fixture, args: &[&str], n: u32) {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend(f.vault_args());
+    let mut c = strata(all);
+    c.env("STRATA_TEST_CRASH_AFTER", n.to_string());
+    let out = run(c);
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "killed half-way: {}",
+        describe(&out)
+    );
+}
+
 /// `inspect STORE --path PLAIN`: the backing path.
 fn inspect_path(f: &Fixture, plain: &str) -> PathBuf {
     let out = f.cli(&["inspect", &store(f), "--path", plain, "--json"], true);
@@ -264,6 +281,12 @@ fn offline_tools_work_on_a_tree_at_path_max() {
         );
         m.unmount();
     }
+    // Killed half-way, then run again: the partial deep copy is cleared.
+    crash_after(
+        &f,
+        &["snapshot", "create", &store(&f), "data", "offline"],
+        2,
+    );
     assert_ok(
         &f.cli(&["snapshot", "create", &store(&f), "data", "offline"], true),
         "offline snapshot",
@@ -324,13 +347,10 @@ fn offline_tools_work_on_a_tree_at_path_max() {
     check_mounted(&f, &["data", "d2"], "disk from image");
 
     // Re-encryption: new storage DEKs, then the guest layer added.
-    assert_ok(
-        &f.cli(
-            &["disk", "rekey", &store(&f), "data", "--layer", "storage"],
-            true,
-        ),
-        "rekey",
-    );
+    // Killed half-way, then resumed.
+    let rekey = ["disk", "rekey", &store(&f), "data", "--layer", "storage"];
+    crash_after(&f, &rekey, 2);
+    assert_ok(&f.cli(&rekey, true), "rekey");
     check_mounted(&f, &["data"], "rekeyed");
     assert_ok(
         &f.cli(&["disk", "encrypt", &store(&f), "d2", "--guest"], true),
