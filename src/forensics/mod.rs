@@ -166,7 +166,7 @@ pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> 
     for (i, c) in rel.iter().enumerate() {
         let (id, _) = crate::backing::read_dirid_at(&dir).ok()?;
         let plain = if crate::names::is_long(c) {
-            let side = read_sidecar(&dir, c).ok()?;
+            let side = crate::names::read_sidecar_at(&dir, c).ok()?;
             ctx.codec.decrypt_long(&id, c, &side).ok()?
         } else {
             ctx.codec.decrypt(&id, c).ok()?
@@ -177,19 +177,6 @@ pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> 
         }
     }
     Some(out)
-}
-
-/// The sidecar of long backing name `hashed` in `dir` (bounded in size).
-pub(crate) fn read_sidecar(
-    dir: &crate::backing::Dir,
-    hashed: &std::ffi::OsStr,
-) -> std::io::Result<String> {
-    let raw = dir.read_small(
-        &crate::names::sidecar_name(hashed),
-        crate::names::SIDECAR_MAX,
-    )?;
-    String::from_utf8(raw)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Shannon entropy of `bytes` in bits per byte.

@@ -263,7 +263,7 @@ impl Visitor for Walker<'_, '_> {
             return Ok(None);
         }
         let plain_name = if names::is_long(n.name) {
-            let side = super::read_sidecar(n.parent, n.name);
+            let side = names::read_sidecar_at(n.parent, n.name);
             match (side, self.d.ctx, here.id) {
                 (Err(e), _, _) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err("long name without its sidecar".to_string())

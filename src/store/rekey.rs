@@ -372,15 +372,7 @@ impl Copier<'_> {
             ))
         };
         let plain = if names::is_long(n.name) {
-            let side = n
-                .parent
-                .read_small(&names::sidecar_name(n.name), names::SIDECAR_MAX)
-                .and_then(|s| {
-                    String::from_utf8(s).map_err(|e| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                    })
-                })
-                .map_err(io(&self.shown(&t.rel)))?;
+            let side = names::read_sidecar_at(n.parent, n.name).map_err(io(&self.shown(&t.rel)))?;
             self.old.codec.decrypt_long(&t.id, n.name, &side)
         } else {
             self.old.codec.decrypt(&t.id, n.name)

@@ -95,7 +95,7 @@ fn copy_bytes(from: &mut std::fs::File, to: &mut std::fs::File) -> std::io::Resu
 const XATTR_MAX: usize = 1 << 16;
 
 /// Copies every raw xattr of the open file or directory `src` to `dst`.
-pub(crate) fn copy_raw_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
+fn copy_raw_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
     let mut list = vec![0u8; XATTR_MAX];
     let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
     let mut val = vec![0u8; XATTR_MAX];
