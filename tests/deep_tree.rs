@@ -231,6 +231,44 @@ fn offline_tools_work_on_a_tree_at_path_max() {
     let backing = inspect_path(&f, &plain);
     assert!(backing.as_os_str().len() > 4096, "{}", backing.display());
 
+    // inspect of the backing file itself, named from a working directory
+    // deep in the store (its absolute path is too long for the kernel):
+    // the store, disk and plaintext path are still found.
+    {
+        let parent = backing.parent().expect("parent");
+        let rel = parent.strip_prefix(&f.store).expect("inside the store");
+        let mut d = open_dir_at(rfs::CWD, f.store.as_os_str()).expect("store");
+        for c in rel {
+            d = open_dir_at(&d, c).expect("backing dir");
+        }
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("inspect"),
+            backing.file_name().expect("name"),
+            OsStr::new("--json"),
+        ];
+        args.extend(f.vault_args());
+        let mut c = strata(args);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&d);
+        // SAFETY: fchdir is async-signal-safe and touches no memory of the
+        // parent; the descriptor stays open in the child until exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                if libc::fchdir(raw) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let out = run(c);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+        assert_eq!(v["disk"], "data", "{v:#}");
+        assert_eq!(v["plain_path"].as_str(), Some(plain.as_str()), "{v:#}");
+        assert_eq!(v["size"], CONTENT_LEN as u64, "{v:#}");
+        assert_eq!(v["bad_blocks"], serde_json::json!([]), "{v:#}");
+    }
+
     // A flipped bit deep down is reported exactly, with its plaintext path,
     // and the mount answers EIO on that block only.
     let fd = open_backing(&backing, &f);

@@ -64,22 +64,76 @@ pub struct Located {
 
 /// Finds the store holding `path` by walking up to `strata.conf`.
 pub fn locate(path: &Path) -> Option<Located> {
-    let abs = std::fs::canonicalize(path).ok()?;
+    match std::fs::canonicalize(path) {
+        Ok(abs) => locate_abs(&abs),
+        // A backing file deeper than PATH_MAX (given relative to a deep
+        // working directory) has no absolute path the kernel would take
+        // (ENAMETOOLONG, or ERANGE from getcwd).
+        Err(_) => locate_up(path),
+    }
+}
+
+fn located(store: PathBuf, from_store: &[std::ffi::OsString]) -> Option<Located> {
+    let (first, rest) = from_store.split_first()?;
+    let (disk, rel) = rest.split_first()?;
+    (first == "disks").then(|| Located {
+        store,
+        disk: disk.to_string_lossy().into_owned(),
+        rel: rel.to_vec(),
+    })
+}
+
+fn locate_abs(abs: &Path) -> Option<Located> {
     let mut cur = abs.parent();
     while let Some(dir) = cur {
         if dir.join(store::config::CONFIG_NAME).is_file() {
-            let rest = abs.strip_prefix(dir.join("disks")).ok()?;
-            let mut comps = rest.components().map(|c| c.as_os_str().to_os_string());
-            let disk = comps.next()?.to_string_lossy().into_owned();
-            return Some(Located {
-                store: dir.to_path_buf(),
-                disk,
-                rel: comps.collect(),
-            });
+            let rest: Vec<_> = abs
+                .strip_prefix(dir)
+                .ok()?
+                .components()
+                .map(|c| c.as_os_str().to_os_string())
+                .collect();
+            return located(dir.to_path_buf(), &rest);
         }
         cur = dir.parent();
     }
     None
+}
+
+/// [`locate`] by descriptor: up through `..` from the file's directory,
+/// naming each directory by finding its inode in its parent.
+fn locate_up(path: &Path) -> Option<Located> {
+    use crate::backing::Dir;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut names = vec![path.file_name()?.to_os_string()];
+    let mut dir = Dir::open(parent).ok()?;
+    let mut up_path = parent.to_path_buf();
+    loop {
+        let conf = dir.stat_at(std::ffi::OsStr::new(store::config::CONFIG_NAME));
+        if conf.is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        }) {
+            names.reverse();
+            let store = std::fs::canonicalize(&up_path).ok()?;
+            return located(store, &names);
+        }
+        let here = dir.stat().ok()?;
+        let up = dir.open_dir(std::ffi::OsStr::new("..")).ok()?;
+        let above = up.stat().ok()?;
+        if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino) {
+            return None;
+        }
+        let name = up.entries().ok()?.into_iter().find_map(|e| {
+            let st = up.stat_at(&e.name).ok()?;
+            ((st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)).then_some(e.name)
+        })?;
+        names.push(name);
+        up_path.push("..");
+        dir = up;
+    }
 }
 
 /// One disk's ciphers, from the vault.
