@@ -682,3 +682,268 @@ fn bad_inputs_exit_2_with_one_clear_line() {
         );
     }
 }
+
+fn zero_range(p: &Path, at: u64, len: usize) {
+    OpenOptions::new()
+        .write(true)
+        .open(p)
+        .expect("open backing rw")
+        .write_all_at(&vec![0u8; len], at)
+        .expect("zero bytes");
+}
+
+fn cut(p: &Path, len: u64) {
+    OpenOptions::new()
+        .write(true)
+        .open(p)
+        .expect("open backing rw")
+        .set_len(len)
+        .expect("truncate backing");
+}
+
+#[test]
+fn empty_backing_file_is_damage_in_a_format_3_store_and_reads_empty() {
+    let f = fixture("general");
+    let b = backing_of(&f, "data/b.bin");
+    cut(&b, 0);
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("empty", &b, None)]);
+    // Structure alone shows it: the store's format says headers exist.
+    let (code, r) = verify(&f, false, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("empty", &b, None)]);
+    let m = f.mount();
+    assert_eq!(fs::read(f.disk("data/b.bin")).expect("reads"), b"");
+    m.unmount();
+}
+
+#[test]
+fn zeroed_header_region_is_no_header_and_reads_empty() {
+    let f = fixture("compliance");
+    let b = backing_of(&f, "data/b.bin");
+    zero_range(&b, 0, HEADER_LEN as usize);
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("no-header", &b, None)]);
+    let m = f.mount();
+    assert_eq!(fs::read(f.disk("data/b.bin")).expect("reads"), b"");
+    m.unmount();
+}
+
+#[test]
+fn zeroed_block_outside_the_holes_is_reported_and_fails_with_eio() {
+    let f = fixture("max");
+    let a = backing_of(&f, "data/a.bin");
+    zero_range(&a, stored_offset(2), STORED_BLOCK as usize);
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("zeroed", &a, Some(2))]);
+    assert_eq!(eio_blocks(&f, "a.bin", A_BLOCKS, 1), vec![2]);
+}
+
+#[test]
+fn holes_are_not_damage_zeroed_or_missing() {
+    let f = fixture("general");
+    {
+        let m = f.mount();
+        let s = File::create(f.disk("data/sparse")).expect("create");
+        s.write_all_at(b"start", 0).expect("write");
+        // Blocks 1..9 are a hole; block 9 holds data.
+        s.write_all_at(b"end", 9 * BLOCK as u64).expect("write");
+        s.set_len(20 * BLOCK as u64).expect("grow");
+        s.sync_all().expect("fsync");
+        drop(s);
+        m.unmount();
+    }
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 0, "{r:#}");
+    // Cut the backing file where the trailing hole starts: missing blocks
+    // inside the hole range are holes too.
+    let sparse = backing_of(&f, "data/sparse");
+    cut(&sparse, stored_offset(10));
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 0, "{r:#}");
+    let m = f.mount();
+    let got = fs::read(f.disk("data/sparse")).expect("read");
+    assert_eq!(got.len(), 20 * BLOCK);
+    assert_eq!(&got[..5], b"start");
+    assert_eq!(&got[9 * BLOCK..9 * BLOCK + 3], b"end");
+    assert!(got[BLOCK..9 * BLOCK].iter().all(|&b| b == 0));
+    assert!(got[9 * BLOCK + 3..].iter().all(|&b| b == 0));
+    m.unmount();
+}
+
+#[test]
+fn symlink_without_its_mark_is_type_damage_and_a_sticky_file_is_not() {
+    let f = fixture("fleet");
+    {
+        let m = f.mount();
+        let p = f.disk("data/a.bin");
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o1644))
+            .expect("chmod 1644");
+        m.unmount();
+    }
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 0, "a sticky regular file is sound: {r:#}");
+    let link = backing_of(&f, "data/link");
+    let mode = fs::metadata(&link).expect("stat").permissions();
+    fs::set_permissions(
+        &link,
+        std::os::unix::fs::PermissionsExt::from_mode(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        ),
+    )
+    .expect("clear the sticky bit");
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("type", &link, None)]);
+    let m = f.mount();
+    let e = fs::read(f.disk("data/link")).expect_err("a symlink record is not file contents");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    m.unmount();
+}
+
+#[test]
+fn torn_blocks_of_a_crashed_session_are_told_from_tampering_and_repaired() {
+    let f = fixture("os-policy");
+    let blocks = 40usize;
+    {
+        let m = f.mount();
+        fs::write(f.disk("data/big"), pattern(5, blocks * BLOCK)).expect("write");
+        m.unmount();
+    }
+    // A second session rewrites block 30 and crashes: its write window
+    // covers block 30 onwards, not block 2.
+    {
+        let m = f.mount();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(f.disk("data/big"))
+            .expect("open");
+        file.write_all_at(
+            &pattern(5, blocks * BLOCK)[30 * BLOCK..31 * BLOCK],
+            30 * BLOCK as u64,
+        )
+        .expect("rewrite block 30");
+        file.sync_all().expect("fsync");
+        drop(file);
+        m.kill9();
+    }
+    let big = backing_of(&f, "data/big");
+    flip_byte(&big, stored_offset(2) + 5);
+    flip_byte(&big, stored_offset(31) + 5);
+    zero_range(&big, stored_offset(33), STORED_BLOCK as usize);
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(
+        &r,
+        &[
+            ("tag", &big, Some(2)),
+            ("torn", &big, Some(31)),
+            ("torn", &big, Some(33)),
+        ],
+    );
+    let (code, r) = verify(&f, true, &["--repair"]);
+    assert_eq!(code, 1, "{r:#}");
+    let repairs = r["repairs"].as_array().expect("repairs");
+    assert_eq!(repairs.len(), 1, "{r:#}");
+    assert!(
+        repairs[0]
+            .as_str()
+            .is_some_and(|s| s.contains("2 block(s)")),
+        "{r:#}"
+    );
+    // Mended as found: the torn blocks are whole (their window is gone);
+    // the tampered one stays damage.
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("tag", &big, Some(2))]);
+    let m = f.mount();
+    let file = File::open(f.disk("data/big")).expect("open");
+    let mut buf = vec![0u8; BLOCK];
+    let e = file
+        .read_exact_at(&mut buf, 2 * BLOCK as u64)
+        .expect_err("tampered block");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    file.read_exact_at(&mut buf, 31 * BLOCK as u64)
+        .expect("a torn block reads as found");
+    file.read_exact_at(&mut buf, 33 * BLOCK as u64)
+        .expect("an unwritten block reads");
+    assert_eq!(buf, vec![0u8; BLOCK], "sealed as zeros");
+    file.read_exact_at(&mut buf, 30 * BLOCK as u64)
+        .expect("block 30");
+    assert_eq!(buf, pattern(5, blocks * BLOCK)[30 * BLOCK..31 * BLOCK]);
+    drop(file);
+    m.unmount();
+}
+
+#[test]
+fn planted_fifo_and_symlink_are_neither_opened_nor_followed() {
+    let f = fixture("general");
+    let dir = backing_of(&f, "data/dir");
+    let outside = f.path().join("outside");
+    fs::write(&outside, format!("{NEEDLE} {}", "o".repeat(400))).expect("write");
+    std::os::unix::fs::symlink(&outside, dir.join("planted-link")).expect("symlink");
+    mkfifo(&dir.join("planted-fifo"), 0o600).expect("mkfifo");
+    // A directory link to outside the store, too.
+    std::os::unix::fs::symlink(f.path(), dir.join("planted-dir")).expect("symlink");
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    let kinds: Vec<(String, String)> = issues(&r)
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap_or_default().to_string(),
+                Path::new(i["backing"].as_str().unwrap_or_default())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("name", "planted-dir"),
+            ("type", "planted-dir"),
+            ("name", "planted-fifo"),
+            ("name", "planted-link"),
+            ("type", "planted-link"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string())),
+        "{r:#}"
+    );
+    let (code, out, err) = cmd(&[
+        OsStr::new("scan"),
+        f.store.as_os_str(),
+        OsStr::new("--needle"),
+        OsStr::new(NEEDLE),
+        OsStr::new("--json"),
+    ]);
+    assert_eq!(code, 0, "nothing outside the store is read: {out}{err}");
+    let out = f.cli(
+        &[
+            "snapshot",
+            "create",
+            &f.store.to_string_lossy(),
+            "data",
+            "s",
+        ],
+        true,
+    );
+    assert_ok(&out, "snapshot of a store with planted objects");
+    let copied = f
+        .store
+        .join("snapshots/data/s")
+        .join(dir.strip_prefix(f.backing("data")).expect("below the disk"));
+    assert_eq!(
+        fs::read_link(copied.join("planted-link")).expect("copied as a symlink"),
+        outside
+    );
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::symlink_metadata(copied.join("planted-fifo"))
+            .expect("fifo copied")
+            .file_type()
+    ));
+}

@@ -171,3 +171,41 @@ fn a_format_1_store_is_brought_to_format_3_at_its_first_read_write_mount() {
         common::assert_ok(&out, "verify after the upgrade");
     }
 }
+
+/// In a store of format 1 an empty backing file is a file never written,
+/// and every all-zero stored block is a hole: `verify` reports neither.
+#[test]
+fn format_1_stores_verify_clean_and_an_empty_file_there_is_not_damage() {
+    let mut f = Fixture::empty("general");
+    extract_fixture(&mut f, "general");
+    let verify = |f: &Fixture| {
+        let out = f.cli(&["verify", &f.store.to_string_lossy(), "--json"], true);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify JSON: {e}: {}", common::describe(&out)));
+        (out.status.code(), v)
+    };
+    let (code, r) = verify(&f);
+    assert_eq!(
+        code,
+        Some(0),
+        "the sparse file's zero blocks are holes: {r:#}"
+    );
+    let out = f.cli(
+        &[
+            "inspect",
+            &f.store.to_string_lossy(),
+            "--path",
+            "data/five-thousand",
+        ],
+        true,
+    );
+    let backing = common::assert_ok(&out, "inspect --path");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(backing.trim())
+        .expect("open backing")
+        .set_len(0)
+        .expect("truncate");
+    let (code, r) = verify(&f);
+    assert_eq!(code, Some(0), "{r:#}");
+}

@@ -4,6 +4,7 @@
 
 mod dir;
 mod dircache;
+pub mod walk;
 
 use std::ffi::OsStr;
 use std::io::Write;

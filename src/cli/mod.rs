@@ -252,8 +252,9 @@ pub enum Command {
         /// Print JSON (documented in docs/FORENSICS.md).
         #[arg(long)]
         json: bool,
-        /// Offline: restore directory ids from their copies and move files
-        /// whose header is lost to lost+found; never deletes.
+        /// Offline: restore directory ids from their copies, seal blocks
+        /// torn by a crash as found, and move files whose header is lost
+        /// to lost+found; never deletes.
         #[arg(long)]
         repair: bool,
         #[command(flatten)]

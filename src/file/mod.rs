@@ -605,6 +605,24 @@ impl EncFile {
         Ok(())
     }
 
+    /// Makes the blocks of a crashed session's window whole now, as the
+    /// first write after the crash would, and drops the window from the
+    /// header (its blocks no longer need leniency): `verify --repair`,
+    /// offline. False when the file has no crashed window.
+    pub fn recover_crashed(&self) -> Result<bool, FileError> {
+        self.check_writable()?;
+        let mut st = self.write_state();
+        if st.crashed.is_empty() {
+            return Ok(false);
+        }
+        self.recover(&mut st)?;
+        let size = st.size;
+        self.header_mut(&mut st)?.window = WriteWindow::default();
+        self.store_header(&mut st, size)?;
+        self.fd.sync_data().map_err(self.io_err())?;
+        Ok(true)
+    }
+
     /// Reserves backing space for `[from, to)` so that later writes there
     /// cannot fail for lack of space.
     fn reserve(&self, from: u64, to: u64) -> Result<(), FileError> {

@@ -80,12 +80,18 @@ pub fn inspect(
     let len = fd.metadata().map_err(io(path))?.len();
     if len == 0 {
         return Err(ForensicsError::Invalid(format!(
-            "{}: empty backing file (a file never written)",
+            "{}: empty backing file (damage in a store of format 3 or later, where files get their header when created; a file never written in older stores)",
             path.display()
         )));
     }
     let mut buf = [0u8; HEADER_LEN];
     let n = fd.read_at(&mut buf, 0).map_err(io(path))?;
+    if buf[..n].iter().all(|&b| b == 0) {
+        return Err(ForensicsError::Invalid(format!(
+            "{}: no header (the header region is all zeros: a creation a crash cut short, or damage)",
+            path.display()
+        )));
+    }
     let header = Header::decode(&buf[..n])
         .map_err(|e| ForensicsError::Invalid(format!("{}: {e}", path.display())))?;
     let loc = locate(path);
@@ -276,21 +282,35 @@ pub fn backing_of(store: &Path, vault: &Vault, plain: &Path) -> Result<PathBuf, 
                 store.display()
             ))
         })?;
-    let mut dir = ctx.root.clone();
-    for c in comps {
-        let (id, _) = crate::backing::read_dirid(&dir).map_err(io(&dir))?;
+    // Walked by descriptor, one name at a time: the backing path of a deep
+    // plaintext path is longer than PATH_MAX and is only ever printed.
+    let mut dir = crate::backing::Dir::open(&ctx.root).map_err(io(&ctx.root))?;
+    let mut backing = ctx.root.clone();
+    let comps: Vec<_> = comps.collect();
+    for (i, c) in comps.iter().enumerate() {
+        let (id, _) = crate::backing::read_dirid_at(&dir).map_err(io(&backing))?;
         let b = ctx
             .codec
             .encrypt(&id, c.as_os_str())
             .map_err(|e| ForensicsError::Invalid(e.to_string()))?;
-        dir.push(b.entry_name());
+        let name = std::ffi::OsStr::new(b.entry_name());
+        backing.push(name);
+        let missing = || {
+            ForensicsError::Invalid(format!(
+                "{} does not exist in the store (would be {})",
+                plain.display(),
+                backing.display()
+            ))
+        };
+        if i + 1 < comps.len() {
+            dir = match dir.open_dir(name) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+                Err(e) => return Err(io(&backing)(e)),
+            };
+        } else if dir.stat_at(name).is_err() {
+            return Err(missing());
+        }
     }
-    if std::fs::symlink_metadata(&dir).is_err() {
-        return Err(ForensicsError::Invalid(format!(
-            "{} does not exist in the store (would be {})",
-            plain.display(),
-            dir.display()
-        )));
-    }
-    Ok(dir)
+    Ok(backing)
 }

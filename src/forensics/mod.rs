@@ -35,6 +35,15 @@ pub enum ForensicsError {
     Invalid(String),
 }
 
+impl From<crate::backing::walk::WalkError> for ForensicsError {
+    fn from(e: crate::backing::walk::WalkError) -> Self {
+        ForensicsError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ForensicsError + '_ {
     move |source| ForensicsError::Io {
         path: path.to_path_buf(),
@@ -55,22 +64,76 @@ pub struct Located {
 
 /// Finds the store holding `path` by walking up to `strata.conf`.
 pub fn locate(path: &Path) -> Option<Located> {
-    let abs = std::fs::canonicalize(path).ok()?;
+    match std::fs::canonicalize(path) {
+        Ok(abs) => locate_abs(&abs),
+        // A backing file deeper than PATH_MAX (given relative to a deep
+        // working directory) has no absolute path the kernel would take
+        // (ENAMETOOLONG, or ERANGE from getcwd).
+        Err(_) => locate_up(path),
+    }
+}
+
+fn located(store: PathBuf, from_store: &[std::ffi::OsString]) -> Option<Located> {
+    let (first, rest) = from_store.split_first()?;
+    let (disk, rel) = rest.split_first()?;
+    (first == "disks").then(|| Located {
+        store,
+        disk: disk.to_string_lossy().into_owned(),
+        rel: rel.to_vec(),
+    })
+}
+
+fn locate_abs(abs: &Path) -> Option<Located> {
     let mut cur = abs.parent();
     while let Some(dir) = cur {
         if dir.join(store::config::CONFIG_NAME).is_file() {
-            let rest = abs.strip_prefix(dir.join("disks")).ok()?;
-            let mut comps = rest.components().map(|c| c.as_os_str().to_os_string());
-            let disk = comps.next()?.to_string_lossy().into_owned();
-            return Some(Located {
-                store: dir.to_path_buf(),
-                disk,
-                rel: comps.collect(),
-            });
+            let rest: Vec<_> = abs
+                .strip_prefix(dir)
+                .ok()?
+                .components()
+                .map(|c| c.as_os_str().to_os_string())
+                .collect();
+            return located(dir.to_path_buf(), &rest);
         }
         cur = dir.parent();
     }
     None
+}
+
+/// [`locate`] by descriptor: up through `..` from the file's directory,
+/// naming each directory by finding its inode in its parent.
+fn locate_up(path: &Path) -> Option<Located> {
+    use crate::backing::Dir;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut names = vec![path.file_name()?.to_os_string()];
+    let mut dir = Dir::open(parent).ok()?;
+    let mut up_path = parent.to_path_buf();
+    loop {
+        let conf = dir.stat_at(std::ffi::OsStr::new(store::config::CONFIG_NAME));
+        if conf.is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        }) {
+            names.reverse();
+            let store = std::fs::canonicalize(&up_path).ok()?;
+            return located(store, &names);
+        }
+        let here = dir.stat().ok()?;
+        let up = dir.open_dir(std::ffi::OsStr::new("..")).ok()?;
+        let above = up.stat().ok()?;
+        if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino) {
+            return None;
+        }
+        let name = up.entries().ok()?.into_iter().find_map(|e| {
+            let st = up.stat_at(&e.name).ok()?;
+            ((st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)).then_some(e.name)
+        })?;
+        names.push(name);
+        up_path.push("..");
+        dir = up;
+    }
 }
 
 /// One disk's ciphers, from the vault.
@@ -122,7 +185,12 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
             format!("images/{}", i.name),
         )
     }));
-    let crashed = store::sessions::crashed_with(store_path, &config, vault);
+    let crashed = store::sessions::crashed_offline(
+        store_path,
+        &config,
+        vault,
+        store::rekey::store_mounted(store_path),
+    );
     let mut out = Vec::new();
     for (d, root, label) in holders {
         if d.kind == DiskKind::Temp || store::disk_revoked(&d, vault).is_some() {
@@ -144,20 +212,23 @@ pub fn unlock(store_path: &Path, vault: &Vault) -> Result<(Config, Vec<DiskCtx>)
 }
 
 /// The plaintext path of backing path `rel` (components below the disk
-/// root), names decrypted with each parent's directory id.
+/// root), names decrypted with each parent's directory id; directories are
+/// opened one name at a time, so any depth works.
 pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> {
-    let mut dir = ctx.root.clone();
+    let mut dir = crate::backing::Dir::open(&ctx.root).ok()?;
     let mut out = PathBuf::from(&ctx.label);
-    for c in rel {
-        let (id, _) = crate::backing::read_dirid(&dir).ok()?;
+    for (i, c) in rel.iter().enumerate() {
+        let (id, _) = crate::backing::read_dirid_at(&dir).ok()?;
         let plain = if crate::names::is_long(c) {
-            let side = std::fs::read_to_string(dir.join(crate::names::sidecar_name(c))).ok()?;
+            let side = crate::names::read_sidecar_at(&dir, c).ok()?;
             ctx.codec.decrypt_long(&id, c, &side).ok()?
         } else {
             ctx.codec.decrypt(&id, c).ok()?
         };
         out.push(plain);
-        dir.push(c);
+        if i + 1 < rel.len() {
+            dir = dir.open_dir(c).ok()?;
+        }
     }
     Some(out)
 }

@@ -206,5 +206,12 @@ fn check_plain_xattr_name(name: &str) -> Result<(), NameError> {
     }
 }
 
+/// Reads the sidecar of long backing name `hashed` in the open backing
+/// directory `dir`, refusing one longer than any sidecar strata writes.
+pub fn read_sidecar_at(dir: &crate::backing::Dir, hashed: &OsStr) -> std::io::Result<String> {
+    let raw = dir.read_small(&sidecar_name(hashed), SIDECAR_MAX)?;
+    String::from_utf8(raw)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
 #[cfg(test)]
 mod tests;

@@ -347,6 +347,15 @@ pub(crate) fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl From<crate::backing::walk::WalkError> for StoreError {
+    fn from(e: crate::backing::walk::WalkError) -> Self {
+        StoreError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Path of a disk's backing root.
 pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
     store.join("disks").join(disk)

@@ -15,15 +15,20 @@
 //! directories present, so a restart continues where it stopped.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::fs::Stat;
+
+use super::snapshots::{set_owner_mode_times, set_owner_mode_times_at};
 use super::{
     disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef, StoreError,
     WrappedDek,
 };
-use crate::backing::{read_dirid, write_dirid_value};
+use crate::backing::walk::{self, Node, Visitor};
+use crate::backing::{read_dirid_at, Dir, DIRID_BACKUP, DIRID_NAME};
 use crate::file::{EncFile, FileCtx, OpenSpec};
 use crate::format::FileType;
 use crate::layers::{Layer, Pipeline};
@@ -145,11 +150,12 @@ pub fn run(
     let new_root = disks.join(format!(".rekey-new-{disk}"));
     let old_root = disks.join(format!(".rekey-old-{disk}"));
     if root.exists() && !old_root.exists() {
-        progress.total(count_objects(&root).map_err(io(&root))?);
+        progress.total(count_objects(&root)?);
         let mut copier = Copier {
             old,
             new,
             crashed: super::sessions::crashed_with(store, &config, vault),
+            to: new_root.clone(),
             links: HashMap::new(),
             done: 0,
             progress,
@@ -193,13 +199,14 @@ pub(crate) fn reencrypt_tree(
     to: (&DiskConfig, &Path),
     progress: &dyn Progress,
 ) -> Result<u64, StoreError> {
-    progress.total(count_objects(from.1).map_err(io(from.1))?);
+    progress.total(count_objects(from.1)?);
     let old = side(store, config, from.0, &from.0.layers, vault)?;
     let new = side(store, config, to.0, &to.0.layers, vault)?;
     let mut copier = Copier {
         old,
         new,
         crashed: super::sessions::crashed_with(store, config, vault),
+        to: to.1.to_path_buf(),
         links: HashMap::new(),
         done: 0,
         progress,
@@ -298,24 +305,28 @@ pub(crate) fn crash_point() {
 }
 
 /// The objects a re-encryption of the tree at `root` rewrites: every entry
-/// but directories and strata's own files, for a progress total.
-fn count_objects(root: &Path) -> std::io::Result<u64> {
-    let mut n = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            if names::layout::is_reserved(&e.file_name()) {
-                continue;
+/// but directories and strata's own files, for a progress total (walked by
+/// descriptor, like the copy itself).
+fn count_objects(root: &Path) -> Result<u64, StoreError> {
+    struct Counter(u64);
+    impl Visitor for Counter {
+        type Error = StoreError;
+        type Scope = ();
+        fn entry(&mut self, n: &Node<'_>, _: &mut ()) -> Result<Option<()>, StoreError> {
+            if names::layout::is_reserved(n.name) {
+                return Ok(None);
             }
-            if e.file_type()?.is_dir() {
-                stack.push(e.path());
-            } else {
-                n += 1;
+            if n.kind() == rustix::fs::FileType::Directory {
+                return Ok(Some(()));
             }
+            self.0 += 1;
+            Ok(None)
         }
     }
-    Ok(n)
+    let dir = crate::backing::Dir::open(root).map_err(io(root))?;
+    let mut c = Counter(0);
+    crate::backing::walk::walk(&dir, root, (), &mut c)?;
+    Ok(c.0)
 }
 
 struct Copier<'a> {
@@ -324,17 +335,29 @@ struct Copier<'a> {
     /// Mount sessions known to have crashed: their torn blocks are read as
     /// written.
     crashed: HashSet<u64>,
-    /// Backing inode → the new path of its first copy (hard links).
-    links: HashMap<(u64, u64), PathBuf>,
+    /// The new tree's root, for messages and for reaching a hard link's
+    /// first copy.
+    to: PathBuf,
+    /// Backing (device, inode) → its first copy, below the new root.
+    links: HashMap<(u64, u64), Vec<OsString>>,
     done: u64,
     progress: &'a dyn Progress,
 }
 
-/// How an offline tool opens backing file `path` as an encrypted file.
-fn offline_spec(fd: std::fs::File, path: &Path, writable: bool) -> OpenSpec {
+/// Where a directory is being rewritten: its open copy in the new tree,
+/// the copy's names below the new root, and the directory id (kept: names
+/// are re-encrypted under the same id).
+struct Target {
+    dir: Dir,
+    rel: Vec<OsString>,
+    id: [u8; 16],
+}
+
+/// How an offline tool opens a backing file as an encrypted file.
+fn offline_spec(fd: std::fs::File, label: &Path, writable: bool) -> OpenSpec {
     OpenSpec {
         fd,
-        label: path.display().to_string(),
+        label: label.display().to_string(),
         ino: 0,
         writable,
         size_cell: None,
@@ -342,185 +365,274 @@ fn offline_spec(fd: std::fs::File, path: &Path, writable: bool) -> OpenSpec {
 }
 
 impl Copier<'_> {
+    /// Rewrites the tree `from` into `to` (created if missing; on a resume,
+    /// what is complete there is kept).
     fn tree(&mut self, from: &Path, to: &Path) -> Result<(), StoreError> {
-        let (id, _) = read_dirid(from).map_err(io(from))?;
-        if !to.exists() {
-            std::fs::create_dir(to).map_err(io(to))?;
+        let src = Dir::open(from).map_err(io(from))?;
+        match std::fs::create_dir(to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(to)(e)),
         }
-        if read_dirid(to).is_err() {
-            write_dirid_value(to, &id).map_err(io(to))?;
+        let dir = Dir::open(to).map_err(io(to))?;
+        self.to = to.to_path_buf();
+        let target = Target {
+            dir,
+            rel: Vec::new(),
+            id: [0; 16],
+        };
+        walk::walk(&src, from, target, self)
+    }
+
+    fn shown(&self, rel: &[OsString]) -> PathBuf {
+        walk::join(&self.to, rel)
+    }
+
+    /// The backing name in the new tree of entry `n` of a directory.
+    fn new_name(&self, n: &Node<'_>, t: &Target) -> Result<OsString, StoreError> {
+        let bad = |e: crate::names::NameError| {
+            StoreError::Invalid(format!(
+                "{}: {e}",
+                n.rel
+                    .last()
+                    .map(|x| x.to_string_lossy())
+                    .unwrap_or_default()
+            ))
+        };
+        let plain = if names::is_long(n.name) {
+            let side = names::read_sidecar_at(n.parent, n.name).map_err(io(&self.shown(&t.rel)))?;
+            self.old.codec.decrypt_long(&t.id, n.name, &side)
+        } else {
+            self.old.codec.decrypt(&t.id, n.name)
         }
-        let _ = std::fs::remove_file(to.join(TMP));
-        for e in std::fs::read_dir(from).map_err(io(from))? {
-            let e = e.map_err(io(from))?;
-            let bname = e.file_name();
-            if self.old.codec.is_reserved(&bname) {
-                continue;
-            }
-            let src = e.path();
-            let plain = if names::is_long(&bname) {
-                let side = std::fs::read_to_string(from.join(names::sidecar_name(&bname)))
-                    .map_err(io(&src))?;
-                self.old.codec.decrypt_long(&id, &bname, &side)
-            } else {
-                self.old.codec.decrypt(&id, &bname)
-            }
-            .map_err(|e| StoreError::Invalid(format!("{}: {e}", src.display())))?;
-            let nb = self
-                .new
-                .codec
-                .encrypt(&id, &plain)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            let dst = match &nb {
-                BackingName::Short(s) => to.join(s),
-                BackingName::Long { hashed, full } => {
-                    crate::backing::atomic_write(
-                        &to.join(names::sidecar_name(hashed)),
-                        full.as_bytes(),
-                    )
-                    .map_err(io(to))?;
-                    to.join(hashed)
+        .map_err(bad)?;
+        let nb = self.new.codec.encrypt(&t.id, &plain).map_err(bad)?;
+        if let BackingName::Long { hashed, full } = &nb {
+            t.dir
+                .replace(&names::sidecar_name(hashed), full.as_bytes())
+                .map_err(io(&self.shown(&t.rel)))?;
+        }
+        Ok(nb.entry_name().to_os_string())
+    }
+
+    /// Rewrites the regular file `n` as `name` in `t` (through a temporary
+    /// name, so that a name present in the new tree is complete).
+    fn file(&mut self, n: &Node<'_>, t: &Target, name: &OsStr) -> Result<(), StoreError> {
+        let shown = walk::join(&self.to, &t.rel).join(name);
+        let failed = |e: crate::file::FileError| StoreError::Invalid(e.to_string());
+        let tmp = OsStr::new(TMP);
+        let _ = t.dir.unlink(tmp);
+        let src_fd = n.parent.open_file(n.name, false).map_err(io(&shown))?;
+        let src_meta = src_fd.try_clone().map_err(io(&shown))?;
+        let label = PathBuf::from(n.name);
+        let kind = match crate::file::read_header(
+            &src_fd,
+            &label.display().to_string(),
+            &self.old.pipeline,
+        )
+        .map_err(failed)?
+        {
+            crate::file::Stored::Header(h, _) => h.file_type,
+            _ => FileType::Regular,
+        };
+        let old = EncFile::open(
+            offline_spec(src_fd, &label, false),
+            FileCtx::offline(self.old.pipeline.clone(), self.crashed.clone()),
+            kind,
+        )
+        .map_err(failed)?;
+        let fd = t.dir.create_file(tmp, 0o600).map_err(io(&shown))?;
+        let new_ctx = FileCtx::offline(self.new.pipeline.clone(), HashSet::new());
+        let spec = offline_spec(fd.try_clone().map_err(io(&shown))?, &shown, true);
+        let new = if kind == FileType::Symlink {
+            let target = crate::file::read_symlink(&old).map_err(failed)?;
+            crate::file::write_symlink(spec, new_ctx, &target).map_err(failed)?
+        } else {
+            let new = EncFile::create(spec, new_ctx, FileType::Regular).map_err(failed)?;
+            let size = old.size();
+            let mut off = 0u64;
+            while off < size {
+                let chunk = old.read(off, CHUNK).map_err(failed)?;
+                if chunk.is_empty() {
+                    break;
                 }
-            };
-            self.object(&src, &dst, to)?;
+                if chunk.iter().any(|&b| b != 0) {
+                    new.write(off, &chunk).map_err(failed)?;
+                }
+                off += chunk.len() as u64;
+            }
+            new.truncate(size).map_err(failed)?;
+            new
+        };
+        let old_id = old.file_id();
+        let new_id = new.file_id();
+        drop(new);
+        copy_meta(
+            &self.old,
+            &self.new,
+            (src_meta.as_fd(), n.stat),
+            fd.as_fd(),
+            old_id.as_ref().zip(new_id.as_ref()),
+        )
+        .map_err(|e| e.named(&shown))?;
+        fd.sync_all().map_err(io(&shown))?;
+        t.dir
+            .rename(tmp, &t.dir, name, crate::platform::Rename::Replace)
+            .map_err(io(&shown))
+    }
+}
+
+impl Visitor for Copier<'_> {
+    type Error = StoreError;
+    type Scope = Target;
+
+    fn enter(&mut self, src: &Dir, _: &[OsString], t: &mut Target) -> Result<(), StoreError> {
+        let shown = self.shown(&t.rel);
+        let (id, _) = read_dirid_at(src).map_err(io(&shown))?;
+        t.id = id;
+        // Both copies, or a resumed run would leave a copy missing.
+        if !matches!(
+            read_dirid_at(&t.dir),
+            Ok((_, crate::backing::DirIdSource::Primary))
+        ) || t
+            .dir
+            .read_small(OsStr::new(DIRID_BACKUP), 16)
+            .map_or(true, |b| b.len() != 16)
+        {
+            t.dir
+                .replace(OsStr::new(DIRID_BACKUP), &id)
+                .and_then(|()| t.dir.replace(OsStr::new(DIRID_NAME), &id))
+                .map_err(io(&shown))?;
         }
-        copy_meta(&self.old, &self.new, from, to, Some(&id), Some(&id))?;
+        let _ = t.dir.unlink(OsStr::new(TMP));
         Ok(())
     }
 
-    fn object(&mut self, src: &Path, dst: &Path, dir: &Path) -> Result<(), StoreError> {
-        let m = std::fs::symlink_metadata(src).map_err(io(src))?;
-        if m.is_dir() {
-            return self.tree(src, dst);
+    fn entry(&mut self, n: &Node<'_>, t: &mut Target) -> Result<Option<Target>, StoreError> {
+        if self.old.codec.is_reserved(n.name) {
+            return Ok(None);
         }
-        if dst.exists() {
-            if m.nlink() > 1 {
-                self.links.insert((m.dev(), m.ino()), dst.to_path_buf());
-            }
-            return Ok(());
-        }
-        if m.nlink() > 1 {
-            if let Some(first) = self.links.get(&(m.dev(), m.ino())) {
-                std::fs::hard_link(first, dst).map_err(io(dst))?;
-                return Ok(());
-            }
-        }
-        if m.is_file() {
-            let tmp = dir.join(TMP);
-            let _ = std::fs::remove_file(&tmp);
-            let src_fd = std::fs::File::open(src).map_err(io(src))?;
-            let kind = match crate::file::read_header(
-                &src_fd,
-                &src.display().to_string(),
-                &self.old.pipeline,
-            ) {
-                Ok(crate::file::Stored::Header(h, _)) => h.file_type,
-                Ok(_) => FileType::Regular,
-                Err(e) => return Err(StoreError::Invalid(e.to_string())),
-            };
-            let old = EncFile::open(
-                offline_spec(src_fd, src, false),
-                FileCtx::offline(self.old.pipeline.clone(), self.crashed.clone()),
-                kind,
-            )
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            let fd = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            let new_ctx = FileCtx::offline(self.new.pipeline.clone(), HashSet::new());
-            let new = if kind == FileType::Symlink {
-                let target = crate::file::read_symlink(&old)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                crate::file::write_symlink(
-                    offline_spec(fd.try_clone().map_err(io(&tmp))?, &tmp, true),
-                    new_ctx,
-                    &target,
-                )
-                .map_err(|e| StoreError::Invalid(e.to_string()))?
-            } else {
-                let new = EncFile::create(
-                    offline_spec(fd.try_clone().map_err(io(&tmp))?, &tmp, true),
-                    new_ctx,
-                    FileType::Regular,
-                )
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let size = old.size();
-                let mut off = 0u64;
-                while off < size {
-                    let chunk = old
-                        .read(off, CHUNK)
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    if chunk.iter().any(|&b| b != 0) {
-                        new.write(off, &chunk)
-                            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    }
-                    off += chunk.len() as u64;
+        let name = self.new_name(n, t)?;
+        let mut rel = t.rel.clone();
+        rel.push(name.clone());
+        let shown = self.shown(&rel);
+        let st = n.stat;
+        let key = walk::inode_key(st);
+        match n.kind() {
+            rustix::fs::FileType::Directory => {
+                match t.dir.mkdir(&name, 0o700) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(&shown)(e)),
                 }
-                new.truncate(size)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                new
-            };
-            let old_id = old.file_id();
-            let new_id = new.file_id();
-            drop(new);
-            drop(fd);
-            copy_meta(
-                &self.old,
-                &self.new,
-                src,
-                &tmp,
-                old_id.as_ref(),
-                new_id.as_ref(),
-            )?;
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&tmp))?;
-            std::fs::rename(&tmp, dst).map_err(io(dst))?;
-        } else {
-            let ft = rustix::fs::FileType::from_raw_mode(m.mode());
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                dst,
-                ft,
-                rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
-                m.rdev(),
-            )
-            .map_err(|e| StoreError::Io {
-                path: dst.to_path_buf(),
-                source: e.into(),
-            })?;
-            copy_meta(&self.old, &self.new, src, dst, None, None)?;
+                let dir = t.dir.open_dir(&name).map_err(io(&shown))?;
+                return Ok(Some(Target {
+                    dir,
+                    rel,
+                    id: [0; 16],
+                }));
+            }
+            rustix::fs::FileType::Symlink => {
+                return Err(StoreError::Invalid(format!(
+                    "{}: a symlink in the backing store (strata writes none): move it away and run again",
+                    walk::join(Path::new(""), n.rel).display()
+                )));
+            }
+            _ => {}
         }
-        if m.nlink() > 1 {
-            self.links.insert((m.dev(), m.ino()), dst.to_path_buf());
+        if t.dir.stat_at(&name).is_ok() {
+            // Complete from an earlier run.
+            if st.st_nlink > 1 {
+                self.links.insert(key, rel);
+            }
+            return Ok(None);
+        }
+        if st.st_nlink > 1 {
+            if let Some(first) = self.links.get(&key) {
+                let (first_name, first_dir) = first
+                    .split_last()
+                    .ok_or_else(|| StoreError::Invalid("empty hard link record".into()))?;
+                let at = walk::open_rel(&self.root_dir()?, first_dir).map_err(io(&shown))?;
+                at.link(first_name, &t.dir, &name).map_err(io(&shown))?;
+                return Ok(None);
+            }
+        }
+        if n.kind() == rustix::fs::FileType::RegularFile {
+            self.file(n, t, &name)?;
+        } else {
+            t.dir
+                .mknod(
+                    &name,
+                    n.kind(),
+                    crate::platform::mode::of(st) & 0o7777,
+                    walk::rdev(st),
+                )
+                .map_err(io(&shown))?;
+            set_owner_mode_times_at(&t.dir, &name, st).map_err(io(&shown))?;
+        }
+        if st.st_nlink > 1 {
+            self.links.insert(key, rel);
         }
         self.done += 1;
         self.progress.inc(1);
         crash_point();
-        Ok(())
+        Ok(None)
+    }
+
+    fn leave(&mut self, src: &Dir, _: &[OsString], t: Target) -> Result<(), StoreError> {
+        let shown = self.shown(&t.rel);
+        let st = src.stat().map_err(io(&shown))?;
+        copy_meta(
+            &self.old,
+            &self.new,
+            (src.fd(), &st),
+            t.dir.fd(),
+            Some((&t.id, &t.id)),
+        )
+        .map_err(|e| e.named(&shown))?;
+        t.dir.sync().map_err(io(&shown))
     }
 }
 
-/// Carries mode, owner, xattrs (re-sealed for the new owner id) and times.
+impl Copier<'_> {
+    fn root_dir(&self) -> Result<Dir, StoreError> {
+        Dir::open(&self.to).map_err(io(&self.to))
+    }
+}
+
+/// Why carrying metadata over failed (named by the caller).
+enum MetaError {
+    Io(std::io::Error),
+    Invalid(String),
+}
+
+impl MetaError {
+    fn named(self, p: &Path) -> StoreError {
+        match self {
+            MetaError::Io(source) => StoreError::Io {
+                path: p.to_path_buf(),
+                source,
+            },
+            MetaError::Invalid(m) => StoreError::Invalid(format!("{}: {m}", p.display())),
+        }
+    }
+}
+
+/// Carries mode, owner, times and, with `ids` (the old and new owner ids
+/// of a file or directory), xattrs re-sealed for the new owner id, from
+/// the open object `src` (with metadata `st`) to the open object `dst`.
 fn copy_meta(
     old: &Side,
     new: &Side,
-    src: &Path,
-    dst: &Path,
-    old_id: Option<&[u8; 16]>,
-    new_id: Option<&[u8; 16]>,
-) -> Result<(), StoreError> {
-    let m = std::fs::symlink_metadata(src).map_err(io(src))?;
-    if let (Some(oid), Some(nid)) = (old_id, new_id) {
+    src: (BorrowedFd<'_>, &Stat),
+    dst: BorrowedFd<'_>,
+    ids: Option<(&[u8; 16], &[u8; 16])>,
+) -> Result<(), MetaError> {
+    let (src, st) = src;
+    if let Some((oid, nid)) = ids {
         let mut list = vec![0u8; 1 << 16];
-        let n = rustix::fs::llistxattr(src, &mut list[..]).unwrap_or(0);
+        let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
+        let mut val = vec![0u8; 1 << 16];
         for bname in list[..n]
             .split(|&b| b == 0)
             .filter(|b| b.starts_with(b"user."))
@@ -528,35 +640,26 @@ fn copy_meta(
             let Ok(bname) = std::str::from_utf8(bname) else {
                 continue;
             };
-            let mut val = vec![0u8; 1 << 16];
-            let Ok(len) = rustix::fs::lgetxattr(src, bname, &mut val[..]) else {
+            let Ok(len) = rustix::fs::fgetxattr(src, bname, &mut val[..]) else {
                 continue;
             };
             let (name, value) =
                 crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val[..len])
                     .map_err(|e| {
-                    StoreError::Invalid(format!(
-                        "{}: an xattr does not decrypt (errno {})",
-                        src.display(),
-                        e.0
-                    ))
+                    MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
                 })?;
-            let st = crate::fs::xattr::backing_name(&new.pipeline, &new.codec, nid, &name)
-                .map_err(|e| StoreError::Invalid(format!("errno {}", e.0)))?;
-            let stored = crate::fs::xattr::seal_value(&new.codec, nid, &name, st.long, &value)
-                .map_err(|e| StoreError::Invalid(format!("errno {}", e.0)))?;
-            rustix::fs::lsetxattr(
+            let stn = crate::fs::xattr::backing_name(&new.pipeline, &new.codec, nid, &name)
+                .map_err(|e| MetaError::Invalid(format!("errno {}", e.0)))?;
+            let stored = crate::fs::xattr::seal_value(&new.codec, nid, &name, stn.long, &value)
+                .map_err(|e| MetaError::Invalid(format!("errno {}", e.0)))?;
+            rustix::fs::fsetxattr(
                 dst,
-                st.backing.as_str(),
+                stn.backing.as_str(),
                 &stored,
                 rustix::fs::XattrFlags::empty(),
             )
-            .map_err(|e| StoreError::Io {
-                path: dst.to_path_buf(),
-                source: e.into(),
-            })?;
+            .map_err(|e| MetaError::Io(e.into()))?;
         }
     }
-    super::snapshots::set_owner_mode_times(dst, &m).map_err(io(dst))?;
-    Ok(())
+    set_owner_mode_times(dst, st).map_err(MetaError::Io)
 }

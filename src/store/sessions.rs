@@ -150,6 +150,23 @@ pub fn crashed_with(store: &Path, config: &Config, vault: &Vault) -> HashSet<u64
         .unwrap_or_default()
 }
 
+/// [`crashed_with`] for an offline command that may run beside a mount
+/// (`verify`, `inspect`): while a daemon serves the store (`served`), the
+/// session marked running is live, its windows in flight rather than torn.
+pub fn crashed_offline(store: &Path, config: &Config, vault: &Vault, served: bool) -> HashSet<u64> {
+    let Ok(key) = RecordKey::new(store, config, vault) else {
+        return HashSet::new();
+    };
+    let r = read(store, &key);
+    let mut out = crashed_of(&r);
+    if served {
+        if let Some(live) = r.running.as_deref().and_then(parse) {
+            out.remove(&live);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,13 +12,18 @@
 //! never listed, and the next attempt clears it away.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Stat};
 
 use super::{
     disk_root, io, now, save_config, Config, DiskConfig, DiskKind, ImageConfig, SnapshotConfig,
     StoreError,
 };
+use crate::backing::walk::{self, Node, Visitor};
+use crate::backing::Dir;
 use crate::progress::Progress;
 use crate::vault::Vault;
 
@@ -76,60 +81,75 @@ pub fn image_root(store: &Path, name: &str) -> PathBuf {
 
 // ------------------------------------------------------------ raw copies
 
-/// Copies one file: a reflink (FICLONE, sharing extents on btrfs, XFS…)
-/// where the filesystem offers it, else a plain copy. True when reflinked.
-fn copy_file(src: &Path, dst: &Path) -> std::io::Result<bool> {
-    let mut from = std::fs::File::open(src)?;
-    let mut to = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dst)?;
-    let cloned = rustix::fs::ioctl_ficlone(&to, &from).is_ok();
-    if !cloned {
-        std::io::copy(&mut from, &mut to)?;
+/// Copies one file's bytes: a reflink (FICLONE, sharing extents on btrfs,
+/// XFS…) where the filesystem offers it, else a plain copy (which uses
+/// copy_file_range on Linux). True when reflinked.
+fn copy_bytes(from: &mut std::fs::File, to: &mut std::fs::File) -> std::io::Result<bool> {
+    if rustix::fs::ioctl_ficlone(&*to, &*from).is_ok() {
+        return Ok(true);
     }
-    to.sync_all()?;
-    Ok(cloned)
+    std::io::copy(from, to)?;
+    Ok(false)
 }
 
-/// Carries mode (with the symlink mark), owner, raw xattrs and times.
-fn copy_raw_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
-    let mut list = vec![0u8; 1 << 16];
-    let n = rustix::fs::llistxattr(src, &mut list[..]).unwrap_or(0);
+/// Largest xattr list and value carried over (the kernel's own limit).
+const XATTR_MAX: usize = 1 << 16;
+
+/// Copies every raw xattr of the open file or directory `src` to `dst`.
+fn copy_raw_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut list = vec![0u8; XATTR_MAX];
+    let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
+    let mut val = vec![0u8; XATTR_MAX];
     for name in list[..n].split(|&b| b == 0).filter(|b| !b.is_empty()) {
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        let mut val = vec![0u8; 1 << 16];
-        if let Ok(len) = rustix::fs::lgetxattr(src, name, &mut val[..]) {
-            rustix::fs::lsetxattr(dst, name, &val[..len], rustix::fs::XattrFlags::empty())?;
+        if let Ok(len) = rustix::fs::fgetxattr(src, name, &mut val[..]) {
+            rustix::fs::fsetxattr(dst, name, &val[..len], rustix::fs::XattrFlags::empty())?;
         }
     }
-    set_owner_mode_times(dst, m)
+    Ok(())
 }
 
-/// Gives `dst` the owner, permission bits (with the symlink mark) and
-/// access and modification times of `m`.
-pub(crate) fn set_owner_mode_times(dst: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
-    let _ = std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()));
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-    let ts = rustix::fs::Timestamps {
+fn times_of(st: &Stat) -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
         last_access: rustix::fs::Timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec() as _,
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
         },
         last_modification: rustix::fs::Timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec() as _,
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
         },
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
+    }
+}
+
+/// Gives the open file or directory `dst` the owner, permission bits (with
+/// the symlink mark) and access and modification times of `st`.
+pub(crate) fn set_owner_mode_times(dst: BorrowedFd<'_>, st: &Stat) -> std::io::Result<()> {
+    // An unprivileged copy keeps its own owner.
+    let _ = rustix::fs::fchown(
         dst,
-        &ts,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        Some(rustix::fs::Uid::from_raw(st.st_uid)),
+        Some(rustix::fs::Gid::from_raw(st.st_gid)),
+    );
+    rustix::fs::fchmod(
+        dst,
+        rustix::fs::Mode::from_raw_mode((crate::platform::mode::of(st) & 0o7777) as _),
     )?;
+    rustix::fs::futimens(dst, &times_of(st))?;
     Ok(())
+}
+
+/// [`set_owner_mode_times`] for entry `name` of `dir` that cannot be
+/// opened safely (a FIFO, socket, device or symlink): changed by name,
+/// never through a symlink (a symlink keeps its mode, as everywhere).
+pub(crate) fn set_owner_mode_times_at(dir: &Dir, name: &OsStr, st: &Stat) -> std::io::Result<()> {
+    let _ = dir.chown_at(name, Some(st.st_uid), Some(st.st_gid));
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        dir.chmod_at(name, crate::platform::mode::of(st) & 0o7777)?;
+    }
+    dir.utimens_at(name, &times_of(st))
 }
 
 /// Counters of a raw tree copy.
@@ -145,95 +165,116 @@ pub struct CopyStats {
 
 /// Copies the backing tree `from` to the new directory `to` as it is:
 /// ciphertext, names, directory ids, sidecars, hard links, modes, owners,
-/// xattrs and times. `progress` counts the objects copied.
+/// xattrs and times. The tree is walked by descriptor (any depth); a
+/// symlink planted in it is copied as a symlink, never followed, and a
+/// FIFO is made anew, never opened. `progress` counts the objects copied.
 pub fn clone_tree(
     from: &Path,
     to: &Path,
     progress: &dyn Progress,
 ) -> Result<CopyStats, StoreError> {
-    progress.total(count_entries(from).map_err(io(from))?);
-    let mut stats = CopyStats::default();
-    let mut links = HashMap::new();
-    clone_dir(from, to, &mut links, &mut stats, progress)?;
-    Ok(stats)
-}
-
-fn clone_dir(
-    from: &Path,
-    to: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-    stats: &mut CopyStats,
-    progress: &dyn Progress,
-) -> Result<(), StoreError> {
-    let meta = std::fs::symlink_metadata(from).map_err(io(from))?;
+    let src = Dir::open(from).map_err(io(from))?;
+    progress.total(walk::tally(&src, from)?.entries + 1);
     std::fs::create_dir(to).map_err(io(to))?;
-    for e in std::fs::read_dir(from).map_err(io(from))? {
-        let e = e.map_err(io(from))?;
-        let src = e.path();
-        let dst = to.join(e.file_name());
-        let m = std::fs::symlink_metadata(&src).map_err(io(&src))?;
-        if m.is_dir() {
-            clone_dir(&src, &dst, links, stats, progress)?;
-            continue;
-        }
-        if m.nlink() > 1 {
-            if let Some(first) = links.get(&(m.dev(), m.ino())) {
-                std::fs::hard_link(first, &dst).map_err(io(&dst))?;
-                continue;
-            }
-        }
-        if m.is_file() {
-            if copy_file(&src, &dst).map_err(io(&dst))? {
-                stats.reflinked += 1;
-            }
-            stats.bytes += m.len();
-        } else if m.file_type().is_symlink() {
-            let target = std::fs::read_link(&src).map_err(io(&src))?;
-            std::os::unix::fs::symlink(target, &dst).map_err(io(&dst))?;
-        } else {
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &dst,
-                rustix::fs::FileType::from_raw_mode(m.mode()),
-                rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
-                m.rdev(),
-            )
-            .map_err(|e| StoreError::Io {
-                path: dst.clone(),
-                source: e.into(),
-            })?;
-        }
-        if !m.file_type().is_symlink() {
-            copy_raw_meta(&src, &dst, &m).map_err(io(&dst))?;
-        }
-        if m.nlink() > 1 {
-            links.insert((m.dev(), m.ino()), dst);
-        }
-        stats.objects += 1;
-        progress.inc(1);
-        super::rekey::crash_point();
-    }
-    copy_raw_meta(from, to, &meta).map_err(io(to))?;
-    stats.objects += 1;
-    progress.inc(1);
-    Ok(())
+    let dst = Dir::open(to).map_err(io(to))?;
+    let mut c = Cloner {
+        to,
+        root: dst.try_clone().map_err(io(to))?,
+        links: HashMap::new(),
+        stats: CopyStats::default(),
+        progress,
+    };
+    walk::walk(&src, from, dst, &mut c)?;
+    Ok(c.stats)
 }
 
-/// Entries below `root` and `root` itself: the objects [`clone_tree`]
-/// counts, for a progress total.
-fn count_entries(root: &Path) -> std::io::Result<u64> {
-    let mut n = 1;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir)? {
-            let e = e?;
-            n += 1;
-            if e.file_type()?.is_dir() {
-                stack.push(e.path());
+struct Cloner<'a> {
+    /// The copy's root, for messages and for reaching a hard link's first copy.
+    to: &'a Path,
+    root: Dir,
+    /// Source (device, inode) → where its first copy is, below the root.
+    links: HashMap<(u64, u64), Vec<OsString>>,
+    stats: CopyStats,
+    progress: &'a dyn Progress,
+}
+
+impl Cloner<'_> {
+    fn copy(&mut self, n: &Node<'_>, dst: &Dir) -> std::io::Result<()> {
+        let st = n.stat;
+        let kind = n.kind();
+        if st.st_nlink > 1 {
+            if let Some(first) = self.links.get(&walk::inode_key(st)) {
+                let (first_name, first_dir) = first
+                    .split_last()
+                    .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+                let at = walk::open_rel(&self.root, first_dir)?;
+                return at.link(first_name, dst, n.name);
             }
         }
+        match kind {
+            FileType::RegularFile => {
+                let mut from = n.parent.open_file(n.name, false)?;
+                let mut to = dst.create_file(n.name, 0o600)?;
+                if copy_bytes(&mut from, &mut to)? {
+                    self.stats.reflinked += 1;
+                }
+                copy_raw_xattrs(from.as_fd(), to.as_fd())?;
+                set_owner_mode_times(to.as_fd(), st)?;
+                to.sync_all()?;
+                self.stats.bytes += st.st_size as u64;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(n.parent.fd(), n.name, Vec::new())?;
+                rustix::fs::symlinkat(target.as_c_str(), dst.fd(), n.name)?;
+                set_owner_mode_times_at(dst, n.name, st)?;
+            }
+            _ => {
+                dst.mknod(
+                    n.name,
+                    kind,
+                    crate::platform::mode::of(st) & 0o7777,
+                    walk::rdev(st),
+                )?;
+                set_owner_mode_times_at(dst, n.name, st)?;
+            }
+        }
+        if st.st_nlink > 1 {
+            self.links.insert(walk::inode_key(st), n.rel.to_vec());
+        }
+        Ok(())
     }
-    Ok(n)
+}
+
+impl Visitor for Cloner<'_> {
+    type Error = StoreError;
+    /// The open directory of the copy.
+    type Scope = Dir;
+
+    fn entry(&mut self, n: &Node<'_>, dst: &mut Dir) -> Result<Option<Dir>, StoreError> {
+        let shown = || walk::join(self.to, n.rel);
+        if n.kind() == FileType::Directory {
+            dst.mkdir(n.name, 0o700).map_err(io(&shown()))?;
+            return Ok(Some(dst.open_dir(n.name).map_err(io(&shown()))?));
+        }
+        self.copy(n, dst).map_err(io(&shown()))?;
+        self.stats.objects += 1;
+        self.progress.inc(1);
+        super::rekey::crash_point();
+        Ok(None)
+    }
+
+    fn leave(&mut self, src: &Dir, rel: &[OsString], dst: Dir) -> Result<(), StoreError> {
+        let shown = walk::join(self.to, rel);
+        (|| {
+            copy_raw_xattrs(src.fd(), dst.fd())?;
+            set_owner_mode_times(dst.fd(), &src.stat()?)?;
+            dst.sync()
+        })()
+        .map_err(io(&shown))?;
+        self.stats.objects += 1;
+        self.progress.inc(1);
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------ snapshots

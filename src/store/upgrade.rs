@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::config::HEADERS_AT_CREATE;
 use super::{Config, StoreError};
+use crate::backing::walk::{self, Node, Visitor};
 use crate::backing::Dir;
 use crate::file::{EncFile, FileCtx, OpenSpec};
 use crate::format::FileType;
@@ -35,31 +36,37 @@ pub fn give_headers(disks: &[DiskToUpgrade<'_>]) -> Result<u64, StoreError> {
     let mut n = 0;
     for d in disks {
         let root = Dir::open(d.root).map_err(super::io(d.root))?;
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            let entries = dir.entries().map_err(super::io(d.root))?;
-            for e in entries {
-                if e.name.as_encoded_bytes().first() == Some(&b'.') {
-                    continue;
-                }
-                let st = match dir.stat_at(&e.name) {
-                    Ok(st) => st,
-                    Err(_) => continue,
-                };
-                match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-                    rustix::fs::FileType::Directory => {
-                        stack.push(dir.open_dir(&e.name).map_err(super::io(d.root))?);
-                    }
-                    rustix::fs::FileType::RegularFile if st.st_size == 0 => {
-                        header_for(&dir, &e.name, d)?;
-                        n += 1;
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let mut v = Headers { d, n: 0 };
+        walk::walk(&root, d.root, (), &mut v)?;
+        n += v.n;
     }
     Ok(n)
+}
+
+/// The walk of one disk (by descriptor: any depth).
+struct Headers<'a, 'b> {
+    d: &'a DiskToUpgrade<'b>,
+    n: u64,
+}
+
+impl Visitor for Headers<'_, '_> {
+    type Error = StoreError;
+    type Scope = ();
+
+    fn entry(&mut self, e: &Node<'_>, _: &mut ()) -> Result<Option<()>, StoreError> {
+        if e.name.as_encoded_bytes().first() == Some(&b'.') {
+            return Ok(None);
+        }
+        match e.kind() {
+            rustix::fs::FileType::Directory => return Ok(Some(())),
+            rustix::fs::FileType::RegularFile if e.stat.st_size == 0 => {
+                header_for(e.parent, e.name, self.d)?;
+                self.n += 1;
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
 }
 
 fn header_for(dir: &Dir, name: &OsStr, d: &DiskToUpgrade<'_>) -> Result<(), StoreError> {
