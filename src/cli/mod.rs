@@ -77,10 +77,10 @@ pub struct VaultArgs {
 /// Argon2id parameters for a new vault.
 #[derive(Debug, Clone, Args)]
 pub struct KdfArgs {
-    /// Argon2id memory in KiB for a new vault.
+    /// Argon2id memory in KiB for a new vault or passphrase (1024 to 1048576).
     #[arg(long, value_name = "KIB", default_value_t = crate::vault::KdfParams::default().memory_kib)]
     pub kdf_memory: u32,
-    /// Argon2id passes for a new vault.
+    /// Argon2id passes for a new vault or passphrase (1 to 10).
     #[arg(long, value_name = "N", default_value_t = crate::vault::KdfParams::default().iterations)]
     pub kdf_iterations: u32,
 }
@@ -237,16 +237,32 @@ pub enum VaultCommand {
         #[command(flatten)]
         vault: VaultArgs,
     },
-    /// Change the passphrase (no store is touched; the recovery key keeps
-    /// working).
+    /// Change the passphrase, with a new master key: the old passphrase
+    /// then opens neither the vault nor its backup. No store is touched.
+    /// The recovery slot is made again: keep the recovery key by giving it
+    /// (--keep-recovery-key, or unlock with --recovery-key-file), or get a
+    /// new one (--new-recovery-key). Refused while a mount uses the vault.
     Passwd {
         /// Read the new passphrase from FILE instead of asking twice.
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
+        /// The current recovery key, read from FILE, to keep working.
+        #[arg(long, value_name = "FILE", conflicts_with = "new_recovery_key")]
+        keep_recovery_key: Option<PathBuf>,
+        /// Replace the recovery key too (the new one is printed once).
+        #[arg(long)]
+        new_recovery_key: bool,
         #[command(flatten)]
         vault: VaultArgs,
         #[command(flatten)]
         kdf: KdfArgs,
+    },
+    /// Replace the recovery key (printed once), with a new master key: the
+    /// old recovery key then opens neither the vault nor its backup. Needs
+    /// the passphrase. Refused while a mount uses the vault.
+    RecoveryKey {
+        #[command(flatten)]
+        vault: VaultArgs,
     },
     /// Manage keys.
     Key {
