@@ -8,7 +8,7 @@ use super::{DiskCommand, ScopeCommand, VaultArgs};
 use crate::layers::Layer;
 use crate::store::disks::{add_disk, create_scope, NewDisk};
 use crate::store::rekey::Change;
-use crate::store::{rotation, Config, DiskConfig, DiskKind};
+use crate::store::{rotation, Config, DiskConfig, DiskKind, StoreLock};
 
 pub(super) fn fmt_time(secs: u64) -> String {
     // Days since the epoch to a civil date (UTC), without a date crate.
@@ -137,6 +137,11 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             from_image,
             vault,
         } => {
+            let _lock = StoreLock::offline(
+                &store,
+                "disk add",
+                "adding a disk is offline (a running mount would not serve it)",
+            )?;
             if let (Some(image), true) = (
                 &from_image,
                 crate::store::snapshots::from_image_tmp(&store, &name).exists(),
@@ -170,9 +175,6 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
                         "a temp disk is emptied at every mount: it cannot be made from an image"
                     );
                 }
-                if crate::store::rekey::store_mounted(&store) {
-                    anyhow::bail!("store {} is mounted: making a disk from an image is offline; unmount it first", store.display());
-                }
             }
             let d = add_disk(
                 &store,
@@ -194,7 +196,6 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             }
             let config = Config::read(&store)?;
             print_disk(&config, &d, &[]);
-            println!("(a running mount shows the new disk after its next mount)");
         }
         DiskCommand::Rekey {
             store,
@@ -287,6 +288,15 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
 
 fn reencrypt(store: &Path, name: &str, change: &Change, vault: &VaultArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    let command = match change {
+        Change::Rekey(_) => "disk rekey",
+        Change::AddGuest(_) => "disk encrypt",
+    };
+    let _lock = StoreLock::offline(
+        store,
+        command,
+        "re-encryption is offline (it \"needs a reboot\")",
+    )?;
     let mut v = open_vault(vault)?;
     let tty = std::io::stderr().is_terminal();
     let mut progress = |n: u64| {
@@ -313,6 +323,11 @@ pub fn run_scope(cmd: ScopeCommand) -> anyhow::Result<ExitCode> {
             key,
             vault,
         } => {
+            let _lock = StoreLock::offline(
+                &store,
+                "scope create",
+                "creating a scope is offline",
+            )?;
             let mut v = open_vault(&vault)?;
             let s = create_scope(&store, &mut v, &name, &key)?;
             println!("scope {} bound to customer key {}", s.name, s.key);

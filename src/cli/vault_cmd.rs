@@ -140,6 +140,21 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                     vault,
                 },
         } => {
+            // Every store named is rewrapped with it to itself: a running
+            // mount holds the config it read and would not see the rewrap.
+            let mut stores = stores;
+            let mut seen = std::collections::HashSet::new();
+            stores.retain(|s| seen.insert(s.canonicalize().unwrap_or_else(|_| s.clone())));
+            let _locks = stores
+                .iter()
+                .map(|s| {
+                    crate::store::StoreLock::offline(
+                        s,
+                        "vault key rotate --store",
+                        "rewrapping a store's keys is offline (without --store, a mount rewraps at its next start)",
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let mut v = open_vault(&vault)?;
             let version = v.rotate_key(&name)?;
             v.save()?;

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod disks;
+pub mod lock;
 pub mod presets;
 pub mod rekey;
 pub mod rotation;
@@ -25,6 +26,7 @@ pub use config::{
     Config, ConfigError, DiskConfig, DiskKind, ImageConfig, KeyRef, Scope, SnapshotConfig,
     StorageMode, WrappedDek,
 };
+pub use lock::StoreLock;
 pub use presets::Preset;
 
 /// Errors of store operations.
@@ -84,6 +86,18 @@ pub enum StoreError {
     /// `init` on a directory that is already a store or not empty.
     #[error("{0} already exists and is not empty; choose a new directory for the store")]
     Exists(PathBuf),
+    /// The store is mounted, or an offline command is working on it.
+    #[error("store {} is {by}: {what}; {}", .store.display(), in_use_hint(*.mounted))]
+    InUse {
+        /// Store.
+        store: PathBuf,
+        /// Who holds it ("mounted on M (daemon pid P)", "in use by …").
+        by: String,
+        /// Whether the holder is a mount.
+        mounted: bool,
+        /// What needs the store to itself.
+        what: String,
+    },
     /// Bad request.
     #[error("{0}")]
     Invalid(String),
@@ -95,6 +109,14 @@ pub enum StoreError {
         /// Error.
         source: std::io::Error,
     },
+}
+
+fn in_use_hint(mounted: bool) -> &'static str {
+    if mounted {
+        "unmount it first"
+    } else {
+        "try again when it has finished"
+    }
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
