@@ -71,17 +71,13 @@ fn disk_json(config: &Config, d: &DiskConfig, due: &[(String, u64)]) -> serde_js
     })
 }
 
-fn maybe_due(
-    store: &Path,
-    vault: &VaultArgs,
-    config: &Config,
-) -> anyhow::Result<Vec<(String, u64)>> {
+fn maybe_due(store: &Path, vault: &VaultArgs) -> anyhow::Result<Vec<(String, u64)>> {
     if vault.passphrase_file.is_none() && vault.recovery_key_file.is_none() {
         return Ok(Vec::new());
     }
     let v = open_vault(vault)?;
-    crate::store::authenticate(store, config, &v)?;
-    Ok(rotation::due(config, &v))
+    let config = crate::store::read_authenticated(store, &v)?;
+    Ok(rotation::due(&config, &v))
 }
 
 fn print_disk(config: &Config, d: &DiskConfig, due: &[(String, u64)]) {
@@ -272,7 +268,7 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             let d = config.disk(&name).ok_or_else(|| {
                 anyhow::anyhow!("store {} has no disk named {name}", store.display())
             })?;
-            let due = maybe_due(&store, &vault, &config)?;
+            let due = maybe_due(&store, &vault)?;
             if json {
                 println!(
                     "{}",

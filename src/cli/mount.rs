@@ -335,6 +335,9 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .context("the vault changed while the mount started: mount again")?;
     // A read-only mount writes neither the vault nor the config.
     if !a.ro {
+        if store::finish_interrupted_write(&a.store, &vault, &store_lock)? {
+            eprintln!("strata: finished a config write that a crash had interrupted");
+        }
         for line in store::rotation::rotate_due(&a.store, &mut vault)? {
             eprintln!("strata: {line}");
         }

@@ -140,9 +140,12 @@ pub fn scan(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !include_config
-            && (name.starts_with("strata.conf") || name.starts_with("vault"))
-            && p.parent() == Some(store)
+        let top = p.parent() == Some(store);
+        // The lock file names the process that holds the store: no data.
+        if top && name == crate::store::lock::LOCK_NAME {
+            continue;
+        }
+        if !include_config && (name.starts_with("strata.conf") || name.starts_with("vault")) && top
         {
             continue;
         }

@@ -303,17 +303,21 @@ pub fn new_wrapped_dek(
     })
 }
 
-/// Writes the config (new generation, new tag) and records the generation
-/// in the vault.
+/// Writes the config (new generation, new tag) so that no older one is
+/// accepted after any crash: staged first, then its generation recorded in
+/// the vault, then put in place (see [`config`]).
 pub(crate) fn save_config(
     store: &Path,
     config: &mut Config,
     vault: &mut Vault,
 ) -> Result<(), StoreError> {
     let material = stored_material(vault, store, &config.auth_key)?.duplicate();
-    config.write(store, &material)?;
+    config.stage(store, &material)?;
+    crate::faults::crash_point("config-staged");
     vault.set_store_generation(&config.store_id, config.generation);
     vault.save()?;
+    crate::faults::crash_point("config-generation-recorded");
+    Config::install_staged(store)?;
     Ok(())
 }
 
@@ -514,10 +518,9 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
             write_dirid(&root).map_err(io(&root))?;
         }
     }
-    let material = key_material(vault, store, "config", &auth_key)?.duplicate();
-    config.write(store, &material)?;
-    vault.set_store_generation(&config.store_id, config.generation);
-    vault.save()?;
+    // The platform key must be enabled to tag a new store's config.
+    key_material(vault, store, "config", &auth_key)?;
+    save_config(store, &mut config, vault)?;
     Ok(config)
 }
 
@@ -559,11 +562,44 @@ pub fn authenticate(store: &Path, config: &Config, vault: &Vault) -> Result<(), 
     Ok(())
 }
 
-/// Reads the config of `store` and authenticates it with `vault`.
+/// Reads the config of `store` and authenticates it with `vault`. When
+/// `strata.conf` is one step behind the vault's record because a write was
+/// interrupted after the vault recorded it, the staged config of exactly
+/// that generation is the current one (see [`config`]).
 pub fn read_authenticated(store: &Path, vault: &Vault) -> Result<Config, StoreError> {
     let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
-    Ok(config)
+    match authenticate(store, &config, vault) {
+        Ok(()) => Ok(config),
+        Err(StoreError::Config(ConfigError::RolledBack { expected, .. })) => {
+            match Config::read_staged(store) {
+                Ok(Some(staged))
+                    if staged.generation == expected
+                        && authenticate(store, &staged, vault).is_ok() =>
+                {
+                    Ok(staged)
+                }
+                _ => authenticate(store, &config, vault).map(|()| config),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Finishes a config write that a crash interrupted after the vault
+/// recorded it (see [`config`]): puts the staged config in place. Only for
+/// the holder of the store's lock. Returns whether there was one.
+pub fn finish_interrupted_write(
+    store: &Path,
+    vault: &Vault,
+    _lock: &StoreLock,
+) -> Result<bool, StoreError> {
+    let on_disk = Config::read(store)?;
+    let current = read_authenticated(store, vault)?;
+    if current.generation == on_disk.generation {
+        return Ok(false);
+    }
+    Config::install_staged(store)?;
+    Ok(true)
 }
 
 /// Reads, authenticates and unlocks a store with `vault`.
