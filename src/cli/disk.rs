@@ -319,11 +319,7 @@ pub fn run_scope(cmd: ScopeCommand) -> anyhow::Result<ExitCode> {
             key,
             vault,
         } => {
-            let _lock = StoreLock::offline(
-                &store,
-                "scope create",
-                "creating a scope is offline",
-            )?;
+            let _lock = StoreLock::offline(&store, "scope create", "creating a scope is offline")?;
             let mut v = open_vault(&vault)?;
             let s = create_scope(&store, &mut v, &name, &key)?;
             println!("scope {} bound to customer key {}", s.name, s.key);

@@ -520,9 +520,7 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     let mountpoint = m.canonicalize().ok();
     let code = unmount(m)?;
     if let (Some(store), Some(point)) = (store, mountpoint) {
-        let held_by_this_mount = || {
-            matches!(store::lock::holder(&store), Ok(Some(h)) if h.mount.as_deref() == Some(point.as_path()))
-        };
+        let held_by_this_mount = || matches!(store::lock::holder(&store), Ok(Some(h)) if h.mount.as_deref() == Some(point.as_path()));
         let start = std::time::Instant::now();
         while held_by_this_mount() {
             if start.elapsed() > RELEASE_WAIT {

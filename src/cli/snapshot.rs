@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-
 use super::secrets::open_vault;
 use super::{ImageCommand, SnapshotCommand, VaultArgs};
 use crate::store::lock::Access;

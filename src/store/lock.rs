@@ -242,8 +242,12 @@ mod tests {
         drop(first);
         assert_eq!(holder(d.path()).expect("look"), None);
         let again = StoreLock::offline(d.path(), "disk rekey", "x").expect("free again");
-        let e = StoreLock::offline(d.path(), "snapshot delete", "deleting a snapshot is offline")
-            .expect_err("held by a command");
+        let e = StoreLock::offline(
+            d.path(),
+            "snapshot delete",
+            "deleting a snapshot is offline",
+        )
+        .expect_err("held by a command");
         assert!(
             e.to_string().ends_with(&format!(
                 "is in use by `strata disk rekey` (pid {}): deleting a snapshot is offline; try again when it has finished",

@@ -109,7 +109,8 @@ fn change_passphrase_locks_the_old_one_out_of_file_backup_and_later_bodies() {
     let old_file = fs::read(&path).expect("read");
 
     v.create_key("unsaved", KeyKind::Customer).expect("key");
-    v.check_recovery_key(&r).expect("the recovery key is the vault's");
+    v.check_recovery_key(&r)
+        .expect("the recovery key is the vault's");
     v.change_secrets(&pass("battery staple"), FAST, &r, FAST)
         .expect("change");
     for file in [&path, &bak] {
@@ -159,7 +160,10 @@ fn a_new_recovery_key_locks_the_old_one_out() {
         Vault::open(&file, &pass("correct horse")).expect("passphrase kept");
     }
     let e = v.check_recovery_key(&old).expect_err("old key");
-    assert!(matches!(e, VaultError::RecoveryKeyToKeepIsWrong(_)), "{e:?}");
+    assert!(
+        matches!(e, VaultError::RecoveryKeyToKeepIsWrong(_)),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -174,7 +178,12 @@ fn a_crash_inside_a_secret_change_leaves_the_old_or_the_new_vault() {
     let new = SecretBytes::new(b"battery staple".to_vec());
     // Run the change in a child process that crashes at the named point.
     let status = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "vault::tests::secret_change_child", "--nocapture", "--ignored"])
+        .args([
+            "--exact",
+            "vault::tests::secret_change_child",
+            "--nocapture",
+            "--ignored",
+        ])
         .env("STRATA_TEST_CRASH_AT", "vault-backup-replaced")
         .env("STRATA_TEST_VAULT", &path)
         .env("STRATA_TEST_RECOVERY", r.to_string())
@@ -616,7 +625,10 @@ fn kdf_params_outside_floor_and_ceiling_are_refused_at_create() {
     ] {
         let e = Vault::create(&path, &pass("long enough"), "r", kdf).expect_err("bad params");
         assert!(matches!(e, VaultError::InvalidKdfParams(_)), "{e:?}");
-        assert_eq!(e.to_string(), format!("invalid Argon2id parameters: {says}"));
+        assert_eq!(
+            e.to_string(),
+            format!("invalid Argon2id parameters: {says}")
+        );
     }
     assert!(!path.exists());
 }
@@ -645,7 +657,11 @@ fn crafted_header_demanding_huge_or_tiny_kdf_is_refused_before_any_work() {
     let good = fs::read(&path).expect("read");
     // memory, passes of the passphrase slot (slot 0 at byte 29).
     for (memory, passes, says) in [
-        (4 * 1024 * 1024, 3, "memory 4194304 KiB is above the ceiling"),
+        (
+            4 * 1024 * 1024,
+            3,
+            "memory 4194304 KiB is above the ceiling",
+        ),
         (64 * 1024, 256, "256 passes is above the ceiling of 10"),
         (8, 1, "memory 8 KiB is below the floor of 1024 KiB"),
     ] {
