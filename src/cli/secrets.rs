@@ -115,6 +115,12 @@ pub fn kdf(args: &KdfArgs) -> anyhow::Result<KdfParams> {
     };
     p.check()
         .map_err(|e| anyhow::anyhow!("invalid Argon2id parameters: {e}"))?;
+    Ok(p)
+}
+
+/// Warns, after a slot was written with them, when Argon2id parameters are
+/// below the recommended minimum (accepted, since they are above the floor).
+pub fn warn_if_weak(p: &KdfParams) {
     if p.below_recommended() {
         eprintln!(
             "strata: warning: Argon2id with {} KiB and {} passes is below the recommended minimum ({} KiB, {} passes): a guessed passphrase costs an attacker little",
@@ -124,7 +130,6 @@ pub fn kdf(args: &KdfArgs) -> anyhow::Result<KdfParams> {
             crate::vault::RECOMMENDED_ITERATIONS
         );
     }
-    Ok(p)
 }
 
 /// Creates a vault and prints its recovery key once.
@@ -133,6 +138,7 @@ pub fn create_vault(args: &VaultArgs, region: &str, kdf: KdfParams) -> anyhow::R
     let pass = passphrase(args, true)?;
     crate::vault::check_new_passphrase(pass.expose())?;
     let (vault, recovery) = Vault::create(&path, &pass, region, kdf)?;
+    warn_if_weak(&kdf);
     println!("Created vault {}", path.display());
     print_recovery_key(&recovery);
     Ok(vault)

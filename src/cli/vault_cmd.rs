@@ -105,6 +105,7 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 false => v.recovery_kdf().unwrap_or(kdf),
             };
             v.change_secrets(&new, kdf, &recovery, recovery_kdf)?;
+            super::secrets::warn_if_weak(&kdf);
             println!(
                 "passphrase of vault {} changed, with a new master key: the old passphrase opens neither the vault nor its backup; no store was touched",
                 v.path().display()
