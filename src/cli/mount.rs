@@ -344,6 +344,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     let opened = store::open(&a.store, &vault)?;
     let record_key = store::sessions::RecordKey::new(&a.store, &opened.config, &vault)?;
+    let config_check = crate::control::ConfigCheck::new(
+        &opened.path,
+        &opened.config,
+        store::config_material(&opened.path, &opened.config, &vault)?,
+    );
     let store_path = opened.path.clone();
     let disk_configs = opened.config.disks.clone();
     let snapshot_configs = opened.config.snapshots.clone();
@@ -458,13 +463,14 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     raise_readahead(&a.mountpoint);
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
-    let _control = match crate::control::Server::start(&store_path, &a.mountpoint, fs.clone()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("no control socket (strata status will not see this mount): {e}");
-            None
-        }
-    };
+    let _control =
+        match crate::control::Server::start(&store_path, &a.mountpoint, fs.clone(), config_check) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("no control socket (strata status will not see this mount): {e}");
+                None
+            }
+        };
     std::thread::Builder::new()
         .name("strata-vault".into())
         .spawn(move || watch_vault(vault, fs, disk_configs, snapshot_configs, region, notifier))

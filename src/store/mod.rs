@@ -303,6 +303,11 @@ pub fn new_wrapped_dek(
     })
 }
 
+/// The key material that tags `config` (its `auth_key`'s version).
+pub fn config_material(store: &Path, config: &Config, vault: &Vault) -> Result<Key32, StoreError> {
+    stored_material(vault, store, &config.auth_key).map(Key32::duplicate)
+}
+
 /// Writes the config (new generation, new tag) so that no older one is
 /// accepted after any crash: staged first, then its generation recorded in
 /// the vault, then put in place (see [`config`]).
