@@ -96,6 +96,8 @@ pub struct Status {
     pub mountpoint: PathBuf,
     /// The daemon's process id.
     pub pid: u32,
+    /// Whether the daemon could dump core (and so write its keys to disk).
+    pub may_dump_core: bool,
     /// The control socket.
     pub socket: PathBuf,
     /// The filesystem's report.
@@ -279,6 +281,7 @@ fn serve(
                     store: store.to_path_buf(),
                     mountpoint: mnt.to_path_buf(),
                     pid: std::process::id(),
+                    may_dump_core: crate::sys::may_dump_core(),
                     socket: sock.to_path_buf(),
                     fs: serde_json::to_value::<FsStatus>(fs.status()).unwrap_or_default(),
                 };

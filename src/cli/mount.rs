@@ -303,6 +303,8 @@ fn watch_vault(
 
 /// Runs `mount`.
 pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    // Before any key is in memory: the daemon never dumps core.
+    crate::sys::no_core_dumps().context("turning core dumps off")?;
     check_mountpoint(&a.mountpoint)?;
     // The daemon names its store by absolute path (in the mount table, for
     // `status` and the offline commands that refuse a mounted store).
@@ -612,6 +614,10 @@ pub fn status(target: &Path, json: bool) -> anyhow::Result<ExitCode> {
     println!("store          {}", s.store.display());
     println!("mountpoint     {}", s.mountpoint.display());
     println!("daemon pid     {}", s.pid);
+    println!(
+        "core dumps     {}",
+        if s.may_dump_core { "possible" } else { "off" }
+    );
     println!("control socket {}", s.socket.display());
     if f["read_only"] == true {
         println!("read-only      yes");

@@ -151,7 +151,7 @@ pub fn plain_path(ctx: &DiskCtx, rel: &[std::ffi::OsString]) -> Option<PathBuf> 
     for c in rel {
         let (id, _) = crate::backing::read_dirid(&dir).ok()?;
         let plain = if crate::names::is_long(c) {
-            let side = std::fs::read_to_string(dir.join(crate::names::sidecar_name(c))).ok()?;
+            let side = crate::names::read_sidecar(&dir, c).ok()?;
             ctx.codec.decrypt_long(&id, c, &side).ok()?
         } else {
             ctx.codec.decrypt(&id, c).ok()?

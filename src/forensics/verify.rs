@@ -167,9 +167,12 @@ fn walk(
         let mut r = rel.to_vec();
         r.push(name.clone());
         let name_ok = if names::is_long(&name) {
-            let side = std::fs::read_to_string(dir.join(names::sidecar_name(&name)));
+            let side = names::read_sidecar(dir, &name);
             match (side, d.ctx, id) {
-                (Err(_), _, _) => Err("long name without its sidecar".to_string()),
+                (Err(e), _, _) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err("long name without its sidecar".to_string())
+                }
+                (Err(e), _, _) => Err(format!("long name whose sidecar cannot be used: {e}")),
                 (Ok(s), Some(c), Some(id)) => c
                     .codec
                     .decrypt_long(&id, &name, &s)

@@ -20,7 +20,9 @@ mod error;
 pub mod layout;
 
 use std::ffi::{OsStr, OsString};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 pub use cipher::{NameCipher, SIV_TAG_LEN, XATTR_NAME_MAX, XATTR_PREFIX, XATTR_VALUE_OVERHEAD};
 pub use error::NameError;
@@ -28,6 +30,29 @@ pub use layout::{
     is_long, is_plain_reserved, is_reserved, is_sidecar, sidecar_name, BackingName, LONG_NAME_LEN,
     LONG_PREFIX, NAME_MAX, PLAIN_RESERVED_PREFIX, SIDECAR_MAX, SIDECAR_SUFFIX,
 };
+
+/// Reads the sidecar of the hashed long name `hashed` in backing directory
+/// `dir` by path (for the offline tools; the mount reads through its
+/// directory descriptors with the same bound), reading no more than
+/// [`SIDECAR_MAX`] + 1 bytes: a larger file (damaged or planted) is refused
+/// with [`std::io::ErrorKind::InvalidData`], as is one that is not text.
+pub fn read_sidecar(dir: &Path, hashed: &OsStr) -> std::io::Result<String> {
+    let path = dir.join(sidecar_name(hashed));
+    let file = std::fs::File::open(&path)?;
+    let mut text = String::new();
+    file.take(SIDECAR_MAX as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > SIDECAR_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "long-name sidecar {} is larger than the {SIDECAR_MAX} bytes a name needs",
+                path.display()
+            ),
+        ));
+    }
+    Ok(text)
+}
 
 /// How one disk maps user names to backing names.
 #[derive(Debug)]

@@ -383,6 +383,22 @@ pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
     store.join("disks").join(disk)
 }
 
+/// Creates the store directory with mode 0700 (or sets an existing, empty
+/// one to it): only its owner, the daemon's user, reads the backing files.
+/// `--allow-other` lets other users through the mount, not into the store.
+fn make_store_dir(store: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(store) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && store.is_dir() => {}
+        Err(e) => return Err(io(store)(e)),
+    }
+    std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700)).map_err(io(store))
+}
+
 /// Options of `init`.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -515,7 +531,7 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
         images: Vec::new(),
         tag: String::new(),
     };
-    std::fs::create_dir_all(store).map_err(io(store))?;
+    make_store_dir(store)?;
     for d in &config.disks {
         let root = disk_root(store, &d.name);
         std::fs::create_dir_all(&root).map_err(io(&root))?;

@@ -335,8 +335,7 @@ impl Copier<'_> {
             }
             let src = e.path();
             let plain = if names::is_long(&bname) {
-                let side = std::fs::read_to_string(from.join(names::sidecar_name(&bname)))
-                    .map_err(io(&src))?;
+                let side = names::read_sidecar(from, &bname).map_err(io(&src))?;
                 self.old.codec.decrypt_long(&id, &bname, &side)
             } else {
                 self.old.codec.decrypt(&id, &bname)
