@@ -50,9 +50,10 @@ pub fn may_dump_core() -> bool {
         return true;
     }
     #[cfg(target_os = "linux")]
-    if rustix::process::dumpable_behavior().map_or(true, |d| {
-        d != rustix::process::DumpableBehavior::NotDumpable
-    }) {
+    if !matches!(
+        rustix::process::dumpable_behavior(),
+        Ok(rustix::process::DumpableBehavior::NotDumpable)
+    ) {
         return true;
     }
     false

@@ -114,7 +114,7 @@ fn passwd_locks_the_old_passphrase_out_of_the_vault_and_its_backup() {
         if p.is_file() {
             let bytes = fs::read(&p).expect("read");
             assert!(
-                !old_files.iter().any(|old| *old == bytes),
+                !old_files.contains(&bytes),
                 "{} is an old vault",
                 p.display()
             );

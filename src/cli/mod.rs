@@ -111,7 +111,9 @@ pub enum Command {
         #[command(flatten)]
         kdf: KdfArgs,
     },
-    /// Mount a store: one directory per disk under MOUNTPOINT.
+    /// Mount a store: one directory per disk under MOUNTPOINT. One daemon
+    /// per store: it holds the store's lock for its life, and a second
+    /// mount is refused naming the first.
     Mount(MountArgs),
     /// Disks of a store: add, list, show.
     Disk {
@@ -125,7 +127,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ScopeCommand,
     },
-    /// Unmount a strata mount; its daemon then exits.
+    /// Unmount a strata mount; returns once its daemon has let go of the
+    /// store.
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
@@ -287,7 +290,8 @@ pub enum KeyCommand {
         vault: VaultArgs,
     },
     /// Add a version to a key; stores given with --store are rewrapped now
-    /// (no data is rewritten), others at their next mount.
+    /// (no data is rewritten; refused while such a store is mounted), others
+    /// at their next mount.
     Rotate {
         /// Key name.
         name: String,
@@ -329,7 +333,7 @@ pub enum KeyCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum DiskCommand {
-    /// Add a disk (data, or temp) with its own DEKs.
+    /// Add a disk (data, or temp) with its own DEKs (offline).
     Add {
         /// Store directory.
         store: PathBuf,
@@ -503,7 +507,7 @@ pub enum ImageCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum ScopeCommand {
-    /// Create a scope bound to a customer key (created if missing).
+    /// Create a scope bound to a customer key (created if missing; offline).
     Create {
         /// Store directory.
         store: PathBuf,
