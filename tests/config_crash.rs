@@ -134,3 +134,32 @@ fn crash_after_the_vault_recorded_the_write_cannot_roll_back_one_generation() {
     fs::write(f.config(), &g2).expect("roll back to 2");
     assert_refused_as_rollback(&f);
 }
+
+#[test]
+fn a_write_on_top_of_an_interrupted_one_finishes_it_first() {
+    let (f, _, g2) = store_with_history();
+    rotate_crashing_at(&f, "config-generation-recorded");
+    // Another offline write, crashed just after staging its own config:
+    // the interrupted write it found (generation 3) must not be lost.
+    let mut cmd = strata(["scope", "create"]);
+    cmd.arg(&f.store)
+        .args(["sc2", "--key", "sck2"])
+        .args(f.vault_args())
+        .env("STRATA_TEST_CRASH_AT", "config-staged");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(99), "{}", describe(&out));
+    let conf = fs::read(f.config()).expect("config");
+    assert_eq!(
+        generation(&conf),
+        3,
+        "the recorded write was put in place first"
+    );
+    let m = f.mount();
+    assert_eq!(
+        fs::read(f.disk("data").join("kept")).expect("read"),
+        b"kept through the crash"
+    );
+    m.unmount();
+    fs::write(f.config(), &g2).expect("roll back to 2");
+    assert_refused_as_rollback(&f);
+}

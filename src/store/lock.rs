@@ -88,7 +88,7 @@ fn open_lock(store: &Path) -> Result<File, StoreError> {
         return Err(ConfigError::NotAStore(store.to_path_buf()).into());
     }
     let path = lock_path(store);
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -96,7 +96,46 @@ fn open_lock(store: &Path) -> Result<File, StoreError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(super::io(&path))
+        .map_err(super::io(&path))?;
+    // The holder line is written into this file, by root too: never into a
+    // file that is also another name (a hard link planted in the store).
+    let meta = file.metadata().map_err(super::io(&path))?;
+    if !meta.is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+        return Err(StoreError::Invalid(format!(
+            "{} is not a plain file of its own (a link or special file): remove it",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Whether process `pid` is alive.
+fn alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|p| {
+            !matches!(
+                rustix::process::test_kill_process(p),
+                Err(rustix::io::Errno::SRCH)
+            )
+        })
+}
+
+/// The holder of a lock someone else holds. The holder writes its line
+/// just after it locks, so a line that is missing or names a process that
+/// is gone (left by an earlier holder) is read again for a moment.
+fn current_holder(file: &mut File) -> Option<Holder> {
+    let mut last = None;
+    for _ in 0..25 {
+        let _ = std::io::Seek::rewind(file);
+        last = read_holder(file);
+        if last.as_ref().is_some_and(|h| alive(h.pid)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    last
 }
 
 /// Reads the holder line; `None` if it is missing or not understood.
@@ -117,7 +156,7 @@ impl StoreLock {
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
-                let by = read_holder(&mut file);
+                let by = current_holder(&mut file);
                 return Err(StoreError::InUse {
                     store: store.to_path_buf(),
                     mounted: by.as_ref().is_some_and(|h| h.mount.is_some()),
@@ -256,6 +295,24 @@ mod tests {
             "{e}"
         );
         drop(again);
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused() {
+        let d = store();
+        let other = d.path().join("other");
+        std::fs::write(&other, b"precious").expect("write");
+        std::fs::hard_link(&other, lock_path(d.path())).expect("link");
+        let e = StoreLock::offline(d.path(), "disk add", "x").expect_err("a link");
+        assert!(
+            e.to_string().contains("is not a plain file of its own"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&other).expect("read"), b"precious");
+        std::fs::remove_file(lock_path(d.path())).expect("rm");
+        std::os::unix::fs::symlink(&other, lock_path(d.path())).expect("symlink");
+        assert!(StoreLock::offline(d.path(), "disk add", "x").is_err());
+        assert_eq!(std::fs::read(&other).expect("read"), b"precious");
     }
 
     #[test]

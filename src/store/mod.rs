@@ -317,6 +317,10 @@ pub(crate) fn save_config(
     vault: &mut Vault,
 ) -> Result<(), StoreError> {
     let material = stored_material(vault, store, &config.auth_key)?.duplicate();
+    // A write a crash interrupted after the vault recorded it is finished
+    // first: staging over it would lose the only copy of the config the
+    // vault expects.
+    finish_pending(store, vault)?;
     config.stage(store, &material)?;
     crate::faults::crash_point("config-staged");
     vault.set_store_generation(&config.store_id, config.generation);
@@ -614,7 +618,16 @@ pub fn finish_interrupted_write(
     vault: &Vault,
     _lock: &StoreLock,
 ) -> Result<bool, StoreError> {
-    let on_disk = Config::read(store)?;
+    finish_pending(store, vault)
+}
+
+fn finish_pending(store: &Path, vault: &Vault) -> Result<bool, StoreError> {
+    let on_disk = match Config::read(store) {
+        Ok(c) => c,
+        // A new store (init) has nothing to finish.
+        Err(ConfigError::NotAStore(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     let current = read_authenticated(store, vault)?;
     if current.generation == on_disk.generation {
         return Ok(false);

@@ -91,23 +91,49 @@ fn lock(path: &Path) -> Result<File, VaultError> {
 /// master-key change runs) and exclusively by a master-key change (refused
 /// while any mount holds it). Released when the file is closed, which the
 /// kernel does when the process dies however it dies.
-pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<File, VaultError> {
+///
+/// A mount whose vault sits in a directory it cannot write (read-only
+/// media) takes no hold when the lock file does not exist: nobody can
+/// change that vault's master key either, since a change renames files in
+/// that directory.
+pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<Option<File>, VaultError> {
     use rustix::fs::FlockOperation;
     let lock_path = with_suffix(path, ".inuse");
-    let f = OpenOptions::new()
+    let opened = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| VaultError::io(&lock_path, e))?;
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path);
+    let read_only_dir = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        )
+    };
+    let f = match opened {
+        Ok(f) => f,
+        Err(e) if !exclusive && read_only_dir(&e) => {
+            match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e2) if e2.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e2) => return Err(VaultError::io(&lock_path, e2)),
+            }
+        }
+        Err(e) => return Err(VaultError::io(&lock_path, e)),
+    };
     let op = if exclusive {
         FlockOperation::NonBlockingLockExclusive
     } else {
         FlockOperation::NonBlockingLockShared
     };
     match rustix::fs::flock(&f, op) {
-        Ok(()) => Ok(f),
+        Ok(()) => Ok(Some(f)),
         Err(rustix::io::Errno::WOULDBLOCK) if exclusive => {
             Err(VaultError::InUse(path.to_path_buf()))
         }
@@ -172,6 +198,10 @@ pub(crate) fn replace_with_backup(path: &Path, bytes: &[u8]) -> Result<(), Vault
         write_synced(&tmp, bytes)?;
         write_synced(&bak_tmp, bytes)?;
         fs::rename(&bak_tmp, &bak).map_err(|e| VaultError::io(&bak, e))?;
+        // The backup's rename is durable before the file's: a power loss can
+        // never keep the new file and lose the new backup (leaving the old
+        // one, which the old secret opens).
+        sync_dir(path)?;
         crate::faults::crash_point("vault-backup-replaced");
         fs::rename(&tmp, path).map_err(|e| VaultError::io(path, e))?;
         sync_dir(path)

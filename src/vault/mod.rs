@@ -116,7 +116,7 @@ fn make_slot(
 /// A running mount's hold on its vault: while any exists, a change of the
 /// master key is refused. Released on drop, or when the process dies.
 #[derive(Debug)]
-pub struct MountHold(#[allow(dead_code)] std::fs::File);
+pub struct MountHold(#[allow(dead_code)] Option<std::fs::File>);
 
 /// Opens and parses the sealed body of a parsed file.
 fn open_body(path: &Path, vmk: &Key32, parsed: &Parsed<'_>) -> Result<Body, VaultError> {
