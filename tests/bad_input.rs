@@ -21,7 +21,11 @@ fn state(f: &Fixture) -> BTreeMap<PathBuf, Node> {
     snapshot(f.path())
         .into_iter()
         .filter(|(p, _)| {
-            !p.starts_with("logs") && !p.ends_with("strata.lock") && !p.ends_with("vault.inuse")
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            !p.starts_with("logs") && name != "strata.lock" && !name.ends_with(".inuse")
         })
         .collect()
 }
