@@ -7,10 +7,10 @@ use anyhow::bail;
 
 use super::secrets::{
     create_vault, kdf, open_vault, print_recovery_key, read_recovery_key, read_secret_file,
-    unlock_vault, Unlocked,
+    unlock_vault, vault_path, Unlocked,
 };
 use super::{KeyCommand, VaultCommand};
-use crate::vault::{KeyKind, RecoveryKey};
+use crate::vault::{KeyKind, RecoveryKey, Vault};
 
 /// Runs a vault command.
 pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
@@ -74,6 +74,7 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
             kdf: k,
         } => {
             let kdf = kdf(&k)?;
+            Vault::check_not_held(&vault_path(&vault)?)?;
             let (mut v, unlocked) = unlock_vault(&vault)?;
             // The new master key needs a new recovery slot: with the key the
             // user holds (checked), or with a new one.
@@ -118,6 +119,7 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VaultCommand::RecoveryKey { vault } => {
+            Vault::check_not_held(&vault_path(&vault)?)?;
             let (mut v, unlocked) = unlock_vault(&vault)?;
             let Unlocked::Passphrase(pass) = unlocked else {
                 bail!(

@@ -268,6 +268,16 @@ impl Vault {
         Ok(())
     }
 
+    /// Fails with [`VaultError::InUse`] when a running mount holds the vault
+    /// at `path` now, so that a change of secrets can be refused before the
+    /// user types anything; [`Vault::change_secrets`] checks again.
+    pub fn check_not_held(path: &Path) -> Result<(), VaultError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        file::lock_in_use(path, true).map(drop)
+    }
+
     /// Takes the running mount's hold on the vault (see [`MountHold`]).
     /// Refused only while a change of the master key runs.
     pub fn hold_for_mount(&self) -> Result<MountHold, VaultError> {
