@@ -17,8 +17,13 @@
 //! Writes that reached the daemon before are in the copy, later ones are
 //! not: the copy is crash-consistent.
 //!
-//! ```text
-//! ```
+//! Both run inside the daemon, which holds the store's lock for its life.
+//! `D` must be a well-formed name before it is used in any path.
+//! `show-snapshot` serves only a snapshot that the store's config records,
+//! with the keys the disk has in this mount: the config must carry the tag
+//! of the key that tagged it at mount, must not be older than any config
+//! the daemon has seen, and must record snapshot `N` of disk `D` with the
+//! disk's own layers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -29,8 +34,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::Key32;
 use crate::fs::{Fs, FsStatus};
 use crate::fuse::watch::Activity;
+use crate::store::snapshots::valid_name;
+use crate::store::Config;
 
 /// The socket's file name in the store directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -89,10 +97,74 @@ pub struct Status {
     pub mountpoint: PathBuf,
     /// The daemon's process id.
     pub pid: u32,
+    /// Whether the daemon could dump core (and so write its keys to disk).
+    pub may_dump_core: bool,
     /// The control socket.
     pub socket: PathBuf,
     /// The filesystem's report.
     pub fs: serde_json::Value,
+}
+
+/// What the daemon checks a snapshot against before it shows one: the
+/// store's config, authenticated with the key material that tagged the
+/// config the mount started from. The tagging key cannot move while the
+/// store is mounted (a rewrap needs the store to itself), so it stays
+/// valid for the daemon's life.
+pub struct ConfigCheck {
+    store: PathBuf,
+    material: Key32,
+    /// The newest generation seen: an older config is a rollback.
+    seen: std::sync::Mutex<u64>,
+}
+
+impl ConfigCheck {
+    /// The check for the mount of `store` that started from `config`, whose
+    /// tag key material is `material`.
+    pub fn new(store: &Path, config: &Config, material: Key32) -> ConfigCheck {
+        ConfigCheck {
+            store: store.to_path_buf(),
+            material,
+            seen: std::sync::Mutex::new(config.generation),
+        }
+    }
+
+    /// The authenticated config now, refused when its tag fails or it is
+    /// older than one seen before.
+    fn current(&self) -> Result<Config, String> {
+        let config = Config::read(&self.store).map_err(|e| e.to_string())?;
+        config
+            .verify(&self.store, &self.material)
+            .map_err(|e| e.to_string())?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if config.generation < *seen {
+            return Err(format!(
+                "{}: config generation {} is older than {} seen by this mount: it was rolled back",
+                Config::path(&self.store).display(),
+                config.generation,
+                *seen
+            ));
+        }
+        *seen = config.generation;
+        Ok(config)
+    }
+
+    /// Checks that the config records snapshot `name` of disk `disk`, taken
+    /// with the layers (DEKs) the disk has in this mount.
+    fn recorded_snapshot(&self, disk: &str, name: &str) -> Result<(), String> {
+        let config = self.current()?;
+        let Some(live) = config.disk(disk) else {
+            return Err(format!("the store has no disk named {disk}"));
+        };
+        match config.snapshot(disk, name) {
+            None => Err(format!(
+                "the store's config records no snapshot {name} of disk {disk}"
+            )),
+            Some(s) if s.source.layers != live.layers => Err(format!(
+                "snapshot {name} of disk {disk} has other keys than the disk in this mount; it shows at the next mount"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
 }
 
 /// Serves the control socket until the listener is closed.
@@ -103,12 +175,14 @@ pub struct Server {
 impl Server {
     /// Binds the socket (mode 0600) and serves it on a thread. An online
     /// snapshot counts as a request being served in `activity`, so an idle
-    /// unmount never cuts its copy short.
+    /// unmount never cuts its copy short; snapshots to show are checked
+    /// with `check`.
     pub fn start(
         store: &Path,
         mountpoint: &Path,
         fs: Arc<Fs>,
         activity: Arc<Activity>,
+        check: ConfigCheck,
     ) -> std::io::Result<Server> {
         let path = socket_path(store);
         // A socket left by a daemon that died: nobody answers it.
@@ -121,7 +195,12 @@ impl Server {
         let listener = bound?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let owner = rustix::process::geteuid().as_raw();
-        let ctx = Arc::new((store.to_path_buf(), mountpoint.to_path_buf(), path.clone()));
+        let ctx = Arc::new((
+            store.to_path_buf(),
+            mountpoint.to_path_buf(),
+            path.clone(),
+            check,
+        ));
         std::thread::Builder::new()
             .name("strata-control".into())
             .spawn(move || {
@@ -133,7 +212,14 @@ impl Server {
                     let _ = std::thread::Builder::new()
                         .name("strata-control-conn".into())
                         .spawn(move || {
-                            serve(conn, owner, &fs, &activity, (&ctx.0, &ctx.1, &ctx.2))
+                            serve(
+                                conn,
+                                owner,
+                                &fs,
+                                &activity,
+                                (&ctx.0, &ctx.1, &ctx.2),
+                                &ctx.3,
+                            )
                         });
                 }
             })?;
@@ -166,6 +252,7 @@ fn serve(
     fs: &Fs,
     activity: &Activity,
     (store, mnt, sock): (&Path, &Path, &Path),
+    check: &ConfigCheck,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     match rustix::net::sockopt::socket_peercred(&conn) {
@@ -207,6 +294,7 @@ fn serve(
                     store: store.to_path_buf(),
                     mountpoint: mnt.to_path_buf(),
                     pid: std::process::id(),
+                    may_dump_core: crate::sys::may_dump_core(),
                     socket: sock.to_path_buf(),
                     fs: serde_json::to_value::<FsStatus>(fs.status()).unwrap_or_default(),
                 };
@@ -222,18 +310,36 @@ fn serve(
                     Err(e) => error(&mut conn, e),
                 }
             }
-            Ok(Request::ShowSnapshot { disk, name }) => {
-                let root = crate::store::snapshots::snapshot_root(store, &disk, &name);
-                if !crate::store::snapshots::valid_name(&name) || !root.is_dir() {
-                    error(&mut conn, format!("no snapshot {name} of disk {disk} to show"));
-                } else if fs.add_snapshot(&disk, &name, root) {
-                    reply(&mut conn, &serde_json::json!({ "ok": true }));
-                } else {
-                    error(&mut conn, "this mount shows no more snapshots; it shows at the next mount");
-                }
-            }
+            Ok(Request::ShowSnapshot { disk, name }) => match show_snapshot(fs, store, check, &disk, &name) {
+                Ok(()) => reply(&mut conn, &serde_json::json!({ "ok": true })),
+                Err(e) => error(&mut conn, e),
+            },
             Err(e) => error(&mut conn, format!("malformed request: {e} (expected one JSON object per line, e.g. {{\"op\":\"status\"}})")),
         }
+    }
+}
+
+/// Shows snapshot `name` of disk `disk` under `.snapshots/`, when the
+/// authenticated config records it (see the module documentation).
+fn show_snapshot(
+    fs: &Fs,
+    store: &Path,
+    check: &ConfigCheck,
+    disk: &str,
+    name: &str,
+) -> Result<(), String> {
+    if !valid_name(disk) || !valid_name(name) {
+        return Err(format!("invalid disk or snapshot name {disk:?}/{name:?}"));
+    }
+    check.recorded_snapshot(disk, name)?;
+    let root = crate::store::snapshots::snapshot_root(store, disk, name);
+    if !root.is_dir() {
+        return Err(format!("no snapshot {name} of disk {disk} to show"));
+    }
+    if fs.add_snapshot(disk, name, root) {
+        Ok(())
+    } else {
+        Err("this mount shows no more snapshots; it shows at the next mount".into())
     }
 }
 
@@ -245,9 +351,9 @@ fn snapshot(
     disk: &str,
     name: &str,
 ) -> Result<crate::store::snapshots::CopyStats, String> {
-    use crate::store::snapshots::{clone_tree, snapshot_tmp, valid_name};
-    if !valid_name(name) {
-        return Err(format!("invalid snapshot name {name:?}"));
+    use crate::store::snapshots::{clone_tree, snapshot_tmp};
+    if !valid_name(disk) || !valid_name(name) {
+        return Err(format!("invalid disk or snapshot name {disk:?}/{name:?}"));
     }
     let tmp = snapshot_tmp(store, disk, name);
     if tmp.exists() {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod control;
 pub mod crypto;
+mod faults;
 pub mod file;
 pub mod forensics;
 pub mod format;

@@ -1,4 +1,6 @@
-//! The few calls that need `unsafe`: forking into a daemon.
+//! Process-level system calls: forking into a daemon (the one call that
+//! needs `unsafe`) and keeping a process that holds keys out of core dumps
+//! (through rustix, which wraps them safely).
 
 /// Result of a fork, seen from one side.
 pub enum Forked {
@@ -19,4 +21,40 @@ pub fn fork() -> std::io::Result<Forked> {
         0 => Ok(Forked::Child),
         p => Ok(Forked::Parent(p)),
     }
+}
+
+/// Keeps this process (and the children it forks) out of core dumps, which
+/// would write its keys to disk: the core size limit goes to 0, soft and
+/// hard, and on Linux the process is marked not dumpable (which also keeps
+/// other processes of the same user from reading its memory through
+/// /proc or ptrace).
+pub fn no_core_dumps() -> std::io::Result<()> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
+/// Whether this process can dump core: a core size limit above 0, or (on
+/// Linux) the dumpable mark set.
+pub fn may_dump_core() -> bool {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Core);
+    if limit.current != Some(0) {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if !matches!(
+        rustix::process::dumpable_behavior(),
+        Ok(rustix::process::DumpableBehavior::NotDumpable)
+    ) {
+        return true;
+    }
+    false
 }

@@ -14,11 +14,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Every file below the fixture (logs aside) with its contents.
+/// Every file below the fixture with its contents, but for the logs and the
+/// lock files of the store and of the vault's mounts (they hold no data: a
+/// refused mount may have taken its locks before it was refused).
 fn state(f: &Fixture) -> BTreeMap<PathBuf, Node> {
     snapshot(f.path())
         .into_iter()
-        .filter(|(p, _)| !p.starts_with("logs"))
+        .filter(|(p, _)| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            !p.starts_with("logs") && name != "strata.lock" && !name.ends_with(".inuse")
+        })
         .collect()
 }
 

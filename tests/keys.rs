@@ -198,6 +198,8 @@ fn passphrase_change_and_recovery_key() {
         .to_string();
     let newpass = f.path().join("newpass");
     fs::write(&newpass, "a new passphrase\n").expect("write");
+    let rk = f.path().join("recovery");
+    fs::write(&rk, &recovery).expect("write");
     let store_conf = fs::read(f.config()).expect("config");
     let out = vault_cmd(
         &f,
@@ -205,6 +207,8 @@ fn passphrase_change_and_recovery_key() {
             "passwd",
             "--new-passphrase-file",
             newpass.to_str().expect("utf-8"),
+            "--keep-recovery-key",
+            rk.to_str().expect("utf-8"),
         ],
     );
     assert_ok(&out, "passwd");
@@ -218,8 +222,6 @@ fn passphrase_change_and_recovery_key() {
     assert!(String::from_utf8_lossy(&old.stderr).contains("wrong passphrase"));
     fs::copy(&newpass, &f.pass).expect("use the new passphrase");
     assert_ok(&vault_cmd(&f, &["list"]), "list with the new passphrase");
-    let rk = f.path().join("recovery");
-    fs::write(&rk, &recovery).expect("write");
     let out = run(strata([
         OsStr::new("vault"),
         OsStr::new("list"),

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -129,18 +130,25 @@ fn status_reports_a_running_mount_and_refuses_bad_requests() {
     reader.read_line(&mut line).expect("reply");
     assert_eq!(json(&line)["ok"], true);
 
-    // Another user cannot use it.
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            strata_bin(),
-            "status",
-        ])
-        .arg(&f.store)
-        .output()
-        .expect("run setpriv");
+    // Another user cannot use it: the store directory (0700) keeps them
+    // out, and with it opened up the socket still refuses them.
+    let nobody_status = || {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                strata_bin(),
+                "status",
+            ])
+            .arg(&f.store)
+            .output()
+            .expect("run setpriv")
+    };
+    let out = nobody_status();
+    assert!(!out.status.success(), "another user got a status");
+    std::fs::set_permissions(&f.store, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = nobody_status();
     assert!(!out.status.success(), "another user got a status");
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("permission denied"), "{err}");

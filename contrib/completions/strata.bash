@@ -190,6 +190,9 @@ _strata() {
             strata__subcmd__help__subcmd__vault,passwd)
                 cmd="strata__subcmd__help__subcmd__vault__subcmd__passwd"
                 ;;
+            strata__subcmd__help__subcmd__vault,recovery-key)
+                cmd="strata__subcmd__help__subcmd__vault__subcmd__recovery__subcmd__key"
+                ;;
             strata__subcmd__help__subcmd__vault__subcmd__key,create)
                 cmd="strata__subcmd__help__subcmd__vault__subcmd__key__subcmd__create"
                 ;;
@@ -292,6 +295,9 @@ _strata() {
             strata__subcmd__vault,passwd)
                 cmd="strata__subcmd__vault__subcmd__passwd"
                 ;;
+            strata__subcmd__vault,recovery-key)
+                cmd="strata__subcmd__vault__subcmd__recovery__subcmd__key"
+                ;;
             strata__subcmd__vault__subcmd__help,create)
                 cmd="strata__subcmd__vault__subcmd__help__subcmd__create"
                 ;;
@@ -306,6 +312,9 @@ _strata() {
                 ;;
             strata__subcmd__vault__subcmd__help,passwd)
                 cmd="strata__subcmd__vault__subcmd__help__subcmd__passwd"
+                ;;
+            strata__subcmd__vault__subcmd__help,recovery-key)
+                cmd="strata__subcmd__vault__subcmd__help__subcmd__recovery__subcmd__key"
                 ;;
             strata__subcmd__vault__subcmd__help__subcmd__key,create)
                 cmd="strata__subcmd__vault__subcmd__help__subcmd__key__subcmd__create"
@@ -1065,7 +1074,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__help__subcmd__vault)
-            opts="create list passwd key"
+            opts="create list passwd recovery-key key"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1191,6 +1200,20 @@ _strata() {
             return 0
             ;;
         strata__subcmd__help__subcmd__vault__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        strata__subcmd__help__subcmd__vault__subcmd__recovery__subcmd__key)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1929,7 +1952,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__vault)
-            opts="-v -h --verbose --help create list passwd key help"
+            opts="-v -h --verbose --help create list passwd recovery-key key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1989,7 +2012,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__vault__subcmd__help)
-            opts="create list passwd key help"
+            opts="create list passwd recovery-key key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2129,6 +2152,20 @@ _strata() {
             return 0
             ;;
         strata__subcmd__vault__subcmd__help__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        strata__subcmd__vault__subcmd__help__subcmd__recovery__subcmd__key)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2471,13 +2508,17 @@ _strata() {
             return 0
             ;;
         strata__subcmd__vault__subcmd__passwd)
-            opts="-v -h --new-passphrase-file --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --kdf-memory --kdf-iterations --verbose --help"
+            opts="-v -h --new-passphrase-file --keep-recovery-key --new-recovery-key --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --kdf-memory --kdf-iterations --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --new-passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-recovery-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2506,6 +2547,40 @@ _strata() {
                     return 0
                     ;;
                 --kdf-iterations)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        strata__subcmd__vault__subcmd__recovery__subcmd__key)
+            opts="-v -h --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --vault)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-credential)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recovery-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

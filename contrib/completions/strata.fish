@@ -28,10 +28,10 @@ complete -c strata -n "__fish_strata_needs_command" -s v -l verbose -d 'More log
 complete -c strata -n "__fish_strata_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c strata -n "__fish_strata_needs_command" -s V -l version -d 'Print version'
 complete -c strata -n "__fish_strata_needs_command" -f -a "init" -d 'Create a store with disks os, data and temp, layered by a preset (creates the vault and the keys it needs if they do not exist)'
-complete -c strata -n "__fish_strata_needs_command" -f -a "mount" -d 'Mount a store: one directory per disk under MOUNTPOINT'
+complete -c strata -n "__fish_strata_needs_command" -f -a "mount" -d 'Mount a store: one directory per disk under MOUNTPOINT. One daemon per store: it holds the store\'s lock for its life, and a second mount is refused naming the first'
 complete -c strata -n "__fish_strata_needs_command" -f -a "disk" -d 'Disks of a store: add, list, show'
 complete -c strata -n "__fish_strata_needs_command" -f -a "scope" -d 'Scopes: one customer key bound to a group of disks'
-complete -c strata -n "__fish_strata_needs_command" -f -a "umount" -d 'Unmount a strata mount; its daemon then exits'
+complete -c strata -n "__fish_strata_needs_command" -f -a "umount" -d 'Unmount a strata mount; returns once its daemon has let go of the store'
 complete -c strata -n "__fish_strata_needs_command" -f -a "inspect" -d 'Decode a backing file\'s header (no key needed); with the vault, check its tags, name it and decrypt it. With --path, find the backing file of a plaintext path. Exit 0 sound, 1 damaged, 2 could not run'
 complete -c strata -n "__fish_strata_needs_command" -f -a "verify" -d 'Check every header, block tag and name of a store\'s persistent disks, in parallel; without the vault, structure only. Exit 0 clean, 1 problems found, 2 could not run'
 complete -c strata -n "__fish_strata_needs_command" -f -a "scan" -d 'Read every byte of a backing store looking for plaintext: needles (UTF-8 and UTF-16LE) and low-entropy files. Exit 0 nothing found, 1 plaintext found, 2 could not run'
@@ -55,8 +55,8 @@ complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-file -
 complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-credential -d 'Read the passphrase from the systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit)' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l recovery-key-file -d 'Unlock with the recovery key read from FILE instead of the passphrase' -r -F
-complete -c strata -n "__fish_strata_using_subcommand init" -l kdf-memory -d 'Argon2id memory in KiB for a new vault' -r
-complete -c strata -n "__fish_strata_using_subcommand init" -l kdf-iterations -d 'Argon2id passes for a new vault' -r
+complete -c strata -n "__fish_strata_using_subcommand init" -l kdf-memory -d 'Argon2id memory in KiB for a new vault or passphrase (1024 to 1048576)' -r
+complete -c strata -n "__fish_strata_using_subcommand init" -l kdf-iterations -d 'Argon2id passes for a new vault or passphrase (1 to 10)' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
 complete -c strata -n "__fish_strata_using_subcommand init" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -79,7 +79,7 @@ complete -c strata -n "__fish_strata_using_subcommand mount" -s v -l verbose -d 
 complete -c strata -n "__fish_strata_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs'
+complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs (offline)'
 complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -f -a "rekey" -d 'Re-encrypt a disk under new DEKs for the given layers, offline and resumably (run it again after an interruption to finish)'
 complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -f -a "encrypt" -d 'Turn the guest layer on for a disk that holds data: an offline, resumable conversion ("needs a reboot")'
 complete -c strata -n "__fish_strata_using_subcommand disk; and not __fish_seen_subcommand_from add rekey encrypt list show help" -f -a "list" -d 'List the disks of a store (no vault needed)'
@@ -131,7 +131,7 @@ complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subc
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from show" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs'
+complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs (offline)'
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "rekey" -d 'Re-encrypt a disk under new DEKs for the given layers, offline and resumably (run it again after an interruption to finish)'
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "encrypt" -d 'Turn the guest layer on for a disk that holds data: an offline, resumable conversion ("needs a reboot")'
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the disks of a store (no vault needed)'
@@ -139,7 +139,7 @@ complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subc
 complete -c strata -n "__fish_strata_using_subcommand disk; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -f -a "create" -d 'Create a scope bound to a customer key (created if missing)'
+complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -f -a "create" -d 'Create a scope bound to a customer key (created if missing; offline)'
 complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -f -a "list" -d 'List the scopes of a store and their disks'
 complete -c strata -n "__fish_strata_using_subcommand scope; and not __fish_seen_subcommand_from create list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from create" -l key -d 'Customer key bound to the scope' -r
@@ -154,7 +154,7 @@ complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_sub
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a scope bound to a customer key (created if missing)'
+complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a scope bound to a customer key (created if missing; offline)'
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the scopes of a store and their disks'
 complete -c strata -n "__fish_strata_using_subcommand scope; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand umount" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
@@ -178,7 +178,7 @@ complete -c strata -n "__fish_strata_using_subcommand verify" -l passphrase-comm
 complete -c strata -n "__fish_strata_using_subcommand verify" -l passphrase-credential -d 'Read the passphrase from the systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit)' -r
 complete -c strata -n "__fish_strata_using_subcommand verify" -l recovery-key-file -d 'Unlock with the recovery key read from FILE instead of the passphrase' -r -F
 complete -c strata -n "__fish_strata_using_subcommand verify" -l json -d 'Print JSON (documented in docs/FORENSICS.md)'
-complete -c strata -n "__fish_strata_using_subcommand verify" -l repair -d 'Offline: restore directory ids from their copies and move files whose header is lost to lost+found; never deletes'
+complete -c strata -n "__fish_strata_using_subcommand verify" -l repair -d 'Offline: restore directory ids from their copies, seal blocks torn by a crash as found, and move files whose header is lost to lost+found; never deletes'
 complete -c strata -n "__fish_strata_using_subcommand verify" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
 complete -c strata -n "__fish_strata_using_subcommand verify" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand verify" -s h -l help -d 'Print help'
@@ -259,21 +259,22 @@ complete -c strata -n "__fish_strata_using_subcommand image; and __fish_seen_sub
 complete -c strata -n "__fish_strata_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "list" -d 'List images (no vault needed)'
 complete -c strata -n "__fish_strata_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete an image'
 complete -c strata -n "__fish_strata_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -f -a "create" -d 'Create a vault and print its recovery key once'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -f -a "list" -d 'List keys: names, kinds, versions, state, creation (never material)'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -f -a "passwd" -d 'Change the passphrase (no store is touched; the recovery key keeps working)'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -f -a "key" -d 'Manage keys'
-complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -s h -l help -d 'Print help'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "create" -d 'Create a vault and print its recovery key once'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "list" -d 'List keys: names, kinds, versions, state, creation (never material)'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "passwd" -d 'Change the passphrase, with a new master key: the old passphrase then opens neither the vault nor its backup. No store is touched. The recovery slot is made again: keep the recovery key by giving it (--keep-recovery-key, or unlock with --recovery-key-file), or get a new one (--new-recovery-key). Refused while a mount uses the vault'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "recovery-key" -d 'Replace the recovery key (printed once), with a new master key: the old recovery key then opens neither the vault nor its backup. Needs the passphrase. Refused while a mount uses the vault'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "key" -d 'Manage keys'
+complete -c strata -n "__fish_strata_using_subcommand vault; and not __fish_seen_subcommand_from create list passwd recovery-key key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l region -d 'Region label of the vault' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l vault -d 'Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault]' -r -F
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l passphrase-file -d 'Read the passphrase from FILE (one trailing newline is ignored) instead of asking on the terminal' -r -F
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l passphrase-credential -d 'Read the passphrase from the systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit)' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l recovery-key-file -d 'Unlock with the recovery key read from FILE instead of the passphrase' -r -F
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l kdf-memory -d 'Argon2id memory in KiB for a new vault' -r
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l kdf-iterations -d 'Argon2id passes for a new vault' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l kdf-memory -d 'Argon2id memory in KiB for a new vault or passphrase (1024 to 1048576)' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l kdf-iterations -d 'Argon2id passes for a new vault or passphrase (1 to 10)' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
@@ -287,36 +288,47 @@ complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_sub
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l new-passphrase-file -d 'Read the new passphrase from FILE instead of asking twice' -r -F
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l keep-recovery-key -d 'The current recovery key, read from FILE, to keep working' -r -F
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l vault -d 'Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault]' -r -F
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l passphrase-file -d 'Read the passphrase from FILE (one trailing newline is ignored) instead of asking on the terminal' -r -F
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l passphrase-credential -d 'Read the passphrase from the systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit)' -r
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l recovery-key-file -d 'Unlock with the recovery key read from FILE instead of the passphrase' -r -F
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l kdf-memory -d 'Argon2id memory in KiB for a new vault' -r
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l kdf-iterations -d 'Argon2id passes for a new vault' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l kdf-memory -d 'Argon2id memory in KiB for a new vault or passphrase (1024 to 1048576)' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l kdf-iterations -d 'Argon2id passes for a new vault or passphrase (1 to 10)' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l new-recovery-key -d 'Replace the recovery key too (the new one is printed once)'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l vault -d 'Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault]' -r -F
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l passphrase-file -d 'Read the passphrase from FILE (one trailing newline is ignored) instead of asking on the terminal' -r -F
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l passphrase-credential -d 'Read the passphrase from the systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME, set up by LoadCredential= in a unit)' -r
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l recovery-key-file -d 'Unlock with the recovery key read from FILE instead of the passphrase' -r -F
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -l passphrase-shell -d 'Run the --passphrase-command through /bin/sh -c'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -s h -l help -d 'Print help'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -s h -l help -d 'Print help'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "create" -d 'Create a key'
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "rotate" -d 'Add a version to a key; stores given with --store are rewrapped now (no data is rewritten), others at their next mount'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "rotate" -d 'Add a version to a key; stores given with --store are rewrapped now (no data is rewritten; refused while such a store is mounted), others at their next mount'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "disable" -d 'Disable (revoke) a key or one version (NAME@VERSION): disks that depend on it become unavailable, at mount and within seconds in a running mount. Nothing is deleted'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "enable" -d 'Enable a key or one version again'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "policy" -d 'Set or clear a key\'s rotation policy'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a vault and print its recovery key once'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys: names, kinds, versions, state, creation (never material)'
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "passwd" -d 'Change the passphrase (no store is touched; the recovery key keeps working)'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "passwd" -d 'Change the passphrase, with a new master key: the old passphrase then opens neither the vault nor its backup. No store is touched. The recovery slot is made again: keep the recovery key by giving it (--keep-recovery-key, or unlock with --recovery-key-file), or get a new one (--new-recovery-key). Refused while a mount uses the vault'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "recovery-key" -d 'Replace the recovery key (printed once), with a new master key: the old recovery key then opens neither the vault nor its backup. Needs the passphrase. Refused while a mount uses the vault'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "key" -d 'Manage keys'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c strata -n "__fish_strata_using_subcommand completions" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "init" -d 'Create a store with disks os, data and temp, layered by a preset (creates the vault and the keys it needs if they do not exist)'
-complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "mount" -d 'Mount a store: one directory per disk under MOUNTPOINT'
+complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "mount" -d 'Mount a store: one directory per disk under MOUNTPOINT. One daemon per store: it holds the store\'s lock for its life, and a second mount is refused naming the first'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "disk" -d 'Disks of a store: add, list, show'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "scope" -d 'Scopes: one customer key bound to a group of disks'
-complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "umount" -d 'Unmount a strata mount; its daemon then exits'
+complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "umount" -d 'Unmount a strata mount; returns once its daemon has let go of the store'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "inspect" -d 'Decode a backing file\'s header (no key needed); with the vault, check its tags, name it and decrypt it. With --path, find the backing file of a plaintext path. Exit 0 sound, 1 damaged, 2 could not run'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "verify" -d 'Check every header, block tag and name of a store\'s persistent disks, in parallel; without the vault, structure only. Exit 0 clean, 1 problems found, 2 could not run'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "scan" -d 'Read every byte of a backing store looking for plaintext: needles (UTF-8 and UTF-16LE) and low-entropy files. Exit 0 nothing found, 1 plaintext found, 2 could not run'
@@ -326,12 +338,12 @@ complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "vault" -d 'The vault: keys sealed with a passphrase'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish) on stdout'
 complete -c strata -n "__fish_strata_using_subcommand help; and not __fish_seen_subcommand_from init mount disk scope umount inspect verify scan status snapshot image vault completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs'
+complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "add" -d 'Add a disk (data, or temp) with its own DEKs (offline)'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "rekey" -d 'Re-encrypt a disk under new DEKs for the given layers, offline and resumably (run it again after an interruption to finish)'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "encrypt" -d 'Turn the guest layer on for a disk that holds data: an offline, resumable conversion ("needs a reboot")'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "list" -d 'List the disks of a store (no vault needed)'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from disk" -f -a "show" -d 'Show a disk: layers, ciphers, keys and versions, scope, created, rotation due dates (with the vault), and what the real cloud would refuse'
-complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from scope" -f -a "create" -d 'Create a scope bound to a customer key (created if missing)'
+complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from scope" -f -a "create" -d 'Create a scope bound to a customer key (created if missing; offline)'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from scope" -f -a "list" -d 'List the scopes of a store and their disks'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from snapshot" -f -a "create" -d 'Take a snapshot of a disk: online through the running mount (writes held during the copy) or offline. The ciphertext is copied as it is (reflinked where the backing filesystem can) and keeps the disk\'s keys'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from snapshot" -f -a "list" -d 'List snapshots (no vault needed)'
@@ -342,5 +354,6 @@ complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subc
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "delete" -d 'Delete an image'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "create" -d 'Create a vault and print its recovery key once'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "list" -d 'List keys: names, kinds, versions, state, creation (never material)'
-complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "passwd" -d 'Change the passphrase (no store is touched; the recovery key keeps working)'
+complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "passwd" -d 'Change the passphrase, with a new master key: the old passphrase then opens neither the vault nor its backup. No store is touched. The recovery slot is made again: keep the recovery key by giving it (--keep-recovery-key, or unlock with --recovery-key-file), or get a new one (--new-recovery-key). Refused while a mount uses the vault'
+complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "recovery-key" -d 'Replace the recovery key (printed once), with a new master key: the old recovery key then opens neither the vault nor its backup. Needs the passphrase. Refused while a mount uses the vault'
 complete -c strata -n "__fish_strata_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "key" -d 'Manage keys'

@@ -9,7 +9,7 @@ use super::{DiskCommand, ScopeCommand, VaultArgs};
 use crate::layers::Layer;
 use crate::store::disks::{add_disk, create_scope, NewDisk};
 use crate::store::rekey::Change;
-use crate::store::{rotation, Config, DiskConfig, DiskKind};
+use crate::store::{rotation, Config, DiskConfig, DiskKind, StoreLock};
 
 pub(super) fn fmt_time(secs: u64) -> String {
     // Days since the epoch to a civil date (UTC), without a date crate.
@@ -72,17 +72,13 @@ fn disk_json(config: &Config, d: &DiskConfig, due: &[(String, u64)]) -> serde_js
     })
 }
 
-fn maybe_due(
-    store: &Path,
-    vault: &VaultArgs,
-    config: &Config,
-) -> anyhow::Result<Vec<(String, u64)>> {
+fn maybe_due(store: &Path, vault: &VaultArgs) -> anyhow::Result<Vec<(String, u64)>> {
     if !vault.has_unlock_source() {
         return Ok(Vec::new());
     }
     let v = open_vault(vault)?;
-    crate::store::authenticate(store, config, &v)?;
-    Ok(rotation::due(config, &v))
+    let config = crate::store::read_authenticated(store, &v)?;
+    Ok(rotation::due(&config, &v))
 }
 
 fn print_disk(config: &Config, d: &DiskConfig, due: &[(String, u64)]) {
@@ -138,6 +134,11 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             from_image,
             vault,
         } => {
+            let _lock = StoreLock::offline(
+                &store,
+                "disk add",
+                "adding a disk is offline (a running mount would not serve it)",
+            )?;
             if let (Some(image), true) = (
                 &from_image,
                 crate::store::snapshots::from_image_tmp(&store, &name).exists(),
@@ -171,9 +172,6 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
                         "a temp disk is emptied at every mount: it cannot be made from an image"
                     );
                 }
-                if crate::store::rekey::store_mounted(&store) {
-                    anyhow::bail!("store {} is mounted: making a disk from an image is offline; unmount it first", store.display());
-                }
             }
             let d = add_disk(
                 &store,
@@ -195,7 +193,6 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             }
             let config = Config::read(&store)?;
             print_disk(&config, &d, &[]);
-            println!("(a running mount shows the new disk after its next mount)");
         }
         DiskCommand::Rekey {
             store,
@@ -272,7 +269,7 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             let d = config.disk(&name).ok_or_else(|| {
                 anyhow::anyhow!("store {} has no disk named {name}", store.display())
             })?;
-            let due = maybe_due(&store, &vault, &config)?;
+            let due = maybe_due(&store, &vault)?;
             if json {
                 println!(
                     "{}",
@@ -287,6 +284,15 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn reencrypt(store: &Path, name: &str, change: &Change, vault: &VaultArgs) -> anyhow::Result<()> {
+    let command = match change {
+        Change::Rekey(_) => "disk rekey",
+        Change::AddGuest(_) => "disk encrypt",
+    };
+    let _lock = StoreLock::offline(
+        store,
+        command,
+        "re-encryption is offline (it \"needs a reboot\")",
+    )?;
     let mut v = open_vault(vault)?;
     let progress = Drawer::new("re-encrypting", Unit::Objects, false);
     let log = crate::store::rekey::run(store, &mut v, name, change, &progress);
@@ -306,6 +312,7 @@ pub fn run_scope(cmd: ScopeCommand) -> anyhow::Result<ExitCode> {
             key,
             vault,
         } => {
+            let _lock = StoreLock::offline(&store, "scope create", "creating a scope is offline")?;
             let mut v = open_vault(&vault)?;
             let s = create_scope(&store, &mut v, &name, &key)?;
             println!("scope {} bound to customer key {}", s.name, s.key);

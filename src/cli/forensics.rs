@@ -112,6 +112,14 @@ pub fn run_inspect(a: InspectArgs<'_>) -> ExitCode {
 
 /// `strata verify`.
 pub fn run_verify(store: &Path, json: bool, repair: bool, vault: &VaultArgs) -> ExitCode {
+    // Repair moves backing files: it needs the store to itself.
+    let _lock = match repair
+        .then(|| crate::store::StoreLock::offline(store, "verify --repair", "repair is offline"))
+        .transpose()
+    {
+        Ok(l) => l,
+        Err(e) => return could_not_run(e),
+    };
     let vault = match optional_vault(vault) {
         Ok(v) => v,
         Err(e) => return could_not_run(format!("{e:#}")),

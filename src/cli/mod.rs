@@ -165,10 +165,10 @@ impl VaultArgs {
 /// Argon2id parameters for a new vault.
 #[derive(Debug, Clone, Args)]
 pub struct KdfArgs {
-    /// Argon2id memory in KiB for a new vault.
+    /// Argon2id memory in KiB for a new vault or passphrase (1024 to 1048576).
     #[arg(long, value_name = "KIB", default_value_t = crate::vault::KdfParams::default().memory_kib)]
     pub kdf_memory: u32,
-    /// Argon2id passes for a new vault.
+    /// Argon2id passes for a new vault or passphrase (1 to 10).
     #[arg(long, value_name = "N", default_value_t = crate::vault::KdfParams::default().iterations)]
     pub kdf_iterations: u32,
 }
@@ -199,7 +199,9 @@ pub enum Command {
         #[command(flatten)]
         kdf: KdfArgs,
     },
-    /// Mount a store: one directory per disk under MOUNTPOINT.
+    /// Mount a store: one directory per disk under MOUNTPOINT. One daemon
+    /// per store: it holds the store's lock for its life, and a second
+    /// mount is refused naming the first.
     #[command(after_long_help = MOUNT_HELP)]
     Mount(MountArgs),
     /// Disks of a store: add, list, show.
@@ -214,7 +216,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ScopeCommand,
     },
-    /// Unmount a strata mount; its daemon then exits.
+    /// Unmount a strata mount; returns once its daemon has let go of the
+    /// store.
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
@@ -333,16 +336,32 @@ pub enum VaultCommand {
         #[command(flatten)]
         vault: VaultArgs,
     },
-    /// Change the passphrase (no store is touched; the recovery key keeps
-    /// working).
+    /// Change the passphrase, with a new master key: the old passphrase
+    /// then opens neither the vault nor its backup. No store is touched.
+    /// The recovery slot is made again: keep the recovery key by giving it
+    /// (--keep-recovery-key, or unlock with --recovery-key-file), or get a
+    /// new one (--new-recovery-key). Refused while a mount uses the vault.
     Passwd {
         /// Read the new passphrase from FILE instead of asking twice.
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
+        /// The current recovery key, read from FILE, to keep working.
+        #[arg(long, value_name = "FILE", conflicts_with = "new_recovery_key")]
+        keep_recovery_key: Option<PathBuf>,
+        /// Replace the recovery key too (the new one is printed once).
+        #[arg(long)]
+        new_recovery_key: bool,
         #[command(flatten)]
         vault: VaultArgs,
         #[command(flatten)]
         kdf: KdfArgs,
+    },
+    /// Replace the recovery key (printed once), with a new master key: the
+    /// old recovery key then opens neither the vault nor its backup. Needs
+    /// the passphrase. Refused while a mount uses the vault.
+    RecoveryKey {
+        #[command(flatten)]
+        vault: VaultArgs,
     },
     /// Manage keys.
     Key {
@@ -367,7 +386,8 @@ pub enum KeyCommand {
         vault: VaultArgs,
     },
     /// Add a version to a key; stores given with --store are rewrapped now
-    /// (no data is rewritten), others at their next mount.
+    /// (no data is rewritten; refused while such a store is mounted), others
+    /// at their next mount.
     Rotate {
         /// Key name.
         name: String,
@@ -409,7 +429,7 @@ pub enum KeyCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum DiskCommand {
-    /// Add a disk (data, or temp) with its own DEKs.
+    /// Add a disk (data, or temp) with its own DEKs (offline).
     Add {
         /// Store directory.
         store: PathBuf,
@@ -583,7 +603,7 @@ pub enum ImageCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum ScopeCommand {
-    /// Create a scope bound to a customer key (created if missing).
+    /// Create a scope bound to a customer key (created if missing; offline).
     Create {
         /// Store directory.
         store: PathBuf,

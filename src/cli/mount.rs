@@ -384,6 +384,8 @@ fn unmount_if_unused(m: &Path) -> anyhow::Result<()> {
 
 /// Runs `mount`.
 pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    // Before any key is in memory: the daemon never dumps core.
+    crate::sys::no_core_dumps().context("turning core dumps off")?;
     check_mountpoint(&a.mountpoint)?;
     // The daemon names its store by absolute path (in the mount table, for
     // `status` and the offline commands that refuse a mounted store).
@@ -402,15 +404,42 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         },
     };
     let logs = super::init_logging(verbose, sink, true)?;
+    // One store, one daemon: the lock is taken before anything touches the
+    // store (rotation, emptying temp) and forks with the daemon, which holds
+    // it until it exits. Declared first, it is released last.
+    let holder = |pid: u32| store::lock::Holder {
+        pid,
+        mount: Some(a.mountpoint.clone()),
+        command: None,
+    };
+    let store_lock = store::StoreLock::acquire(
+        &a.store,
+        holder(std::process::id()),
+        "a store is served by one mount at a time",
+    )?;
     let mut vault = open_vault(&a.vault)?;
+    // While the daemon holds the vault's master key, no change of it may
+    // leave the daemon unable to follow the vault file.
+    let _vault_hold = vault.hold_for_mount()?;
+    vault
+        .reload()
+        .context("the vault changed while the mount started: mount again")?;
     // A read-only mount writes neither the vault nor the config.
     if !a.ro {
+        if store::finish_interrupted_write(&a.store, &vault, &store_lock)? {
+            eprintln!("strata: finished a config write that a crash had interrupted");
+        }
         for line in store::rotation::rotate_due(&a.store, &mut vault)? {
             eprintln!("strata: {line}");
         }
     }
     let opened = store::open(&a.store, &vault)?;
     let record_key = store::sessions::RecordKey::new(&a.store, &opened.config, &vault)?;
+    let config_check = crate::control::ConfigCheck::new(
+        &opened.path,
+        &opened.config,
+        store::config_material(&opened.path, &opened.config, &vault)?,
+    );
     let store_path = opened.path.clone();
     let disk_configs = opened.config.disks.clone();
     let snapshot_configs = opened.config.snapshots.clone();
@@ -441,6 +470,8 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             crate::sys::Forked::Child => {
                 drop(reader);
                 let _ = rustix::process::setsid();
+                // The lock came through the fork; name the daemon as holder.
+                let _ = store_lock.note(&holder(std::process::id()));
                 ready = Some(writer);
             }
         }
@@ -536,6 +567,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         &a.mountpoint,
         fs.clone(),
         activity.clone(),
+        config_check,
     ) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -600,8 +632,34 @@ fn detach_stdio() {
     }
 }
 
-/// Runs `umount`.
+/// How long `umount` waits for the daemon to let go of its store.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `umount`, then waits until the daemon has released its store's
+/// lock, so that a command run next finds the store free.
 pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
+    let store = store_of_mount(m);
+    let mountpoint = m.canonicalize().ok();
+    let code = unmount(m)?;
+    if let (Some(store), Some(point)) = (store, mountpoint) {
+        let held_by_this_mount = || matches!(store::lock::holder(&store), Ok(Some(h)) if h.mount.as_deref() == Some(point.as_path()));
+        let start = std::time::Instant::now();
+        while held_by_this_mount() {
+            if start.elapsed() > RELEASE_WAIT {
+                eprintln!(
+                    "strata: warning: {} is unmounted but its daemon still holds store {}",
+                    m.display(),
+                    store.display()
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    Ok(code)
+}
+
+fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     if !rustix::process::geteuid().is_root() {
         let st = std::process::Command::new("fusermount3")
             .arg("-u")
@@ -670,6 +728,10 @@ pub fn status(target: &Path, json: bool) -> anyhow::Result<ExitCode> {
     println!("store          {}", s.store.display());
     println!("mountpoint     {}", s.mountpoint.display());
     println!("daemon pid     {}", s.pid);
+    println!(
+        "core dumps     {}",
+        if s.may_dump_core { "possible" } else { "off" }
+    );
     println!("control socket {}", s.socket.display());
     if f["read_only"] == true {
         println!("read-only      yes");

@@ -179,14 +179,29 @@ pub fn passphrase(args: &VaultArgs, confirm: bool) -> anyhow::Result<SecretBytes
     Ok(first)
 }
 
-/// Opens the vault with the recovery key file or the passphrase.
-pub fn open_vault(args: &VaultArgs) -> anyhow::Result<Vault> {
+/// The secret a vault was unlocked with.
+pub enum Unlocked {
+    /// The passphrase.
+    Passphrase(SecretBytes),
+    /// The recovery key.
+    Recovery(RecoveryKey),
+}
+
+/// Reads and parses a recovery key file.
+pub fn read_recovery_key(path: &Path) -> anyhow::Result<RecoveryKey> {
+    let text = read_secret_file(path, "recovery key")?;
+    let s = std::str::from_utf8(text.expose()).context("the recovery key file is not text")?;
+    Ok(RecoveryKey::parse(s)?)
+}
+
+/// Opens the vault with the recovery key file or the passphrase, and says
+/// which secret opened it.
+pub fn unlock_vault(args: &VaultArgs) -> anyhow::Result<(Vault, Unlocked)> {
     let path = vault_path(args)?;
     if let Some(r) = &args.recovery_key_file {
-        let text = read_secret_file(r, "recovery key")?;
-        let s = std::str::from_utf8(text.expose()).context("the recovery key file is not text")?;
-        let key = RecoveryKey::parse(s)?;
-        return Ok(Vault::open_with_recovery(&path, &key)?);
+        let key = read_recovery_key(r)?;
+        let vault = Vault::open_with_recovery(&path, &key)?;
+        return Ok((vault, Unlocked::Recovery(key)));
     }
     if !path.exists() {
         bail!(
@@ -195,7 +210,13 @@ pub fn open_vault(args: &VaultArgs) -> anyhow::Result<Vault> {
         );
     }
     let pass = passphrase(args, false)?;
-    Ok(Vault::open(&path, &pass)?)
+    let vault = Vault::open(&path, &pass)?;
+    Ok((vault, Unlocked::Passphrase(pass)))
+}
+
+/// Opens the vault with the recovery key file or the passphrase.
+pub fn open_vault(args: &VaultArgs) -> anyhow::Result<Vault> {
+    unlock_vault(args).map(|(vault, _)| vault)
 }
 
 /// Argon2id parameters from the flags.
@@ -206,19 +227,40 @@ pub fn kdf(args: &KdfArgs) -> anyhow::Result<KdfParams> {
         ..KdfParams::default()
     };
     p.check()
-        .map_err(|e| anyhow::anyhow!("invalid KDF parameters: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("invalid Argon2id parameters: {e}"))?;
     Ok(p)
+}
+
+/// Warns, after a slot was written with them, when Argon2id parameters are
+/// below the recommended minimum (accepted, since they are above the floor).
+pub fn warn_if_weak(p: &KdfParams) {
+    if p.below_recommended() {
+        eprintln!(
+            "strata: warning: Argon2id with {} KiB and {} passes is below the recommended minimum ({} KiB, {} passes): a guessed passphrase costs an attacker little",
+            p.memory_kib,
+            p.iterations,
+            crate::vault::RECOMMENDED_MEMORY_KIB,
+            crate::vault::RECOMMENDED_ITERATIONS
+        );
+    }
 }
 
 /// Creates a vault and prints its recovery key once.
 pub fn create_vault(args: &VaultArgs, region: &str, kdf: KdfParams) -> anyhow::Result<Vault> {
     let path = vault_path(args)?;
     let pass = passphrase(args, true)?;
+    crate::vault::check_new_passphrase(pass.expose())?;
     let (vault, recovery) = Vault::create(&path, &pass, region, kdf)?;
+    warn_if_weak(&kdf);
     println!("Created vault {}", path.display());
+    print_recovery_key(&recovery);
+    Ok(vault)
+}
+
+/// Prints a recovery key, once, with what it is for.
+pub fn print_recovery_key(recovery: &RecoveryKey) {
     println!(
         "Recovery key (shown once; store it safely, it unlocks the vault without the passphrase):"
     );
     println!("    {recovery}");
-    Ok(vault)
 }

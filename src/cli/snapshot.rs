@@ -4,28 +4,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use super::progress::{Drawer, Unit};
 use super::secrets::open_vault;
 use super::{ImageCommand, SnapshotCommand, VaultArgs};
-use crate::store::rekey::store_mounted;
+use crate::store::lock::Access;
 use crate::store::snapshots::{self, CopyStats};
-use crate::store::Config;
+use crate::store::{Config, StoreLock};
 
 /// Progress of a copy of backing objects.
 fn copy_progress(what: &str) -> Drawer {
     Drawer::new(what, Unit::Objects, false)
-}
-
-fn refuse_mounted(store: &Path, what: &str) -> anyhow::Result<()> {
-    if store_mounted(store) {
-        bail!(
-            "store {} is mounted: {what} is offline; unmount it first",
-            store.display()
-        );
-    }
-    Ok(())
 }
 
 fn describe(s: &CopyStats) -> String {
@@ -86,7 +74,8 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
             name,
             vault,
         } => {
-            refuse_mounted(&store, "deleting a snapshot")?;
+            let _lock =
+                StoreLock::offline(&store, "snapshot delete", "deleting a snapshot is offline")?;
             let mut v = open_vault(&vault)?;
             snapshots::delete_snapshot(&store, &mut v, &disk, &name)?;
             println!("deleted snapshot {name} of disk {disk}");
@@ -97,7 +86,11 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
             name,
             vault,
         } => {
-            refuse_mounted(&store, "restoring a snapshot")?;
+            let _lock = StoreLock::offline(
+                &store,
+                "snapshot restore",
+                "restoring a snapshot is offline",
+            )?;
             let mut v = open_vault(&vault)?;
             let progress = copy_progress("restoring");
             let st = snapshots::restore_snapshot(&store, &mut v, &disk, &name, &progress);
@@ -113,8 +106,13 @@ pub fn run(cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Result<()> {
+    let access = StoreLock::offline_or_mounted(
+        store,
+        "snapshot create",
+        "a snapshot is taken offline or through the running mount",
+    )?;
     let mut v = open_vault(vault)?;
-    if !store_mounted(store) {
+    if let Access::Offline(_lock) = access {
         let progress = copy_progress("copying");
         let made = snapshots::create_snapshot(store, &mut v, disk, name, &progress);
         progress.end(made.is_ok());
@@ -165,6 +163,11 @@ pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             from,
             vault,
         } => {
+            let access = StoreLock::offline_or_mounted(
+                &store,
+                "image create",
+                "an image is made offline, or from a snapshot alongside the running mount",
+            )?;
             let mut v = open_vault(&vault)?;
             let progress = copy_progress("copying");
             let made = snapshots::create_image(
@@ -172,7 +175,7 @@ pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 &mut v,
                 &name,
                 &from,
-                store_mounted(&store),
+                matches!(access, Access::Mounted),
                 &progress,
             );
             progress.end(made.is_ok());
@@ -216,6 +219,11 @@ pub fn run_image(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Delete { store, name, vault } => {
+            let _access = StoreLock::offline_or_mounted(
+                &store,
+                "image delete",
+                "an image is deleted offline or alongside the running mount",
+            )?;
             let mut v = open_vault(&vault)?;
             snapshots::delete_image(&store, &mut v, &name)?;
             println!("deleted image {name}");

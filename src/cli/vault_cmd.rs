@@ -1,10 +1,16 @@
-//! `strata vault …`: create, list, key create.
+//! `strata vault …`: create, list, passwd, recovery-key and the key
+//! commands.
 
 use std::process::ExitCode;
 
-use super::secrets::{create_vault, kdf, open_vault, read_secret_file};
+use anyhow::bail;
+
+use super::secrets::{
+    create_vault, kdf, open_vault, print_recovery_key, read_recovery_key, read_secret_file,
+    unlock_vault, vault_path, Unlocked,
+};
 use super::{KeyCommand, VaultCommand};
-use crate::vault::KeyKind;
+use crate::vault::{KeyKind, RecoveryKey, Vault};
 
 /// Runs a vault command.
 pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
@@ -62,10 +68,28 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
         }
         VaultCommand::Passwd {
             new_passphrase_file,
+            keep_recovery_key,
+            new_recovery_key,
             vault,
             kdf: k,
         } => {
-            let mut v = open_vault(&vault)?;
+            let kdf = kdf(&k)?;
+            Vault::check_not_held(&vault_path(&vault)?)?;
+            let (mut v, unlocked) = unlock_vault(&vault)?;
+            // The new master key needs a new recovery slot: with the key the
+            // user holds (checked), or with a new one.
+            let recovery = match (new_recovery_key, &keep_recovery_key, unlocked) {
+                (true, _, _) => RecoveryKey::random(),
+                (false, Some(file), _) => {
+                    let key = read_recovery_key(file)?;
+                    v.check_recovery_key(&key)?;
+                    key
+                }
+                (false, None, Unlocked::Recovery(key)) => key,
+                (false, None, Unlocked::Passphrase(_)) => bail!(
+                    "vault passwd gives the vault a new master key, so its recovery slot is made again: give the current recovery key to keep it (--keep-recovery-key FILE) or ask for a new one (--new-recovery-key)"
+                ),
+            };
             let new = match &new_passphrase_file {
                 Some(p) => read_secret_file(p, "new passphrase")?,
                 // The new passphrase comes from the terminal, never from the
@@ -78,11 +102,40 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                     true,
                 )?,
             };
-            v.change_passphrase(&new, kdf(&k)?)?;
+            crate::vault::check_new_passphrase(new.expose())?;
+            let recovery_kdf = match new_recovery_key {
+                true => kdf,
+                false => v.recovery_kdf().unwrap_or(kdf),
+            };
+            v.change_secrets(&new, kdf, &recovery, recovery_kdf)?;
+            super::secrets::warn_if_weak(&kdf);
             println!(
-                "passphrase of vault {} changed; no store was touched",
+                "passphrase of vault {} changed, with a new master key: the old passphrase opens neither the vault nor its backup; no store was touched",
                 v.path().display()
             );
+            if new_recovery_key {
+                print_recovery_key(&recovery);
+                println!("The old recovery key no longer opens the vault.");
+            } else {
+                println!("The recovery key is unchanged.");
+            }
+        }
+        VaultCommand::RecoveryKey { vault } => {
+            Vault::check_not_held(&vault_path(&vault)?)?;
+            let (mut v, unlocked) = unlock_vault(&vault)?;
+            let Unlocked::Passphrase(pass) = unlocked else {
+                bail!(
+                    "a new recovery key needs the passphrase (its slot is made again under the new master key): unlock with it, or replace both with `strata vault passwd --new-recovery-key`"
+                );
+            };
+            let pkdf = v.passphrase_kdf().unwrap_or_default();
+            let recovery = RecoveryKey::random();
+            v.change_secrets(&pass, pkdf, &recovery, pkdf)?;
+            println!(
+                "vault {} has a new recovery key and a new master key: the old recovery key opens neither the vault nor its backup",
+                v.path().display()
+            );
+            print_recovery_key(&recovery);
         }
         VaultCommand::Key {
             command:
@@ -92,6 +145,21 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                     vault,
                 },
         } => {
+            // Every store named is rewrapped with it to itself: a running
+            // mount holds the config it read and would not see the rewrap.
+            let mut stores = stores;
+            let mut seen = std::collections::HashSet::new();
+            stores.retain(|s| seen.insert(s.canonicalize().unwrap_or_else(|_| s.clone())));
+            let _locks = stores
+                .iter()
+                .map(|s| {
+                    crate::store::StoreLock::offline(
+                        s,
+                        "vault key rotate --store",
+                        "rewrapping a store's keys is offline (without --store, a mount rewraps at its next start)",
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let mut v = open_vault(&vault)?;
             let version = v.rotate_key(&name)?;
             v.save()?;

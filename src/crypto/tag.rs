@@ -1,5 +1,9 @@
 //! The keyed, nonce-free integrity tag (BLAKE3 in keyed mode, truncated to
-//! 16 bytes) and constant-time comparison.
+//! 16 bytes) and constant-time comparison. A keyed BLAKE3 hasher carries
+//! its key in its state: every hasher and output reader here is wiped
+//! (blake3's `zeroize` feature) once the tag is out.
+
+use zeroize::Zeroize;
 
 use super::Key32;
 
@@ -19,8 +23,17 @@ pub fn tag(key: &Key32, domain: &[u8], parts: &[&[u8]]) -> Tag {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
     }
+    finish(h)
+}
+
+/// The first 16 bytes of the hasher's output; the hasher and its reader
+/// are wiped.
+fn finish(mut h: blake3::Hasher) -> Tag {
     let mut out = [0u8; TAG_LEN];
-    h.finalize_xof().fill(&mut out);
+    let mut reader = h.finalize_xof();
+    reader.fill(&mut out);
+    reader.zeroize();
+    h.zeroize();
     out
 }
 
@@ -41,9 +54,7 @@ pub fn block_tag(
     h.update(file_id);
     h.update(&index.to_le_bytes());
     h.update(generations);
-    let mut out = [0u8; TAG_LEN];
-    h.finalize_xof().fill(&mut out);
-    out
+    finish(h)
 }
 
 /// Checks `expected` against the tag of `parts` in constant time.

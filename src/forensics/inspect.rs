@@ -195,14 +195,16 @@ pub fn inspect(
             .read(b * 4096, 4096)
             .map_err(|e| ForensicsError::Invalid(e.to_string()))?;
         match &opts.out {
-            Some(o) => std::fs::write(o, &data).map_err(io(o))?,
+            Some(o) => private_file(o)
+                .and_then(|mut f| f.write_all(&data))
+                .map_err(io(o))?,
             None => std::io::stdout()
                 .write_all(&data)
                 .map_err(io(Path::new("stdout")))?,
         }
     }
     if let Some(to) = &opts.decrypt_to {
-        let mut out = std::fs::File::create(to).map_err(io(to))?;
+        let mut out = private_file(to).map_err(io(to))?;
         let mut off = 0;
         while off < size {
             let chunk = file
@@ -216,6 +218,25 @@ pub fn inspect(
         }
     }
     Ok(report)
+}
+
+/// Creates (or truncates) a file for plaintext, readable by its owner
+/// only: mode 0600 whatever the umask, and a file that already exists is
+/// set to 0600 before anything is written to it.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through `open`; a device or a pipe
+    // (`--out /dev/stdout`) is left as it is.
+    if f.metadata()?.is_file() {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// Prints a report as text.

@@ -198,6 +198,10 @@ impl Visitor for Scanner<'_> {
         let p = join(self.store, n.rel);
         let name = n.name.to_string_lossy().into_owned();
         let top = n.rel.len() == 1;
+        // The lock file names the process that holds the store: no data.
+        if top && name == crate::store::lock::LOCK_NAME {
+            return Ok(None);
+        }
         if top
             && !self.include_config
             && (name.starts_with("strata.conf") || name.starts_with("vault"))

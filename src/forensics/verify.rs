@@ -655,10 +655,10 @@ fn files_to_check(root: &Dir, shown: &Path) -> Result<u64, ForensicsError> {
             }
             match n.kind() {
                 rustix::fs::FileType::Directory => return Ok(Some(())),
-                rustix::fs::FileType::RegularFile => {
-                    if n.stat.st_nlink <= 1 || self.1.insert(walk::inode_key(n.stat)) {
-                        self.0 += 1;
-                    }
+                rustix::fs::FileType::RegularFile
+                    if n.stat.st_nlink <= 1 || self.1.insert(walk::inode_key(n.stat)) =>
+                {
+                    self.0 += 1;
                 }
                 _ => {}
             }

@@ -207,7 +207,9 @@ fn check_plain_xattr_name(name: &str) -> Result<(), NameError> {
 }
 
 /// Reads the sidecar of long backing name `hashed` in the open backing
-/// directory `dir`, refusing one longer than any sidecar strata writes.
+/// directory `dir`, reading no more than [`SIDECAR_MAX`] + 1 bytes: a
+/// larger file (damaged or planted) is refused with
+/// [`std::io::ErrorKind::InvalidData`], as is one that is not text.
 pub fn read_sidecar_at(dir: &crate::backing::Dir, hashed: &OsStr) -> std::io::Result<String> {
     let raw = dir.read_small(&sidecar_name(hashed), SIDECAR_MAX)?;
     String::from_utf8(raw)

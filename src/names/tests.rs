@@ -154,6 +154,35 @@ fn long_name_round_trips_via_its_sidecar() {
     ));
 }
 
+#[test]
+fn sidecars_are_read_only_up_to_the_longest_name_they_can_hold() {
+    let c = cipher();
+    let dir = tempfile::tempdir().expect("tmp");
+    // The longest name's sidecar fits the bound and reads back.
+    let backing = c
+        .encrypt(&DIR_A, OsStr::new(&"n".repeat(NAME_MAX)))
+        .expect("encrypt");
+    let (side, contents) = backing.sidecar().expect("long");
+    assert!(contents.len() <= SIDECAR_MAX, "{}", contents.len());
+    std::fs::write(dir.path().join(&side), contents).expect("write");
+    let hashed = backing.entry_name();
+    let d = crate::backing::Dir::open(dir.path()).expect("open");
+    assert_eq!(read_sidecar_at(&d, hashed).expect("read"), contents);
+    // A planted sidecar of 64 MiB is refused after reading one byte past
+    // the bound, with a line naming it.
+    let f = std::fs::File::create(dir.path().join(&side)).expect("create");
+    f.set_len(64 << 20).expect("grow");
+    let e = read_sidecar_at(&d, hashed).expect_err("oversized");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        e.to_string().ends_with(&format!(
+            "{} is longer than {SIDECAR_MAX} bytes",
+            side.to_string_lossy()
+        )),
+        "{e}"
+    );
+}
+
 const PINNED_LONG: &str = "~L6NTnbzxaKngFjaXuwBAB7MhMjAcBBCCaeh_ovkqp8TU";
 
 #[test]

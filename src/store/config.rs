@@ -7,6 +7,17 @@
 //! key is refused at mount as tampering. `generation` is bumped at every
 //! write and recorded in the vault, so rolling the file back to an older copy
 //! is refused too.
+//!
+//! A write has three steps, so that no crash leaves a window in which an
+//! older config is accepted: the new config is staged durably as
+//! `strata.conf.next` ([`Config::stage`]), the vault records its generation,
+//! and only then does it replace `strata.conf` ([`Config::install_staged`]).
+//! A crash before the vault's record leaves the old config in force (the
+//! staged one is ignored and overwritten by the next write); a crash after
+//! it leaves `strata.conf` one generation behind the vault with the staged
+//! config beside it, which `store::read_authenticated` takes as the current
+//! one (it is the write the crash interrupted: tagged, and of exactly the
+//! generation the vault recorded).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +41,8 @@ pub const HEADERS_AT_CREATE: u16 = 3;
 
 /// File name of the config inside a store.
 pub const CONFIG_NAME: &str = "strata.conf";
+/// File name of a config staged for writing (see the module documentation).
+pub const STAGED_NAME: &str = "strata.conf.next";
 
 /// The kind of a disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,13 +266,28 @@ impl Config {
             }
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
+        Self::parse(path, &text)
+    }
+
+    /// Reads and parses the staged config, if there is one (not yet
+    /// authenticated).
+    pub fn read_staged(store: &Path) -> Result<Option<Config>, ConfigError> {
+        let path = store.join(STAGED_NAME);
+        match std::fs::read(&path) {
+            Ok(text) => Self::parse(path, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ConfigError::Io { path, source }),
+        }
+    }
+
+    fn parse(path: PathBuf, text: &[u8]) -> Result<Config, ConfigError> {
         let corrupt = |e: serde_json::Error| ConfigError::Corrupt {
             path: path.clone(),
             what: e.to_string(),
         };
         // Look at the version first so that a newer format is named as such
         // rather than as a parse error.
-        let value: serde_json::Value = serde_json::from_slice(&text).map_err(corrupt)?;
+        let value: serde_json::Value = serde_json::from_slice(text).map_err(corrupt)?;
         match value.get("format").and_then(|v| v.as_u64()) {
             Some(v) if v > u64::from(STORE_FORMAT) => {
                 return Err(ConfigError::NewerFormat { path, version: v })
@@ -305,9 +333,10 @@ impl Config {
         }
     }
 
-    /// Bumps the generation, re-tags and writes the config atomically,
-    /// keeping the previous file as `strata.conf.bak`.
-    pub fn write(&mut self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
+    /// Bumps the generation, re-tags the config and writes it durably as
+    /// the staged config `strata.conf.next`; `strata.conf` is untouched
+    /// until [`Config::install_staged`].
+    pub fn stage(&mut self, store: &Path, material: &Key32) -> Result<(), ConfigError> {
         self.generation += 1;
         // Format 2 only adds snapshots and images: a format 1 store without
         // them is still written as format 1, which older strata read. From
@@ -320,26 +349,35 @@ impl Config {
             2
         };
         self.tag = self.body_tag(material);
-        let path = Self::path(store);
+        let path = store.join(STAGED_NAME);
         let text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Corrupt {
             path: path.clone(),
             what: e.to_string(),
         })?;
-        if path.exists() {
-            crate::store::atomic_write(
-                &store.join(format!("{CONFIG_NAME}.bak")),
-                &std::fs::read(&path).map_err(|source| ConfigError::Io {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
-            .map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        }
         crate::store::atomic_write(&path, format!("{text}\n").as_bytes())
             .map_err(|source| ConfigError::Io { path, source })
+    }
+
+    /// Puts the staged config in place: the current `strata.conf` is kept as
+    /// `strata.conf.bak`, then the staged file is renamed over it and the
+    /// directory fsynced.
+    pub fn install_staged(store: &Path) -> Result<(), ConfigError> {
+        let path = Self::path(store);
+        let staged = store.join(STAGED_NAME);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ConfigError::Io { path, source }
+        };
+        match std::fs::read(&path) {
+            Ok(old) => crate::store::atomic_write(&store.join(format!("{CONFIG_NAME}.bak")), &old)
+                .map_err(io(&path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+        std::fs::rename(&staged, &path).map_err(io(&staged))?;
+        std::fs::File::open(store)
+            .and_then(|d| d.sync_all())
+            .map_err(io(store))
     }
 
     /// The disk named `name`.

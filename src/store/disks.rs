@@ -60,8 +60,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Adds a disk to the store (offline or online: a running mount shows it
-/// after the next mount).
+/// Adds a disk to the store (offline: the caller holds the store's lock).
 pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskConfig, StoreError> {
     let mut config = super::read_authenticated(store, vault)?;
     let invalid = |m: String| Err(StoreError::Invalid(m));

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod disks;
+pub mod lock;
 pub mod presets;
 pub mod rekey;
 pub mod rotation;
@@ -25,6 +26,7 @@ pub use config::{
     Config, ConfigError, DiskConfig, DiskKind, ImageConfig, KeyRef, Scope, SnapshotConfig,
     StorageMode, WrappedDek,
 };
+pub use lock::StoreLock;
 pub use presets::Preset;
 
 /// Errors of store operations.
@@ -84,6 +86,18 @@ pub enum StoreError {
     /// `init` on a directory that is already a store or not empty.
     #[error("{0} already exists and is not empty; choose a new directory for the store")]
     Exists(PathBuf),
+    /// The store is mounted, or an offline command is working on it.
+    #[error("store {} is {by}: {what}; {}", .store.display(), in_use_hint(*.mounted))]
+    InUse {
+        /// Store.
+        store: PathBuf,
+        /// Who holds it ("mounted on M (daemon pid P)", "in use by …").
+        by: String,
+        /// Whether the holder is a mount.
+        mounted: bool,
+        /// What needs the store to itself.
+        what: String,
+    },
     /// Bad request.
     #[error("{0}")]
     Invalid(String),
@@ -95,6 +109,14 @@ pub enum StoreError {
         /// Error.
         source: std::io::Error,
     },
+}
+
+fn in_use_hint(mounted: bool) -> &'static str {
+    if mounted {
+        "unmount it first"
+    } else {
+        "try again when it has finished"
+    }
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -281,17 +303,30 @@ pub fn new_wrapped_dek(
     })
 }
 
-/// Writes the config (new generation, new tag) and records the generation
-/// in the vault.
+/// The key material that tags `config` (its `auth_key`'s version).
+pub fn config_material(store: &Path, config: &Config, vault: &Vault) -> Result<Key32, StoreError> {
+    stored_material(vault, store, &config.auth_key).map(Key32::duplicate)
+}
+
+/// Writes the config (new generation, new tag) so that no older one is
+/// accepted after any crash: staged first, then its generation recorded in
+/// the vault, then put in place (see [`config`]).
 pub(crate) fn save_config(
     store: &Path,
     config: &mut Config,
     vault: &mut Vault,
 ) -> Result<(), StoreError> {
     let material = stored_material(vault, store, &config.auth_key)?.duplicate();
-    config.write(store, &material)?;
+    // A write a crash interrupted after the vault recorded it is finished
+    // first: staging over it would lose the only copy of the config the
+    // vault expects.
+    finish_pending(store, vault)?;
+    config.stage(store, &material)?;
+    crate::faults::crash_point("config-staged");
     vault.set_store_generation(&config.store_id, config.generation);
     vault.save()?;
+    crate::faults::crash_point("config-generation-recorded");
+    Config::install_staged(store)?;
     Ok(())
 }
 
@@ -359,6 +394,22 @@ impl From<crate::backing::walk::WalkError> for StoreError {
 /// Path of a disk's backing root.
 pub fn disk_root(store: &Path, disk: &str) -> PathBuf {
     store.join("disks").join(disk)
+}
+
+/// Creates the store directory with mode 0700 (or sets an existing, empty
+/// one to it): only its owner, the daemon's user, reads the backing files.
+/// `--allow-other` lets other users through the mount, not into the store.
+fn make_store_dir(store: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(store) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && store.is_dir() => {}
+        Err(e) => return Err(io(store)(e)),
+    }
+    std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700)).map_err(io(store))
 }
 
 /// Options of `init`.
@@ -493,7 +544,7 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
         images: Vec::new(),
         tag: String::new(),
     };
-    std::fs::create_dir_all(store).map_err(io(store))?;
+    make_store_dir(store)?;
     for d in &config.disks {
         let root = disk_root(store, &d.name);
         std::fs::create_dir_all(&root).map_err(io(&root))?;
@@ -501,10 +552,9 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
             write_dirid(&root).map_err(io(&root))?;
         }
     }
-    let material = key_material(vault, store, "config", &auth_key)?.duplicate();
-    config.write(store, &material)?;
-    vault.set_store_generation(&config.store_id, config.generation);
-    vault.save()?;
+    // The platform key must be enabled to tag a new store's config.
+    key_material(vault, store, "config", &auth_key)?;
+    save_config(store, &mut config, vault)?;
     Ok(config)
 }
 
@@ -546,11 +596,53 @@ pub fn authenticate(store: &Path, config: &Config, vault: &Vault) -> Result<(), 
     Ok(())
 }
 
-/// Reads the config of `store` and authenticates it with `vault`.
+/// Reads the config of `store` and authenticates it with `vault`. When
+/// `strata.conf` is one step behind the vault's record because a write was
+/// interrupted after the vault recorded it, the staged config of exactly
+/// that generation is the current one (see [`config`]).
 pub fn read_authenticated(store: &Path, vault: &Vault) -> Result<Config, StoreError> {
     let config = Config::read(store)?;
-    authenticate(store, &config, vault)?;
-    Ok(config)
+    match authenticate(store, &config, vault) {
+        Ok(()) => Ok(config),
+        Err(StoreError::Config(ConfigError::RolledBack { expected, .. })) => {
+            match Config::read_staged(store) {
+                Ok(Some(staged))
+                    if staged.generation == expected
+                        && authenticate(store, &staged, vault).is_ok() =>
+                {
+                    Ok(staged)
+                }
+                _ => authenticate(store, &config, vault).map(|()| config),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Finishes a config write that a crash interrupted after the vault
+/// recorded it (see [`config`]): puts the staged config in place. Only for
+/// the holder of the store's lock. Returns whether there was one.
+pub fn finish_interrupted_write(
+    store: &Path,
+    vault: &Vault,
+    _lock: &StoreLock,
+) -> Result<bool, StoreError> {
+    finish_pending(store, vault)
+}
+
+fn finish_pending(store: &Path, vault: &Vault) -> Result<bool, StoreError> {
+    let on_disk = match Config::read(store) {
+        Ok(c) => c,
+        // A new store (init) has nothing to finish.
+        Err(ConfigError::NotAStore(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let current = read_authenticated(store, vault)?;
+    if current.generation == on_disk.generation {
+        return Ok(false);
+    }
+    Config::install_staged(store)?;
+    Ok(true)
 }
 
 /// Reads, authenticates and unlocks a store with `vault`.

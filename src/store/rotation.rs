@@ -77,10 +77,7 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
         config.auth_key.version = v;
     }
     if !changes.is_empty() {
-        let material = stored_material(vault, store, &config.auth_key)?.duplicate();
-        config.write(store, &material)?;
-        vault.set_store_generation(&config.store_id, config.generation);
-        vault.save()?;
+        super::save_config(store, &mut config, vault)?;
     }
     Ok(changes)
 }
@@ -120,9 +117,8 @@ pub fn due(config: &Config, vault: &Vault) -> Vec<(String, u64)> {
 /// Rotates every key of the store that is due, then rewraps. Returns one
 /// line per action.
 pub fn rotate_due(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
-    let config = Config::read(store)?;
     // Decide nothing from a config that is not authentic.
-    super::authenticate(store, &config, vault)?;
+    let config = super::read_authenticated(store, vault)?;
     let now = super::now();
     let mut actions = Vec::new();
     for (name, due_at) in due(&config, vault) {

@@ -63,6 +63,35 @@ pub enum VaultError {
     #[error("invalid Argon2id parameters: {0}")]
     InvalidKdfParams(String),
 
+    /// A key slot's Argon2id parameters are below the floor or above the
+    /// ceiling; refused before any derivation.
+    #[error("vault {}: the {slot} slot's Argon2id parameters are refused: {what}", path.display())]
+    RefusedKdf {
+        /// The vault file.
+        path: PathBuf,
+        /// Which slot: `passphrase` or `recovery`.
+        slot: &'static str,
+        /// Which parameter, its value and the limit.
+        what: String,
+    },
+
+    /// A new passphrase shorter than the minimum.
+    #[error("the new passphrase has {0} characters; use at least 8")]
+    WeakPassphrase(usize),
+
+    /// A change that replaces the master key while a running mount holds it.
+    #[error("vault {} is in use by a running mount: unmount the stores that use it first (the mount holds the master key this change replaces, and would stop seeing revocations)", .0.display())]
+    InUse(PathBuf),
+
+    /// A mount could not take its hold on the vault because a master-key
+    /// change is running.
+    #[error("vault {} is being given a new master key (vault passwd or recovery-key): try again when it is done", .0.display())]
+    BeingChanged(PathBuf),
+
+    /// A recovery key given to be kept that does not open the vault.
+    #[error("the recovery key given to keep does not open vault {}: check it, or replace it with --new-recovery-key", .0.display())]
+    RecoveryKeyToKeepIsWrong(PathBuf),
+
     /// A key name outside `[A-Za-z0-9._-]{1,64}`.
     #[error("invalid key name {0:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ -")]
     InvalidKeyName(String),

@@ -4,8 +4,11 @@
 //!
 //! Writers take an exclusive `flock` on `PATH.lock` for the whole sequence,
 //! so two processes saving at once cannot interleave their writes to the
-//! shared temporary names and put a torn file in place. The lock file is
-//! never removed (removing it would let a late writer lock a deleted inode).
+//! shared temporary names and put a torn file in place. A running mount
+//! holds a shared `flock` on `PATH.inuse` for its life; a change of the
+//! master key takes it exclusively and is refused while any mount holds it.
+//! Lock files are never removed (removing one would let a late locker lock
+//! a deleted inode); they hold no data.
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -83,6 +86,62 @@ fn lock(path: &Path) -> Result<File, VaultError> {
     Ok(f)
 }
 
+/// The lock that says running mounts hold this vault's master key: taken
+/// shared by each mount for its life (non-blocking: refused only while a
+/// master-key change runs) and exclusively by a master-key change (refused
+/// while any mount holds it). Released when the file is closed, which the
+/// kernel does when the process dies however it dies.
+///
+/// A mount whose vault sits in a directory it cannot write (read-only
+/// media) takes no hold when the lock file does not exist: nobody can
+/// change that vault's master key either, since a change renames files in
+/// that directory.
+pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<Option<File>, VaultError> {
+    use rustix::fs::FlockOperation;
+    let lock_path = with_suffix(path, ".inuse");
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path);
+    let read_only_dir = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        )
+    };
+    let f = match opened {
+        Ok(f) => f,
+        Err(e) if !exclusive && read_only_dir(&e) => {
+            match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e2) if e2.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e2) => return Err(VaultError::io(&lock_path, e2)),
+            }
+        }
+        Err(e) => return Err(VaultError::io(&lock_path, e)),
+    };
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(&f, op) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) if exclusive => {
+            Err(VaultError::InUse(path.to_path_buf()))
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(VaultError::BeingChanged(path.to_path_buf())),
+        Err(e) => Err(VaultError::io(&lock_path, e.into())),
+    }
+}
+
 /// Fsyncs the directory holding `path`, so that a rename in it is durable.
 fn sync_dir(path: &Path) -> Result<(), VaultError> {
     let dir = parent_dir(path);
@@ -115,6 +174,39 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     })();
     if result.is_err() {
         // Best effort: the error being returned is the one that matters.
+        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(&bak_tmp);
+    }
+    result
+}
+
+/// Replaces the file at `path` and its backup `PATH.bak` both with `bytes`,
+/// for a change of the master key: no copy that an old secret opens is
+/// left under any name this code writes. Each name is still replaced
+/// atomically, the backup first: a crash before the last rename leaves
+/// `PATH` as it was (the change did not happen, and the old secret still
+/// opens it), after it both names hold the new file. Leftover temporary
+/// files are overwritten on the way. (Blocks the filesystem freed are not
+/// wiped: a copy on the raw device, in a filesystem snapshot or in a
+/// backup of the directory outlives this.)
+pub(crate) fn replace_with_backup(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    let tmp = with_suffix(path, ".tmp");
+    let bak = with_suffix(path, ".bak");
+    let bak_tmp = with_suffix(path, ".bak.tmp");
+    let _lock = lock(path)?;
+    let result = (|| {
+        write_synced(&tmp, bytes)?;
+        write_synced(&bak_tmp, bytes)?;
+        fs::rename(&bak_tmp, &bak).map_err(|e| VaultError::io(&bak, e))?;
+        // The backup's rename is durable before the file's: a power loss can
+        // never keep the new file and lose the new backup (leaving the old
+        // one, which the old secret opens).
+        sync_dir(path)?;
+        crate::faults::crash_point("vault-backup-replaced");
+        fs::rename(&tmp, path).map_err(|e| VaultError::io(path, e))?;
+        sync_dir(path)
+    })();
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
         let _ = fs::remove_file(&bak_tmp);
     }

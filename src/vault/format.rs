@@ -43,7 +43,9 @@
 //!
 //! Parsing checks, in order: the magic (else `NotAVault`), the version
 //! (newer: `NewerFormat`), the length of the header, the checksum, the
-//! flags, each slot, and finally that the body length matches the file.
+//! flags, each slot (its Argon2id parameters against the floor and the
+//! ceiling: `RefusedKdf`, before any derivation), and finally that the body
+//! length matches the file.
 
 use std::path::Path;
 
@@ -115,14 +117,6 @@ impl Header {
     /// The slot of `kind`, if the header has one.
     pub(crate) fn slot(&self, kind: SlotKind) -> Option<&Slot> {
         self.slots.iter().find(|s| s.kind == kind)
-    }
-
-    /// Replaces the slot of the same kind, or adds it.
-    pub(crate) fn put_slot(&mut self, slot: Slot) {
-        match self.slots.iter_mut().find(|s| s.kind == slot.kind) {
-            Some(s) => *s = slot,
-            None => self.slots.push(slot),
-        }
     }
 
     /// The header bytes `0..H+32`, checksum included: the body's associated
@@ -271,11 +265,10 @@ pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>, Vaul
             iterations: c.u32().ok_or_else(|| short("slots"))?,
             parallelism: c.u32().ok_or_else(|| short("slots"))?,
         };
-        kdf.check().map_err(|e| {
-            corrupt(format!(
-                "{} slot has out-of-range Argon2id parameters: {e}",
-                kind.name()
-            ))
+        kdf.check().map_err(|what| VaultError::RefusedKdf {
+            path: path.to_path_buf(),
+            slot: kind.name(),
+            what,
         })?;
         slots.push(Slot {
             kind,
@@ -315,7 +308,7 @@ mod tests {
         let slot = |kind| Slot {
             kind,
             kdf: KdfParams {
-                memory_kib: 256,
+                memory_kib: 1024,
                 iterations: 1,
                 parallelism: 1,
             },
@@ -340,7 +333,7 @@ mod tests {
         assert_eq!(&enc[12..28], &[9; 16]);
         assert_eq!(enc[28], 2);
         assert_eq!(enc[29], 1);
-        assert_eq!(&enc[30..34], &256u32.to_le_bytes());
+        assert_eq!(&enc[30..34], &1024u32.to_le_bytes());
         assert_eq!(&enc[29 + 13..29 + 29], &[1; 16]);
         assert_eq!(&enc[29 + 29..29 + 53], &[2; 24]);
         assert_eq!(&enc[29 + 53..29 + 101], &[3; 48]);
@@ -385,7 +378,11 @@ mod tests {
         let mut b = file.clone();
         b[29 + 5..29 + 9].copy_from_slice(&u32::MAX.to_le_bytes());
         let e = parse(Path::new("v"), &rehash(b)).expect_err("kdf");
-        assert!(e.to_string().contains("iterations"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("passphrase slot's Argon2id parameters are refused: 4294967295 passes is above the ceiling of 10"),
+            "{e}"
+        );
 
         let mut b = file;
         b[28] = 0;

@@ -8,25 +8,36 @@
 //! slot's wrapping key is Argon2id of its secret under the slot's own salt
 //! and cost parameters. The byte layout is documented in `format.rs`.
 //!
-//! * Changing the passphrase rewrites only the passphrase slot; the VMK stays
-//!   and the body is re-sealed under a fresh nonce.
+//! * Changing the passphrase or the recovery key ([`Vault::change_secrets`])
+//!   makes a new VMK, new slots for both secrets and re-seals the body under
+//!   the new VMK: the old secret opens neither the new file nor its backup,
+//!   and a VMK learned from an old copy opens no later version. Since the
+//!   recovery slot must be re-made too, the caller passes the recovery key
+//!   to keep (checked with [`Vault::check_recovery_key`]) or a new one.
+//!   Refused while a running mount holds the vault ([`Vault::hold_for_mount`]):
+//!   it keeps the old VMK to follow the file.
 //! * A passphrase slot that does not open means [`VaultError::WrongPassphrase`];
 //!   a header whose checksum fails, or a body that does not authenticate once
 //!   the slot has opened, means [`VaultError::Corrupt`].
 //! * Every save replaces the file atomically and keeps the previous file as
-//!   `PATH.bak`. The backup holds the previous passphrase slot, so after a
-//!   passphrase change the old passphrase still opens the backup (and, since
-//!   the VMK is unchanged, anyone who once opened a copy of the vault keeps
-//!   its VMK: a new passphrase guards the file from now on, it does not
-//!   revoke past access).
+//!   `PATH.bak` (same secrets, one change older: a fallback if the file is
+//!   later damaged). A change of secrets writes the new file under both
+//!   names instead, so no backup is left that the old secret opens. It does
+//!   not revoke past access to the keys themselves: whoever opened an old
+//!   copy learned the vault keys in it, which rotation and re-keying replace.
 //! * Changes made through [`Vault`]'s methods live in memory until
-//!   [`Vault::save`] (or [`Vault::change_passphrase`], which saves).
+//!   [`Vault::save`] (or [`Vault::change_secrets`], which saves).
 //!   Saves from several processes are serialized by a lock on `PATH.lock`,
 //!   so the file is never torn, but each save writes its own in-memory
 //!   contents: the last save wins. [`Vault::reload`] picks up another
 //!   process's save, dropping unsaved changes.
 //!
 //! # Key derivation cost
+//!
+//! Every slot's Argon2id parameters lie between a floor (1 MiB, 1 pass) and
+//! a ceiling (1 GiB, 10 passes, 16 lanes), checked when a slot is written
+//! and when a header is parsed, before any derivation ([`KdfParams::check`]).
+//! New passphrases have at least 8 characters.
 //!
 //! [`KdfParams::default`] is Argon2id with 64 MiB of memory, 3 passes and 1
 //! lane, the same for both slots. In a release build on a 2-core x86-64 VM
@@ -56,7 +67,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use error::VaultError;
 pub use keys::{KeyKind, KeyVersion, UnknownKeyKind, VaultKey, MAX_KEY_NAME_LEN};
 pub use recovery::RecoveryKey;
-pub use seal::{KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM};
+pub use seal::{
+    check_new_passphrase, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM,
+    MIN_ITERATIONS, MIN_MEMORY_KIB, MIN_PASSPHRASE_CHARS, RECOMMENDED_ITERATIONS,
+    RECOMMENDED_MEMORY_KIB,
+};
 
 use body::Body;
 use format::{Header, Parsed, Slot, SlotKind, ID_LEN};
@@ -98,6 +113,11 @@ fn make_slot(
     })
 }
 
+/// A running mount's hold on its vault: while any exists, a change of the
+/// master key is refused. Released on drop, or when the process dies.
+#[derive(Debug)]
+pub struct MountHold(#[allow(dead_code)] Option<std::fs::File>);
+
 /// Opens and parses the sealed body of a parsed file.
 fn open_body(path: &Path, vmk: &Key32, parsed: &Parsed<'_>) -> Result<Body, VaultError> {
     let text =
@@ -123,6 +143,7 @@ impl Vault {
         kdf: KdfParams,
     ) -> Result<(Vault, RecoveryKey), VaultError> {
         kdf.check().map_err(VaultError::InvalidKdfParams)?;
+        check_new_passphrase(passphrase.expose())?;
         if std::fs::symlink_metadata(path).is_ok() {
             return Err(VaultError::Exists(path.to_path_buf()));
         }
@@ -144,7 +165,7 @@ impl Vault {
                 store_generations: BTreeMap::new(),
             },
         };
-        let bytes = vault.encode(&vault.header)?;
+        let bytes = vault.encode(&vault.header, &vault.vmk)?;
         file::create(path, &bytes)?;
         Ok((vault, recovery))
     }
@@ -187,14 +208,14 @@ impl Vault {
     }
 
     /// The whole file for `header` and the current contents, body sealed
-    /// under a fresh nonce.
-    fn encode(&self, header: &Header) -> Result<Vec<u8>, VaultError> {
+    /// under `vmk` with a fresh nonce.
+    fn encode(&self, header: &Header, vmk: &Key32) -> Result<Vec<u8>, VaultError> {
         let aad = header.encode();
         let mut buf = self
             .body
             .to_json(seal::TAG_LEN)
             .map_err(|what| VaultError::corrupt(&self.path, what))?;
-        let nonce = seal::seal_body(&self.vmk, &aad, &mut buf);
+        let nonce = seal::seal_body(vmk, &aad, &mut buf);
         format::assemble(&aad, &nonce, &buf).ok_or_else(|| {
             VaultError::corrupt(
                 &self.path,
@@ -208,31 +229,106 @@ impl Vault {
     /// renamed over `PATH` and the directory fsynced. A failure at any point
     /// leaves `PATH` as it was.
     pub fn save(&self) -> Result<(), VaultError> {
-        let bytes = self.encode(&self.header)?;
+        let bytes = self.encode(&self.header, &self.vmk)?;
         file::replace(&self.path, &bytes)
     }
 
-    /// Replaces the passphrase with `new` (its slot derived with `kdf`) and
-    /// saves, along with any other unsaved change. The VMK, the recovery
-    /// slot and the keys are unchanged. On error nothing changes, in memory
-    /// or on disk.
-    pub fn change_passphrase(
+    /// Argon2id parameters of the slot of `kind`, if there is one.
+    fn slot_kdf(&self, kind: SlotKind) -> Option<KdfParams> {
+        self.header.slot(kind).map(|s| s.kdf)
+    }
+
+    /// Argon2id parameters of the passphrase slot.
+    pub fn passphrase_kdf(&self) -> Option<KdfParams> {
+        self.slot_kdf(SlotKind::Passphrase)
+    }
+
+    /// Argon2id parameters of the recovery slot.
+    pub fn recovery_kdf(&self) -> Option<KdfParams> {
+        self.slot_kdf(SlotKind::Recovery)
+    }
+
+    /// Checks that `key` opens this vault's recovery slot (one Argon2id
+    /// derivation), so that a recovery key passed to [`Vault::change_secrets`]
+    /// to be kept is the one the user holds, not a mistyped one.
+    pub fn check_recovery_key(&self, key: &RecoveryKey) -> Result<(), VaultError> {
+        let wrong = || VaultError::RecoveryKeyToKeepIsWrong(self.path.clone());
+        let slot = self.header.slot(SlotKind::Recovery).ok_or_else(wrong)?;
+        let kek = seal::derive_kek(key.secret(), &slot.salt, slot.kdf)?;
+        let vmk = seal::unwrap_vmk(
+            &kek,
+            &slot.nonce,
+            &slot.wrapped,
+            &format::slot_ad(&self.header.id, SlotKind::Recovery),
+        )
+        .ok_or_else(wrong)?;
+        if vmk != self.vmk {
+            return Err(wrong());
+        }
+        Ok(())
+    }
+
+    /// Fails with [`VaultError::InUse`] when a running mount holds the vault
+    /// at `path` now, so that a change of secrets can be refused before the
+    /// user types anything; [`Vault::change_secrets`] checks again.
+    pub fn check_not_held(path: &Path) -> Result<(), VaultError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        file::lock_in_use(path, true).map(drop)
+    }
+
+    /// Takes the running mount's hold on the vault (see [`MountHold`]).
+    /// Refused only while a change of the master key runs.
+    pub fn hold_for_mount(&self) -> Result<MountHold, VaultError> {
+        file::lock_in_use(&self.path, false).map(MountHold)
+    }
+
+    /// Gives the vault a new master key and new slots for `passphrase` and
+    /// `recovery` (each the current secret to keep or a new one), re-seals
+    /// the body (with any other unsaved change) under the new master key,
+    /// and writes the result as both the file and its backup. Afterwards
+    /// no secret but these two opens either file, and the old master key
+    /// opens neither. Refused while a running mount holds the vault
+    /// ([`VaultError::InUse`]). On error nothing changes in memory, and the
+    /// file is either as it was or fully changed.
+    pub fn change_secrets(
         &mut self,
-        new: &SecretBytes,
-        kdf: KdfParams,
+        passphrase: &SecretBytes,
+        passphrase_kdf: KdfParams,
+        recovery: &RecoveryKey,
+        recovery_kdf: KdfParams,
     ) -> Result<(), VaultError> {
-        let slot = make_slot(
-            &self.header.id,
-            &self.vmk,
-            SlotKind::Passphrase,
-            new.expose(),
-            kdf,
-        )?;
-        let mut header = self.header.clone();
-        header.put_slot(slot);
-        let bytes = self.encode(&header)?;
-        file::replace(&self.path, &bytes)?;
+        passphrase_kdf
+            .check()
+            .map_err(VaultError::InvalidKdfParams)?;
+        recovery_kdf.check().map_err(VaultError::InvalidKdfParams)?;
+        let _no_mounts = file::lock_in_use(&self.path, true)?;
+        let vmk = Key32::random();
+        let id = self.header.id;
+        let header = Header {
+            id,
+            slots: vec![
+                make_slot(
+                    &id,
+                    &vmk,
+                    SlotKind::Passphrase,
+                    passphrase.expose(),
+                    passphrase_kdf,
+                )?,
+                make_slot(
+                    &id,
+                    &vmk,
+                    SlotKind::Recovery,
+                    recovery.secret(),
+                    recovery_kdf,
+                )?,
+            ],
+        };
+        let bytes = self.encode(&header, &vmk)?;
+        file::replace_with_backup(&self.path, &bytes)?;
         self.header = header;
+        self.vmk = vmk;
         Ok(())
     }
 

@@ -18,21 +18,37 @@ pub(crate) const SALT_LEN: usize = 16;
 /// Length of a wrapped VMK: 32 bytes of ciphertext then the tag.
 pub(crate) const WRAPPED_LEN: usize = 32 + TAG_LEN;
 
-/// Largest accepted Argon2id memory cost: 4 GiB.
-pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
-/// Largest accepted Argon2id pass count.
-pub const MAX_ITERATIONS: u32 = 256;
+/// Smallest accepted Argon2id memory cost: 1 MiB. Below it a guess costs
+/// next to nothing; the oldest vaults strata wrote (its format-1 example
+/// store) used exactly this, so they keep opening.
+pub const MIN_MEMORY_KIB: u32 = 1024;
+/// Smallest accepted Argon2id pass count.
+pub const MIN_ITERATIONS: u32 = 1;
+/// Largest accepted Argon2id memory cost: 1 GiB.
+pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+/// Largest accepted Argon2id pass count. With [`MAX_MEMORY_KIB`] one
+/// derivation takes about 7 s on a 2-core x86-64 VM: the most a damaged or
+/// hostile vault header can make strata spend before it refuses.
+pub const MAX_ITERATIONS: u32 = 10;
 /// Largest accepted Argon2id lane count.
-pub const MAX_PARALLELISM: u32 = 64;
+pub const MAX_PARALLELISM: u32 = 16;
+/// Argon2id settings below this memory (KiB) or [`RECOMMENDED_ITERATIONS`]
+/// passes are accepted but warned about when a slot is written: OWASP's
+/// smallest recommended Argon2id configuration (19 MiB, 2 passes).
+pub const RECOMMENDED_MEMORY_KIB: u32 = 19 * 1024;
+/// See [`RECOMMENDED_MEMORY_KIB`].
+pub const RECOMMENDED_ITERATIONS: u32 = 2;
+/// Shortest passphrase accepted for a new slot, in characters.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
 /// Argon2id cost parameters of one key slot.
 ///
 /// The default (64 MiB, 3 passes, 1 lane) is what `strata` uses unless told
 /// otherwise; see the [module documentation](super) for what it costs.
-/// Parameters are checked against [`MAX_MEMORY_KIB`], [`MAX_ITERATIONS`] and
-/// [`MAX_PARALLELISM`] (and Argon2's own minimums: at least one pass and lane,
-/// and 8 KiB of memory per lane) both when a slot is written and when one is
-/// read, so a damaged or hostile file cannot ask for unbounded work.
+/// Parameters are checked against a floor and a ceiling ([`KdfParams::check`])
+/// both when a slot is written and when one is read, before any derivation:
+/// a vault that makes guessing nearly free is refused, and a damaged or
+/// hostile file cannot ask for more than seconds of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     /// Memory cost in KiB.
@@ -64,30 +80,69 @@ impl std::fmt::Display for KdfParams {
 }
 
 impl KdfParams {
-    /// Checks the parameters against the accepted ranges; the error says which
-    /// one is out of range.
+    /// Checks the parameters against the floor ([`MIN_MEMORY_KIB`],
+    /// [`MIN_ITERATIONS`], one lane) and the ceiling ([`MAX_MEMORY_KIB`],
+    /// [`MAX_ITERATIONS`], [`MAX_PARALLELISM`]), and Argon2's own rule of
+    /// 8 KiB of memory per lane. The error is one line naming the value, the
+    /// limit and which side it is on. Costs nothing: callers check before
+    /// any derivation.
     pub fn check(&self) -> Result<(), String> {
-        if self.parallelism == 0 || self.parallelism > MAX_PARALLELISM {
+        if self.parallelism == 0 {
+            return Err("parallelism 0 is below the floor of 1 lane".into());
+        }
+        if self.parallelism > MAX_PARALLELISM {
             return Err(format!(
-                "parallelism {} is outside 1..={MAX_PARALLELISM}",
+                "parallelism {} is above the ceiling of {MAX_PARALLELISM} lanes",
                 self.parallelism
             ));
         }
-        if self.iterations == 0 || self.iterations > MAX_ITERATIONS {
+        if self.iterations < MIN_ITERATIONS {
             return Err(format!(
-                "iterations {} is outside 1..={MAX_ITERATIONS}",
+                "{} passes is below the floor of {MIN_ITERATIONS}",
                 self.iterations
             ));
         }
-        let min_memory = 8 * self.parallelism;
-        if self.memory_kib < min_memory || self.memory_kib > MAX_MEMORY_KIB {
+        if self.iterations > MAX_ITERATIONS {
             return Err(format!(
-                "memory {} KiB is outside {min_memory}..={MAX_MEMORY_KIB} KiB",
+                "{} passes is above the ceiling of {MAX_ITERATIONS}",
+                self.iterations
+            ));
+        }
+        let floor = MIN_MEMORY_KIB.max(8 * self.parallelism);
+        if self.memory_kib < floor {
+            return Err(format!(
+                "memory {} KiB is below the floor of {floor} KiB",
+                self.memory_kib
+            ));
+        }
+        if self.memory_kib > MAX_MEMORY_KIB {
+            return Err(format!(
+                "memory {} KiB is above the ceiling of {MAX_MEMORY_KIB} KiB (1 GiB)",
                 self.memory_kib
             ));
         }
         Ok(())
     }
+
+    /// Whether the parameters reach OWASP's smallest recommended Argon2id
+    /// configuration ([`RECOMMENDED_MEMORY_KIB`], [`RECOMMENDED_ITERATIONS`]).
+    pub fn below_recommended(&self) -> bool {
+        self.memory_kib < RECOMMENDED_MEMORY_KIB || self.iterations < RECOMMENDED_ITERATIONS
+    }
+}
+
+/// Checks a new passphrase: at least [`MIN_PASSPHRASE_CHARS`] characters
+/// (bytes, when it is not UTF-8). Existing passphrases are never checked:
+/// a vault made before the rule keeps opening.
+pub fn check_new_passphrase(passphrase: &[u8]) -> Result<(), VaultError> {
+    let chars = match std::str::from_utf8(passphrase) {
+        Ok(s) => s.chars().count(),
+        Err(_) => passphrase.len(),
+    };
+    if chars < MIN_PASSPHRASE_CHARS {
+        return Err(VaultError::WeakPassphrase(chars));
+    }
+    Ok(())
 }
 
 /// Derives a slot's key-encryption key: Argon2id(secret, salt, params), 32 bytes.
