@@ -11,6 +11,7 @@ mod progress;
 mod secrets;
 mod snapshot;
 mod vault_cmd;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,15 @@ pub struct MountArgs {
     /// open and no request came; a busy mount is never unmounted.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle: Option<std::time::Duration>,
+    /// Seconds between two checks of the keys held by a key service (a
+    /// revocation there reaches this mount within about twice this).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub key_check_interval: u64,
+    /// Seconds a mount keeps serving from the keys in memory while their
+    /// key service cannot be reached; then the dependent disks are refused
+    /// until it answers again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub key_grace: u64,
     /// The vault.
     #[command(flatten)]
     pub vault: VaultArgs,
@@ -194,6 +204,11 @@ pub enum Command {
         /// Age in days after which platform keys rotate.
         #[arg(long, default_value_t = 90)]
         pmk_rotation_days: u32,
+        /// Customer key of the storage CMK layer and of the preset's scope,
+        /// instead of the preset's (cmk, fleet-cmk, max-cmk); it may be a key
+        /// held by a key service (made first with `vault key create`).
+        #[arg(long, value_name = "KEY")]
+        cmk: Option<String>,
         #[command(flatten)]
         vault: VaultArgs,
         #[command(flatten)]
@@ -662,14 +677,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             region,
             host,
             pmk_rotation_days,
+            cmk,
             vault,
             kdf,
         } => init::run(
             &store,
-            preset,
-            &region,
-            host,
-            pmk_rotation_days,
+            crate::store::InitOptions {
+                preset,
+                region,
+                host,
+                pmk_rotation_days,
+                cmk,
+            },
             &vault,
             &kdf,
         ),

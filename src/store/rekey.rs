@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef, StoreError,
-    WrappedDek,
+    disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, StoreError, WrappedDek,
 };
 use crate::backing::{read_dirid, write_dirid_value};
 use crate::file::{EncFile, FileCtx, OpenSpec};
@@ -215,18 +214,6 @@ fn plan(
     change: &Change,
     vault: &mut Vault,
 ) -> Result<Vec<WrappedDek>, StoreError> {
-    let newest = |vault: &Vault, name: &str| -> Result<KeyRef, StoreError> {
-        let v = vault
-            .key(name)
-            .and_then(|k| k.latest_enabled())
-            .ok_or_else(|| {
-                StoreError::Invalid(format!("vault key {name} has no enabled version"))
-            })?;
-        Ok(KeyRef {
-            name: name.to_string(),
-            version: v.version,
-        })
-    };
     let mut out = Vec::new();
     match change {
         Change::Rekey(layers) => {
@@ -238,14 +225,13 @@ fn plan(
                         layer.name()
                     ));
                 };
-                let key = newest(vault, &w.key.name)?;
                 out.push(new_wrapped_dek(
                     vault,
                     store,
                     &config.store_id,
                     &d.name,
                     *layer,
-                    key,
+                    &w.key.name,
                     w.generation + 1,
                 )?);
             }
@@ -261,7 +247,7 @@ fn plan(
                     config.region
                 ));
             }
-            let r = super::ensure_key(vault, key, crate::vault::KeyKind::Customer)?;
+            super::ensure_key(vault, key, crate::vault::KeyKind::Customer)?;
             vault.save()?;
             out.push(new_wrapped_dek(
                 vault,
@@ -269,7 +255,7 @@ fn plan(
                 &config.store_id,
                 &d.name,
                 Layer::Guest,
-                r,
+                key,
                 1,
             )?);
         }

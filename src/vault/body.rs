@@ -292,6 +292,7 @@ mod tests {
                             token_file: "/etc/token".into(),
                         },
                         manage: true,
+                        timeout_ms: None,
                     }),
                 },
             ],

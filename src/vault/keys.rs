@@ -134,6 +134,11 @@ pub struct ExternalKey {
     /// only wraps, unwraps, rewraps and reads the key's state.
     #[serde(default)]
     pub manage: bool,
+    /// How long one request may take, in milliseconds (default 5000); a
+    /// command or a mount gives the service six times that, over retries
+    /// and addresses, before it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
 }
 
 /// Whether `host` (of an `http://` address) is a loopback host.
@@ -209,9 +214,11 @@ impl ExternalKey {
             match address_host(a) {
                 Some(("https", _)) => {}
                 Some(("http", host)) if loopback_host(host) => {}
-                Some(("http", _)) => return Err(format!(
+                Some(("http", _)) => {
+                    return Err(format!(
                     "key service address {a}: plain http is accepted only on loopback; use https"
-                )),
+                ))
+                }
                 _ => {
                     return Err(format!(
                         "key service address {a:?}: expected https://HOST[:PORT]"
@@ -250,6 +257,12 @@ impl ExternalKey {
                 files.push(("role id file", role_id_file));
                 files.push(("secret id file", secret_id_file));
             }
+        }
+        if self
+            .timeout_ms
+            .is_some_and(|t| !(100..=600_000).contains(&t))
+        {
+            return Err("the request timeout must be between 100 ms and 10 minutes".into());
         }
         for (what, f) in files {
             if !f.is_absolute() {
@@ -348,6 +361,7 @@ mod tests {
                 token_file: "/etc/strata/token".into(),
             },
             manage: false,
+            timeout_ms: None,
         }
     }
 

@@ -504,6 +504,7 @@ fn external_keys_hold_no_material_and_refuse_local_operations() {
             secret_id_file: "/etc/strata/secret-id".into(),
         },
         manage: false,
+        timeout_ms: Some(2000),
     };
     v.create_external_key("fleet-cmk", svc.clone())
         .expect("create");
