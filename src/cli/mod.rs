@@ -172,6 +172,57 @@ impl VaultArgs {
     }
 }
 
+/// Where a customer key held by a key service lives and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Key service address, https://HOST[:PORT] (plain http only on
+    /// loopback); repeat it for each node of a cluster, tried in order.
+    #[arg(long = "kms-address", value_name = "URL")]
+    pub addresses: Vec<String>,
+    /// The key's name in the service [default: the vault key's name].
+    #[arg(long = "kms-key", value_name = "NAME")]
+    pub key: Option<String>,
+    /// Where the Transit engine is mounted.
+    #[arg(long = "kms-mount", value_name = "PATH", default_value = "transit")]
+    pub mount: String,
+    /// PEM file of the CA that signs the service's certificates [default:
+    /// the built-in public roots].
+    #[arg(long = "kms-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding a token (mode 0600), read again at every check.
+    #[arg(long = "kms-token-file", value_name = "FILE", conflicts_with_all = ["role_id_file", "secret_id_file"])]
+    pub token_file: Option<PathBuf>,
+    /// File holding an AppRole role id (mode 0600).
+    #[arg(
+        long = "kms-role-id-file",
+        value_name = "FILE",
+        requires = "secret_id_file"
+    )]
+    pub role_id_file: Option<PathBuf>,
+    /// File holding an AppRole secret id (mode 0600).
+    #[arg(
+        long = "kms-secret-id-file",
+        value_name = "FILE",
+        requires = "role_id_file"
+    )]
+    pub secret_id_file: Option<PathBuf>,
+    /// Where the AppRole auth method is mounted.
+    #[arg(
+        long = "kms-approle-mount",
+        value_name = "PATH",
+        default_value = "approle"
+    )]
+    pub approle_mount: String,
+    /// Let strata administer the key in the service: make it if missing,
+    /// rotate, disable, enable, set its rotation period.
+    #[arg(long = "kms-manage")]
+    pub manage: bool,
+    /// How long one request to the service may take, in milliseconds (a
+    /// command or a mount allows six times that over retries and failover).
+    #[arg(long = "kms-timeout-ms", value_name = "MS", default_value_t = 5000)]
+    pub timeout_ms: u32,
+}
+
 /// Argon2id parameters for a new vault.
 #[derive(Debug, Clone, Args)]
 pub struct KdfArgs {
@@ -370,7 +421,9 @@ pub enum VaultCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum KeyCommand {
-    /// Create a key.
+    /// Create a key: in the vault, or, with --kms-address, a customer key
+    /// held by a key service (OpenBao or Vault Transit; the vault keeps only
+    /// where it is and how to reach it).
     Create {
         /// Key name ([A-Za-z0-9._-], up to 64 characters).
         name: String,
@@ -378,10 +431,14 @@ pub enum KeyCommand {
         #[arg(long, default_value = "customer", value_parser = ["platform", "host", "customer"])]
         kind: String,
         #[command(flatten)]
+        service: ServiceArgs,
+        #[command(flatten)]
         vault: VaultArgs,
     },
-    /// Add a version to a key; stores given with --store are rewrapped now
-    /// (no data is rewritten), others at their next mount.
+    /// Add a version to a key (in the vault, or in the key service that holds
+    /// it when this vault may administer it); stores given with --store are
+    /// rewrapped to the newest version now (no data is rewritten), others at
+    /// their next mount.
     Rotate {
         /// Key name.
         name: String,
@@ -393,7 +450,8 @@ pub enum KeyCommand {
     },
     /// Disable (revoke) a key or one version (NAME@VERSION): disks that
     /// depend on it become unavailable, at mount and within seconds in a
-    /// running mount. Nothing is deleted.
+    /// running mount. Nothing is deleted. A key held by a key service is
+    /// disabled there (a soft delete), for every machine that uses it.
     Disable {
         /// NAME or NAME@VERSION.
         key: String,

@@ -16,6 +16,7 @@
 //! data (which also names the key version); a service binds it as the
 //! derivation context, which survives the service's rewrap.
 
+pub mod admin;
 mod local;
 mod service;
 

@@ -34,7 +34,7 @@ fn error(name: &str, e: KmsError) -> CustodyError {
             key: name.to_string(),
             cause: e.to_string(),
         },
-        KmsError::Refused { .. } => CustodyError::Refused {
+        KmsError::Refused { .. } | KmsError::NoKey { .. } => CustodyError::Refused {
             key: name.to_string(),
             why: format!("vault key {name} is refused: {e}"),
         },

@@ -72,6 +72,14 @@ pub enum KmsError {
         /// Why, in the service's words or strata's.
         why: String,
     },
+    /// The service has no such key (deleted, or never made).
+    #[error("key service {address} has no key {key} (deleted, or never made)")]
+    NoKey {
+        /// The address that answered.
+        address: String,
+        /// The Transit key.
+        key: String,
+    },
     /// The service does not decrypt this wrapped DEK although the key is
     /// usable: it was made for another store, disk or layer, or damaged.
     #[error("key service {address} does not decrypt this wrapped DEK with key {key}: {why}")]
@@ -96,7 +104,10 @@ impl KmsError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             KmsError::Unreachable { .. } | KmsError::Garbage { .. } => true,
-            KmsError::Refused { .. } | KmsError::NotUnwrapped { .. } | KmsError::Config(_) => false,
+            KmsError::Refused { .. }
+            | KmsError::NoKey { .. }
+            | KmsError::NotUnwrapped { .. }
+            | KmsError::Config(_) => false,
         }
     }
 }
@@ -295,7 +306,12 @@ impl Service {
 
     fn refused(&self, reply: &Reply) -> KmsError {
         let why = match reply.status {
-            404 => "the key does not exist in the service".to_string(),
+            404 => {
+                return KmsError::NoKey {
+                    address: reply.address.clone(),
+                    key: self.spec.key.clone(),
+                }
+            }
             403 => format!("permission denied ({})", reply.errors()),
             _ => reply.errors(),
         };
