@@ -561,7 +561,7 @@ fn bad_service_input_gets_one_clear_line_and_leaves_the_vault_as_it_was() {
             create_key(
                 &f,
                 "e6",
-                &[garbage.clone()],
+                std::slice::from_ref(&garbage),
                 "k",
                 &["--kms-token-file", good],
             ),
@@ -571,7 +571,7 @@ fn bad_service_input_gets_one_clear_line_and_leaves_the_vault_as_it_was() {
             create_key(
                 &f,
                 "e7",
-                &[silent.clone()],
+                std::slice::from_ref(&silent),
                 "k",
                 &["--kms-token-file", good, "--kms-timeout-ms", "200"],
             ),

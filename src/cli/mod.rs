@@ -431,7 +431,7 @@ pub enum KeyCommand {
         #[arg(long, default_value = "customer", value_parser = ["platform", "host", "customer"])]
         kind: String,
         #[command(flatten)]
-        service: ServiceArgs,
+        service: Box<ServiceArgs>,
         #[command(flatten)]
         vault: VaultArgs,
     },

@@ -313,11 +313,7 @@ impl Watcher {
         let config_changed = self.reread_config();
         let now = Instant::now();
         let ask_services = now >= self.next_service_check;
-        let waiting = self
-            .fs
-            .disks()
-            .any(|(i, d)| d.refusal().is_some() && self.slots.get(&i).is_none_or(|s| s.restorable));
-        if !(vault_changed || config_changed || ask_services || waiting) {
+        if !(vault_changed || config_changed || ask_services) {
             return;
         }
         if ask_services {
@@ -420,12 +416,13 @@ impl Watcher {
             }
             Err(e) => tracing::warn!("flushing the mount before a revocation failed: {e}"),
         }
-        for (i, why) in slots {
-            if self.fs.revoke_disk(i, why.clone()) {
+        let reasons: HashMap<usize, String> = slots.iter().cloned().collect();
+        for i in self.fs.revoke_disks(slots) {
+            if let Some(why) = reasons.get(&i) {
                 tracing::warn!("{why}");
-                for ino in self.fs.disk_inodes(i) {
-                    let _ = self.notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
-                }
+            }
+            for ino in self.fs.disk_inodes(i) {
+                let _ = self.notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
             }
         }
     }

@@ -166,14 +166,8 @@ impl Auth {
     ) -> Result<Session, KmsError> {
         let role = read_credential(role_id_file, "role id file")?;
         let secret = read_credential(secret_id_file, "secret id file")?;
-        let as_text = |s: &SecretBytes| String::from_utf8_lossy(s.expose()).into_owned();
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "role_id": Zeroizing::new(as_text(&role)).as_str(),
-                "secret_id": Zeroizing::new(as_text(&secret)).as_str(),
-            }))
-            .unwrap_or_default(),
-        );
+        let body =
+            super::http::json_object(&[("role_id", role.expose()), ("secret_id", secret.expose())]);
         let reply = http.call(
             Method::Post,
             &format!("auth/{mount}/login"),

@@ -34,6 +34,40 @@ pub(crate) enum Method {
     Delete,
 }
 
+/// A JSON object of string fields, built in a zeroized buffer (the values
+/// may be a DEK, a secret id), without an intermediate copy.
+pub(crate) fn json_object(fields: &[(&str, &[u8])]) -> Zeroizing<Vec<u8>> {
+    let len: usize = fields.iter().map(|(k, v)| k.len() + 2 * v.len() + 8).sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 2));
+    out.push(b'{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        for (s, is_key) in [(k.as_bytes(), true), (*v, false)] {
+            out.push(b'"');
+            for &b in s.iter() {
+                match b {
+                    b'"' | b'\\' => {
+                        out.push(b'\\');
+                        out.push(b);
+                    }
+                    // Values are base64 or printable credentials; anything
+                    // else is escaped rather than trusted.
+                    0x20..=0x7e => out.push(b),
+                    _ => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+                }
+            }
+            out.push(b'"');
+            if is_key {
+                out.push(b':');
+            }
+        }
+    }
+    out.push(b'}');
+    out
+}
+
 /// A final answer from one address.
 pub(crate) struct Reply {
     /// HTTP status.
@@ -246,5 +280,21 @@ impl Http {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_objects_escape_and_parse() {
+        let body = json_object(&[("a", b"x\"y\\z"), ("b", b"")]);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["a"], "x\"y\\z");
+        assert_eq!(v["b"], "");
+        let odd = json_object(&[("c", &[0x01, 0xff])]);
+        let v: serde_json::Value = serde_json::from_slice(&odd).expect("json");
+        assert_eq!(v["c"].as_str().map(|s| s.chars().count()), Some(2));
     }
 }

@@ -403,13 +403,8 @@ impl Service {
     pub fn encrypt(&self, dek: &Key64, context: &[u8]) -> Result<(u32, String), KmsError> {
         let plain = b64(dek.expose());
         let ctx = b64(context);
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "plaintext": plain.as_str(),
-                "context": ctx.as_str(),
-            }))
-            .unwrap_or_default(),
-        );
+        let body =
+            http::json_object(&[("plaintext", plain.as_bytes()), ("context", ctx.as_bytes())]);
         let reply = self.request(
             Method::Post,
             &self.key_path("encrypt"),
@@ -448,13 +443,10 @@ impl Service {
             });
         }
         let ctx = b64(context);
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "ciphertext": ciphertext,
-                "context": ctx.as_str(),
-            }))
-            .unwrap_or_default(),
-        );
+        let body = http::json_object(&[
+            ("ciphertext", ciphertext.as_bytes()),
+            ("context", ctx.as_bytes()),
+        ]);
         let reply = self.request(
             Method::Post,
             &self.key_path("decrypt"),
@@ -520,13 +512,10 @@ impl Service {
             });
         }
         let ctx = b64(context);
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "ciphertext": ciphertext,
-                "context": ctx.as_str(),
-            }))
-            .unwrap_or_default(),
-        );
+        let body = http::json_object(&[
+            ("ciphertext", ciphertext.as_bytes()),
+            ("context", ctx.as_bytes()),
+        ]);
         let reply = self.request(
             Method::Post,
             &self.key_path("rewrap"),
