@@ -174,13 +174,13 @@ fn a_rewrap_of_the_mounted_store_moves_the_keys_the_mount_checks() {
 }
 
 #[test]
-fn a_vault_backup_copied_back_does_not_lift_a_revocation() {
-    let f = Fixture::new("compliance");
+fn an_older_config_copied_back_while_mounted_is_ignored() {
+    let f = Fixture::new("full");
     let m = f.mount();
     fs::write(f.disk("data").join("f"), b"secret").expect("write");
-    // A config copied back while mounted is ignored (older than the one held).
     let store = f.store.to_str().expect("utf-8");
-    vault_cmd(&f, &["key", "rotate", "platform", "--store", store]);
+    vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
+    // The old config names host@1; the mount now checks host@2.
     fs::copy(f.store.join("strata.conf.bak"), f.config()).expect("copy config backup");
     assert!(
         poll_until(Duration::from_secs(5), || m
@@ -189,10 +189,21 @@ fn a_vault_backup_copied_back_does_not_lift_a_revocation() {
         "the daemon ignores an older config: {}",
         m.log()
     );
-    assert_eq!(
-        fs::read(f.disk("data").join("f")).expect("served"),
-        b"secret"
+    vault_cmd(&f, &["key", "disable", "host@2"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(
+            f.disk("data").join("f")
+        ))),
+        "the mount went back to the keys of an older config"
     );
+    m.unmount();
+}
+
+#[test]
+fn a_vault_backup_copied_back_does_not_lift_a_revocation() {
+    let f = Fixture::new("compliance");
+    let m = f.mount();
+    fs::write(f.disk("data").join("f"), b"secret").expect("write");
     vault_cmd(&f, &["key", "disable", "cmk"]);
     assert!(poll_until(Duration::from_secs(10), || revoked(fs::read(
         f.disk("data").join("f")
