@@ -177,24 +177,35 @@ fn a_rewrap_of_the_mounted_store_moves_the_keys_the_mount_checks() {
 fn an_older_config_copied_back_while_mounted_is_ignored() {
     let f = Fixture::new("full");
     let m = f.mount();
-    fs::write(f.disk("data").join("f"), b"secret").expect("write");
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"secret").expect("write");
     let store = f.store.to_str().expect("utf-8");
     vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
-    // The old config names host@1; the mount now checks host@2.
+    let newer = fs::read(f.config()).expect("config");
+    // The old config names host@1; the mount must not go back to checking
+    // it. The versions it checks may then be stale: its disks are refused
+    // until the config is put back.
     fs::copy(f.store.join("strata.conf.bak"), f.config()).expect("copy config backup");
     assert!(
-        poll_until(Duration::from_secs(5), || m
-            .log()
-            .contains("strata.conf: config generation")),
-        "the daemon ignores an older config: {}",
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the mount serves on with the keys of an older config: {}",
+        m.log()
+    );
+    assert!(
+        m.log().contains("rolled back or replaced while mounted"),
+        "{}",
+        m.log()
+    );
+    fs::write(f.config(), &newer).expect("put the config back");
+    assert!(
+        poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()),
+        "not served again once the config is back: {}",
         m.log()
     );
     vault_cmd(&f, &["key", "disable", "host@2"]);
     assert!(
-        poll_until(Duration::from_secs(10), || revoked(fs::read(
-            f.disk("data").join("f")
-        ))),
-        "the mount went back to the keys of an older config"
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "disabling the version the mount depends on is not seen"
     );
     m.unmount();
 }

@@ -321,6 +321,18 @@ impl Watcher {
         }
         let slots = self.slot_configs();
         let verdicts = self.verdicts(&slots, ask_services);
+        // The vault records every config generation strata writes, after
+        // writing the config: a record newer than the config held means the
+        // file was rolled back or replaced before this mount could read the
+        // newer one, and the key versions it checks may be stale.
+        let recorded = self.vault.store_generation(&self.config.store_id);
+        let stale = (recorded > self.config.generation).then(|| {
+            format!(
+                "{}: the vault records config generation {recorded} but this mount could only read generation {}: the config was rolled back or replaced while mounted; restore it, or remount",
+                Config::path(&self.store).display(),
+                self.config.generation
+            )
+        });
         let mut to_revoke: Vec<(usize, String)> = Vec::new();
         let mut to_restore: Vec<(usize, DiskConfig)> = Vec::new();
         for (i, d) in slots {
@@ -349,6 +361,9 @@ impl Watcher {
                     }
                     _ => {}
                 }
+            }
+            if let Some(why) = &stale {
+                verdict = Verdict::Refused(format!("{what} is unavailable: {why}"));
             }
             if d.pending.is_some() {
                 verdict = Verdict::Refused(format!(
