@@ -547,14 +547,35 @@ impl Service {
         )
     }
 
-    /// Adds a new version to the key; returns it.
+    /// Adds a new version to the key; returns it. The version is read from
+    /// the answer to the rotation (the active node's): a standby that
+    /// serves reads may not have it yet.
     pub fn rotate(&self) -> Result<u32, KmsError> {
-        self.admin(
+        let reply = self.request(
             Method::Post,
             &format!("{}/keys/{}/rotate", self.spec.mount, self.spec.key),
             None,
+            false,
+            self.budget,
         )?;
-        Ok(self.key_info()?.latest_version)
+        if !(200..300).contains(&reply.status) {
+            return Err(self.refused(&reply));
+        }
+        let v = match serde_json::from_slice::<KeyReply>(&reply.body) {
+            Ok(k) => k.data.latest_version,
+            // Services that answer a rotation with no body (204).
+            Err(_) => return Ok(self.key_info()?.latest_version),
+        };
+        // Read our write: what follows (a rewrap) reads the key's state,
+        // perhaps from a standby; wait until it has the new version.
+        let deadline = std::time::Instant::now() + self.budget;
+        while std::time::Instant::now() < deadline {
+            if self.key_info()?.latest_version >= v {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(v)
     }
 
     /// Disables the key (soft delete): the service refuses every use until
