@@ -434,7 +434,13 @@ impl Watcher {
         let reasons: HashMap<usize, String> = slots.iter().cloned().collect();
         for i in self.fs.revoke_disks(slots) {
             if let Some(why) = reasons.get(&i) {
-                tracing::warn!("{why}");
+                let disk = self
+                    .fs
+                    .disks()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, d)| d.name.clone())
+                    .unwrap_or_default();
+                tracing::warn!(disk = %disk, errno = crate::fs::Errno::REVOKED.0, "{why}");
             }
             for ino in self.fs.disk_inodes(i) {
                 let _ = self.notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
