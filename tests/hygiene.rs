@@ -118,10 +118,7 @@ fn an_oversized_long_name_sidecar_is_refused_without_being_read() {
     let out = f.cli(&["verify", f.store.to_str().expect("utf-8")], true);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        report.contains("is longer than 1024 bytes"),
-        "{report}"
-    );
+    assert!(report.contains("is longer than 1024 bytes"), "{report}");
     let m = f.mount();
     assert_eq!(list(&f.disk("data")), ["short"]);
     assert!(m.log().contains("is longer than 1024 bytes"), "{}", m.log());

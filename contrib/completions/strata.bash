@@ -1412,7 +1412,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__init)
-            opts="-v -h --preset --region --host --pmk-rotation-days --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --kdf-memory --kdf-iterations --verbose --help"
+            opts="-v -h --preset --region --host --pmk-rotation-days --cmk --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --kdf-memory --kdf-iterations --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1431,6 +1431,10 @@ _strata() {
                     return 0
                     ;;
                 --pmk-rotation-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cmk)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1520,7 +1524,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__mount)
-            opts="-f -v -h --foreground --ro --cache-size --allow-other --noexec --noatime --log-file --threads --idle --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --verbose --help"
+            opts="-f -v -h --foreground --ro --cache-size --allow-other --noexec --noatime --log-file --threads --idle --key-check-interval --key-grace --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1539,6 +1543,14 @@ _strata() {
                     return 0
                     ;;
                 --idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-check-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2194,7 +2206,7 @@ _strata() {
             return 0
             ;;
         strata__subcmd__vault__subcmd__key__subcmd__create)
-            opts="-v -h --kind --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --verbose --help"
+            opts="-v -h --kind --kms-address --kms-key --kms-mount --kms-ca-file --kms-token-file --kms-role-id-file --kms-secret-id-file --kms-approle-mount --kms-manage --kms-timeout-ms --vault --passphrase-file --passphrase-command --passphrase-shell --passphrase-credential --recovery-key-file --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2202,6 +2214,42 @@ _strata() {
             case "${prev}" in
                 --kind)
                     COMPREPLY=($(compgen -W "platform host customer" -- "${cur}"))
+                    return 0
+                    ;;
+                --kms-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-mount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-role-id-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-secret-id-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-approle-mount)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kms-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --vault)

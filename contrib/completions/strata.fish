@@ -50,6 +50,7 @@ max\t'Guest + SSE double (CMK + PMK) + host, in a scope'"
 complete -c strata -n "__fish_strata_using_subcommand init" -l region -d 'Region label of the store (and of a vault created now)' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l host -d 'Override the preset\'s host encryption (fixed after init)' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l pmk-rotation-days -d 'Age in days after which platform keys rotate' -r
+complete -c strata -n "__fish_strata_using_subcommand init" -l cmk -d 'Customer key of the storage CMK layer and of the preset\'s scope, instead of the preset\'s (cmk, fleet-cmk, max-cmk); it may be a key held by a key service (made first with `vault key create`)' -r
 complete -c strata -n "__fish_strata_using_subcommand init" -l vault -d 'Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault]' -r -F
 complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-file -d 'Read the passphrase from FILE (one trailing newline is ignored) instead of asking on the terminal' -r -F
 complete -c strata -n "__fish_strata_using_subcommand init" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
@@ -64,6 +65,8 @@ complete -c strata -n "__fish_strata_using_subcommand mount" -l cache-size -d 'B
 complete -c strata -n "__fish_strata_using_subcommand mount" -l log-file -d 'Append logs to FILE [default: with -f stderr, else the journal when journald runs, else syslog]' -r -F
 complete -c strata -n "__fish_strata_using_subcommand mount" -l threads -d 'FUSE worker threads [default: number of CPUs, at least 2]' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l idle -d 'Unmount after DURATION (e.g. 90s, 10m, 1h30m) in which no file was open and no request came; a busy mount is never unmounted' -r
+complete -c strata -n "__fish_strata_using_subcommand mount" -l key-check-interval -d 'Seconds between two checks of the keys held by a key service (a revocation there reaches this mount within about twice this)' -r
+complete -c strata -n "__fish_strata_using_subcommand mount" -l key-grace -d 'Seconds a mount keeps serving from the keys in memory while their key service cannot be reached; then the dependent disks are refused until it answers again' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l vault -d 'Vault file [default: $XDG_CONFIG_HOME/strata/vault, i.e. ~/.config/strata/vault]' -r -F
 complete -c strata -n "__fish_strata_using_subcommand mount" -l passphrase-file -d 'Read the passphrase from FILE (one trailing newline is ignored) instead of asking on the terminal' -r -F
 complete -c strata -n "__fish_strata_using_subcommand mount" -l passphrase-command -d 'Run CMD and read the passphrase from its standard output (one trailing newline is ignored), as gocryptfs\' -extpass. Given once, CMD is split on whitespace; given several times, each is one argument. No shell is involved unless --passphrase-shell' -r
@@ -310,9 +313,9 @@ complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_sub
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from recovery-key" -s h -l help -d 'Print help'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -s v -l verbose -d 'More log output (-v info, -vv debug); RUST_LOG overrides'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -s h -l help -d 'Print help'
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "create" -d 'Create a key'
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "rotate" -d 'Add a version to a key; stores given with --store are rewrapped now (no data is rewritten; refused while such a store is mounted), others at their next mount'
-complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "disable" -d 'Disable (revoke) a key or one version (NAME@VERSION): disks that depend on it become unavailable, at mount and within seconds in a running mount. Nothing is deleted'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "create" -d 'Create a key: in the vault, or, with --kms-address, a customer key held by a key service (OpenBao or Vault Transit; the vault keeps only where it is and how to reach it)'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "rotate" -d 'Add a version to a key (in the vault, or in the key service that holds it when this vault may administer it); stores given with --store are rewrapped to the newest version now (no data is rewritten; refused while such a store is mounted), others at their next mount'
+complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "disable" -d 'Disable (revoke) a key or one version (NAME@VERSION): disks that depend on it become unavailable, at mount and within seconds in a running mount. Nothing is deleted. A key held by a key service is disabled there (a soft delete), for every machine that uses it'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "enable" -d 'Enable a key or one version again'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "policy" -d 'Set or clear a key\'s rotation policy'
 complete -c strata -n "__fish_strata_using_subcommand vault; and __fish_seen_subcommand_from key" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

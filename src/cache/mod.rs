@@ -128,10 +128,15 @@ impl BlockCache {
     }
 
     fn drop_where(&self, doomed: impl Fn(&Key) -> bool) {
+        use zeroize::Zeroize;
         let Some(mut c) = self.lock() else { return };
         let keys: Vec<Key> = c.iter().map(|(k, _)| *k).filter(|k| doomed(k)).collect();
         for k in keys {
-            c.pop(&k);
+            // Zeroed as they go: with host encryption off a block is what
+            // the guest layer left.
+            if let Some(mut b) = c.pop(&k) {
+                b.zeroize();
+            }
         }
     }
 

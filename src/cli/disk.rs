@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::progress::{Drawer, Unit};
 use super::secrets::open_vault;
 use super::{DiskCommand, ScopeCommand, VaultArgs};
+use crate::custody::admin;
 use crate::layers::Layer;
 use crate::store::disks::{add_disk, create_scope, NewDisk};
 use crate::store::rekey::Change;
@@ -49,7 +50,27 @@ fn cloud_notes(config: &Config, d: &DiskConfig) -> Vec<String> {
     notes
 }
 
-fn disk_json(config: &Config, d: &DiskConfig, due: &[(String, u64)]) -> serde_json::Value {
+/// What the vault (and the key services) tell about a disk's keys.
+#[derive(Default)]
+struct KeyFacts {
+    /// Rotation due dates by key name.
+    due: Vec<(String, u64)>,
+    /// For keys held by a service: its state, or why it could not be read.
+    services: std::collections::HashMap<String, Result<admin::ServiceState, String>>,
+}
+
+impl KeyFacts {
+    fn service_json(&self, key: &str) -> serde_json::Value {
+        match self.services.get(key) {
+            None => serde_json::Value::Null,
+            Some(Ok(s)) => serde_json::to_value(s).unwrap_or_default(),
+            Some(Err(e)) => serde_json::json!({ "error": e }),
+        }
+    }
+}
+
+fn disk_json(config: &Config, d: &DiskConfig, facts: &KeyFacts) -> serde_json::Value {
+    let due = &facts.due;
     let host_ephemeral = d.kind == DiskKind::Temp && config.host_encryption;
     serde_json::json!({
         "name": d.name,
@@ -66,22 +87,35 @@ fn disk_json(config: &Config, d: &DiskConfig, due: &[(String, u64)]) -> serde_js
             "key_version": w.key.version,
             "dek_generation": w.generation,
             "rotation_due": due.iter().find(|(n, _)| *n == w.key.name).map(|(_, t)| *t),
+            "key_service": facts.service_json(&w.key.name),
         })).collect::<Vec<_>>(),
         "host_key_per_mount": host_ephemeral,
         "cloud_notes": cloud_notes(config, d),
     })
 }
 
-fn maybe_due(store: &Path, vault: &VaultArgs) -> anyhow::Result<Vec<(String, u64)>> {
+/// With the vault: rotation due dates, and the state the key services
+/// report for the disk's keys that they hold.
+fn key_facts(store: &Path, vault: &VaultArgs, d: &DiskConfig) -> anyhow::Result<KeyFacts> {
     if !vault.has_unlock_source() {
-        return Ok(Vec::new());
+        return Ok(KeyFacts::default());
     }
     let v = open_vault(vault)?;
     let config = crate::store::read_authenticated(store, &v)?;
-    Ok(rotation::due(&config, &v))
+    let mut services = std::collections::HashMap::new();
+    for w in &d.layers {
+        if let Some(state) = admin::service_state(&v, &w.key.name) {
+            services.insert(w.key.name.clone(), state.map_err(|e| e.to_string()));
+        }
+    }
+    Ok(KeyFacts {
+        due: rotation::due(&config, &v),
+        services,
+    })
 }
 
-fn print_disk(config: &Config, d: &DiskConfig, due: &[(String, u64)]) {
+fn print_disk(config: &Config, d: &DiskConfig, facts: &KeyFacts) {
+    let due = &facts.due;
     println!(
         "disk {} ({}), created {}",
         d.name,
@@ -100,8 +134,18 @@ fn print_disk(config: &Config, d: &DiskConfig, due: &[(String, u64)]) {
             .find(|(n, _)| *n == w.key.name)
             .map(|(_, t)| format!(", rotation due {}", fmt_time(*t)))
             .unwrap_or_default();
+        let service = match facts.services.get(&w.key.name) {
+            None => String::new(),
+            Some(Ok(s)) => format!(
+                "; held by {} (newest version {}{})",
+                s.location,
+                s.latest_version,
+                if s.disabled { ", DISABLED" } else { "" }
+            ),
+            Some(Err(e)) => format!("; key service: {e}"),
+        };
         println!(
-            "  {:<40} XTS-AES-256, DEK generation {}, wrapped by {} version {}{due}",
+            "  {:<40} XTS-AES-256, DEK generation {}, wrapped by {} version {}{due}{service}",
             rotation::layer_label(w.layer),
             w.generation,
             w.key.name,
@@ -192,7 +236,7 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
                 super::snapshot::fill_from_image(&store, &mut v, &name, image)?;
             }
             let config = Config::read(&store)?;
-            print_disk(&config, &d, &[]);
+            print_disk(&config, &d, &KeyFacts::default());
         }
         DiskCommand::Rekey {
             store,
@@ -233,7 +277,7 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
                 let v: Vec<_> = config
                     .disks
                     .iter()
-                    .map(|d| disk_json(&config, d, &[]))
+                    .map(|d| disk_json(&config, d, &KeyFacts::default()))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -269,14 +313,14 @@ pub fn run(cmd: DiskCommand) -> anyhow::Result<ExitCode> {
             let d = config.disk(&name).ok_or_else(|| {
                 anyhow::anyhow!("store {} has no disk named {name}", store.display())
             })?;
-            let due = maybe_due(&store, &vault)?;
+            let facts = key_facts(&store, &vault, d)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&disk_json(&config, d, &due))?
+                    serde_json::to_string_pretty(&disk_json(&config, d, &facts))?
                 );
             } else {
-                print_disk(&config, d, &due);
+                print_disk(&config, d, &facts);
             }
         }
     }

@@ -5,15 +5,12 @@ use std::process::ExitCode;
 
 use super::secrets::{create_vault, kdf, open_vault, vault_path};
 use super::{KdfArgs, VaultArgs};
-use crate::store::{self, InitOptions, Preset};
+use crate::store::{self, InitOptions};
 
 /// Runs `init`.
 pub fn run(
     store_path: &Path,
-    preset: Preset,
-    region: &str,
-    host: Option<bool>,
-    pmk_rotation_days: u32,
+    opts: InitOptions,
     vargs: &VaultArgs,
     kargs: &KdfArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -21,14 +18,9 @@ pub fn run(
     let mut vault = if vpath.exists() {
         open_vault(vargs)?
     } else {
-        create_vault(vargs, region, kdf(kargs)?)?
+        create_vault(vargs, &opts.region, kdf(kargs)?)?
     };
-    let opts = InitOptions {
-        preset,
-        region: region.to_string(),
-        host,
-        pmk_rotation_days,
-    };
+    let preset = opts.preset;
     let config = store::init(store_path, &mut vault, &opts)?;
     println!(
         "Created store {} (preset {}, id {})",

@@ -11,6 +11,7 @@ mod progress;
 mod secrets;
 mod snapshot;
 mod vault_cmd;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,15 @@ pub struct MountArgs {
     /// open and no request came; a busy mount is never unmounted.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle: Option<std::time::Duration>,
+    /// Seconds between two checks of the keys held by a key service (a
+    /// revocation there reaches this mount within about twice this).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub key_check_interval: u64,
+    /// Seconds a mount keeps serving from the keys in memory while their
+    /// key service cannot be reached; then the dependent disks are refused
+    /// until it answers again.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub key_grace: u64,
     /// The vault.
     #[command(flatten)]
     pub vault: VaultArgs,
@@ -162,6 +172,57 @@ impl VaultArgs {
     }
 }
 
+/// Where a customer key held by a key service lives and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Key service address, https://HOST[:PORT] (plain http only on
+    /// loopback); repeat it for each node of a cluster, tried in order.
+    #[arg(long = "kms-address", value_name = "URL")]
+    pub addresses: Vec<String>,
+    /// The key's name in the service [default: the vault key's name].
+    #[arg(long = "kms-key", value_name = "NAME")]
+    pub key: Option<String>,
+    /// Where the Transit engine is mounted.
+    #[arg(long = "kms-mount", value_name = "PATH", default_value = "transit")]
+    pub mount: String,
+    /// PEM file of the CA that signs the service's certificates [default:
+    /// the built-in public roots].
+    #[arg(long = "kms-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// File holding a token (mode 0600), read again at every check.
+    #[arg(long = "kms-token-file", value_name = "FILE", conflicts_with_all = ["role_id_file", "secret_id_file"])]
+    pub token_file: Option<PathBuf>,
+    /// File holding an AppRole role id (mode 0600).
+    #[arg(
+        long = "kms-role-id-file",
+        value_name = "FILE",
+        requires = "secret_id_file"
+    )]
+    pub role_id_file: Option<PathBuf>,
+    /// File holding an AppRole secret id (mode 0600).
+    #[arg(
+        long = "kms-secret-id-file",
+        value_name = "FILE",
+        requires = "role_id_file"
+    )]
+    pub secret_id_file: Option<PathBuf>,
+    /// Where the AppRole auth method is mounted.
+    #[arg(
+        long = "kms-approle-mount",
+        value_name = "PATH",
+        default_value = "approle"
+    )]
+    pub approle_mount: String,
+    /// Let strata administer the key in the service: make it if missing,
+    /// rotate, disable, enable, set its rotation period.
+    #[arg(long = "kms-manage")]
+    pub manage: bool,
+    /// How long one request to the service may take, in milliseconds (a
+    /// command or a mount allows six times that over retries and failover).
+    #[arg(long = "kms-timeout-ms", value_name = "MS", default_value_t = 5000)]
+    pub timeout_ms: u32,
+}
+
 /// Argon2id parameters for a new vault.
 #[derive(Debug, Clone, Args)]
 pub struct KdfArgs {
@@ -194,6 +255,11 @@ pub enum Command {
         /// Age in days after which platform keys rotate.
         #[arg(long, default_value_t = 90)]
         pmk_rotation_days: u32,
+        /// Customer key of the storage CMK layer and of the preset's scope,
+        /// instead of the preset's (cmk, fleet-cmk, max-cmk); it may be a key
+        /// held by a key service (made first with `vault key create`).
+        #[arg(long, value_name = "KEY")]
+        cmk: Option<String>,
         #[command(flatten)]
         vault: VaultArgs,
         #[command(flatten)]
@@ -375,7 +441,9 @@ pub enum VaultCommand {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum KeyCommand {
-    /// Create a key.
+    /// Create a key: in the vault, or, with --kms-address, a customer key
+    /// held by a key service (OpenBao or Vault Transit; the vault keeps only
+    /// where it is and how to reach it).
     Create {
         /// Key name ([A-Za-z0-9._-], up to 64 characters).
         name: String,
@@ -383,11 +451,14 @@ pub enum KeyCommand {
         #[arg(long, default_value = "customer", value_parser = ["platform", "host", "customer"])]
         kind: String,
         #[command(flatten)]
+        service: Box<ServiceArgs>,
+        #[command(flatten)]
         vault: VaultArgs,
     },
-    /// Add a version to a key; stores given with --store are rewrapped now
-    /// (no data is rewritten; refused while such a store is mounted), others
-    /// at their next mount.
+    /// Add a version to a key (in the vault, or in the key service that holds
+    /// it when this vault may administer it); stores given with --store are
+    /// rewrapped to the newest version now (no data is rewritten; refused
+    /// while such a store is mounted), others at their next mount.
     Rotate {
         /// Key name.
         name: String,
@@ -399,7 +470,8 @@ pub enum KeyCommand {
     },
     /// Disable (revoke) a key or one version (NAME@VERSION): disks that
     /// depend on it become unavailable, at mount and within seconds in a
-    /// running mount. Nothing is deleted.
+    /// running mount. Nothing is deleted. A key held by a key service is
+    /// disabled there (a soft delete), for every machine that uses it.
     Disable {
         /// NAME or NAME@VERSION.
         key: String,
@@ -683,14 +755,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             region,
             host,
             pmk_rotation_days,
+            cmk,
             vault,
             kdf,
         } => init::run(
             &store,
-            preset,
-            &region,
-            host,
-            pmk_rotation_days,
+            crate::store::InitOptions {
+                preset,
+                region,
+                host,
+                pmk_rotation_days,
+                cmk,
+            },
             &vault,
             &kdf,
         ),

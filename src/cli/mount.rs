@@ -1,16 +1,17 @@
 //! `strata mount` and `strata umount`: the one place that wires vault,
 //! store, cache and FUSE together, and the daemon's life cycle.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::secrets::open_vault;
-use super::MountArgs;
+use super::{watch, MountArgs};
 use crate::cache::BlockCache;
 use crate::fs::{DiskRt, Fs, FsOptions};
 use crate::fuse::watch::Activity;
@@ -120,12 +121,10 @@ fn empty_temp(root: &Path, encrypted: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why a disk must be refused now: a disabled or missing key, or a guest
-/// layer keyed from a vault of another region.
+/// Why a disk whose keys unwrapped must be refused until a remount: an
+/// unfinished re-encryption, or a guest layer keyed from a vault of another
+/// region.
 fn refusal(d: &store::DiskConfig, region: &str, vault: &crate::vault::Vault) -> Option<String> {
-    if let Some(r) = store::disk_revoked(d, vault) {
-        return Some(r);
-    }
     if d.pending.is_some() {
         return Some(format!(
             "disk {} has an unfinished re-encryption: run `strata disk rekey` (or `disk encrypt`) again to finish it",
@@ -142,10 +141,14 @@ fn refusal(d: &store::DiskConfig, region: &str, vault: &crate::vault::Vault) -> 
     None
 }
 
+/// The disks and snapshots of an opened store as the daemon serves them,
+/// with what the watcher needs to know of each slot. A disk whose key
+/// service cannot be reached fails the mount (one line naming the service
+/// and the cause); a disk whose keys are refused is refused, holding no key.
 fn build_disks(
     opened: store::OpenStore,
     vault: &crate::vault::Vault,
-) -> anyhow::Result<Vec<DiskRt>> {
+) -> anyhow::Result<(Vec<DiskRt>, HashMap<usize, watch::Slot>)> {
     let store_id = opened.config.store_id.clone();
     let region = opened.config.region.clone();
     let snapshots = opened.snapshots.into_iter().map(|(s, keys)| {
@@ -157,51 +160,44 @@ fn build_disks(
         (d, None, root, keys)
     });
     let mut out = Vec::new();
+    let mut slots = HashMap::new();
     for (d, snapshot, root, keys) in disks.chain(snapshots) {
         let what = match &snapshot {
             Some(s) => format!("snapshot {s} of disk {}", d.name),
             None => format!("disk {}", d.name),
         };
+        let slot = out.len();
+        let ephemeral = d.kind == DiskKind::Temp;
         let rt = match keys {
-            Ok(keys) => {
-                let pipeline = store::disk_pipeline(&store_id, &d.name, &keys);
-                let names = pipeline.name_codec();
-                let encrypted = names.is_encrypted();
-                if d.kind == DiskKind::Temp {
-                    empty_temp(&root, encrypted)?;
-                }
-                let refused = refusal(&d, &region, vault);
-                if let Some(r) = &refused {
+            Ok(keys) => match refusal(&d, &region, vault) {
+                Some(r) => {
+                    // Refused until a remount: its keys go now.
+                    drop(keys);
                     eprintln!("strata: {what}: {r}");
                     tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{what}: {r}");
+                    slots.insert(slot, watch::Slot::new(false, None));
+                    DiskRt::refused(d.name.clone(), root, snapshot, ephemeral, r)
                 }
-                DiskRt {
-                    name: d.name.clone(),
-                    root,
-                    pipeline: Some(pipeline),
-                    names: Some(names),
-                    refused: RwLock::new(refused),
-                    snapshot,
-                    ephemeral: d.kind == DiskKind::Temp,
+                None => {
+                    let pipeline = store::disk_pipeline(&store_id, &d.name, &keys);
+                    if d.kind == DiskKind::Temp {
+                        empty_temp(&root, pipeline.name_codec().is_encrypted())?;
+                    }
+                    slots.insert(slot, watch::Slot::new(true, Some(&d.layers)));
+                    DiskRt::served(d.name.clone(), root, snapshot, ephemeral, pipeline)
                 }
-            }
+            },
+            Err(e) if e.is_unreachable() => bail!("{what}: {e}"),
             Err(e) => {
                 eprintln!("strata: {what}: {e}");
                 tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{what}: {e}");
-                DiskRt {
-                    name: d.name.clone(),
-                    root,
-                    pipeline: None,
-                    names: None,
-                    refused: RwLock::new(Some(e.to_string())),
-                    snapshot,
-                    ephemeral: d.kind == DiskKind::Temp,
-                }
+                slots.insert(slot, watch::Slot::new(watch::restorable(&e), None));
+                DiskRt::refused(d.name.clone(), root, snapshot, ephemeral, e.to_string())
             }
         };
         out.push(rt);
     }
-    Ok(out)
+    Ok((out, slots))
 }
 
 /// Brings an older store to the current format: every empty backing file
@@ -219,12 +215,11 @@ fn upgrade(
         .iter()
         .filter(|d| d.snapshot.is_none() && !d.ephemeral)
     {
-        let served = d.refused.read().map(|r| r.is_none()).unwrap_or(false);
-        match (&d.pipeline, served) {
-            (Some(p), true) => todo.push(store::upgrade::DiskToUpgrade {
+        match d.served_pipeline() {
+            Some(p) => todo.push(store::upgrade::DiskToUpgrade {
                 name: &d.name,
                 root: &d.root,
-                pipeline: p.clone(),
+                pipeline: p,
             }),
             _ => {
                 tracing::info!(disk = %d.name, "store left at format {} until this disk's keys serve", config.format);
@@ -237,74 +232,6 @@ fn upgrade(
     store::save_config(store_path, config, vault)?;
     tracing::info!(files = n, "store brought to format {}", config.format);
     Ok(())
-}
-
-/// How often a running mount looks at the vault file for revocations.
-const VAULT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Watches the vault file: when it changes, re-reads it (with the key the
-/// daemon holds) and refuses or serves each disk again as its keys are
-/// disabled or enabled, dropping the kernel's cached data of refused disks.
-fn watch_vault(
-    mut vault: crate::vault::Vault,
-    fs: Arc<Fs>,
-    disks: Vec<store::DiskConfig>,
-    snapshots: Vec<store::SnapshotConfig>,
-    region: String,
-    notifier: fuser::Notifier,
-) {
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
-    };
-    let mut last = stamp(vault.path());
-    loop {
-        std::thread::sleep(VAULT_POLL);
-        let now = stamp(vault.path());
-        if now == last {
-            continue;
-        }
-        last = now;
-        if let Err(e) = vault.reload() {
-            tracing::warn!("vault changed but could not be re-read: {e}");
-            continue;
-        }
-        let slots: Vec<(usize, store::DiskConfig)> = fs
-            .disks()
-            .filter_map(|(i, rt)| {
-                let snap = rt.snapshot.as_ref().and_then(|n| {
-                    snapshots
-                        .iter()
-                        .find(|s| s.source.name == rt.name && &s.name == n)
-                });
-                // A snapshot taken while mounted has its disk's keys.
-                let conf = match snap {
-                    Some(s) => Some(s.source.clone()),
-                    None => disks.iter().find(|d| d.name == rt.name).cloned(),
-                };
-                conf.map(|c| (i, c))
-            })
-            .collect();
-        for (i, d) in &slots {
-            let i = *i;
-            let reason = refusal(d, &region, &vault);
-            let refused = reason.is_some();
-            if fs.set_refused(i, reason.clone()) {
-                match &reason {
-                    Some(r) => {
-                        tracing::warn!(disk = %d.name, errno = crate::fs::Errno::REVOKED.0, "{r}")
-                    }
-                    None => tracing::warn!(disk = %d.name, "disk available again"),
-                }
-                if refused {
-                    for ino in fs.disk_inodes(i) {
-                        let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The mount option that makes the mount's type `fuse.strata` in
@@ -433,6 +360,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             eprintln!("strata: {line}");
         }
     }
+    let started = std::time::Instant::now();
     let opened = store::open(&a.store, &vault)?;
     let record_key = store::sessions::RecordKey::new(&a.store, &opened.config, &vault)?;
     let config_check = crate::control::ConfigCheck::new(
@@ -441,13 +369,14 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         store::config_material(&opened.path, &opened.config, &vault)?,
     );
     let store_path = opened.path.clone();
-    let disk_configs = opened.config.disks.clone();
-    let snapshot_configs = opened.config.snapshots.clone();
-    let region = opened.config.region.clone();
-    let mut config = opened.config.clone();
-    let disks = build_disks(opened, &vault)?;
-    if !a.ro && store::upgrade::needed(&config) {
-        upgrade(&store_path, &mut config, &mut vault, &disks)?;
+    let mut store_config = opened.config.clone();
+    let (disks, slots) = build_disks(opened, &vault)?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "keys unwrapped and disks built"
+    );
+    if !a.ro && store::upgrade::needed(&store_config) {
+        upgrade(&store_path, &mut store_config, &mut vault, &disks)?;
     }
 
     // Daemonize before any thread starts; the parent reports the outcome.
@@ -582,10 +511,23 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             .spawn(move || watch_idle(idle, &fs, &activity, &mountpoint))
             .context("starting the idle watcher")?;
     }
+    let watcher = watch::Watcher::new(
+        vault,
+        store_config,
+        store_path.clone(),
+        a.mountpoint.clone(),
+        fs,
+        notifier,
+        watch::Settings {
+            interval: std::time::Duration::from_secs(a.key_check_interval.max(1)),
+            grace: std::time::Duration::from_secs(a.key_grace),
+        },
+        slots,
+    );
     std::thread::Builder::new()
-        .name("strata-vault".into())
-        .spawn(move || watch_vault(vault, fs, disk_configs, snapshot_configs, region, notifier))
-        .context("starting the vault watcher")?;
+        .name("strata-keys".into())
+        .spawn(move || watcher.run())
+        .context("starting the key watcher")?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("strata-signals".into())

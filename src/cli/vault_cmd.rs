@@ -1,5 +1,6 @@
-//! `strata vault …`: create, list, passwd, recovery-key and the key
-//! commands.
+//! `strata vault …`: create, list, passwd, recovery-key, and the keys:
+//! create (in the vault or held by a key service), rotate, disable,
+//! enable, policy.
 
 use std::process::ExitCode;
 
@@ -9,8 +10,66 @@ use super::secrets::{
     create_vault, kdf, open_vault, print_recovery_key, read_recovery_key, read_secret_file,
     unlock_vault, vault_path, Unlocked,
 };
-use super::{KeyCommand, VaultCommand};
-use crate::vault::{KeyKind, RecoveryKey, Vault};
+use super::{KeyCommand, ServiceArgs, VaultCommand};
+use crate::custody::admin;
+use crate::vault::{ExternalKey, KeyKind, RecoveryKey, ServiceAuth, Vault, VaultKey};
+
+/// The service description the options give, if any (`None` without
+/// `--kms-address`). File paths are made absolute; nothing is read yet.
+fn external_key(name: &str, a: &ServiceArgs) -> anyhow::Result<Option<ExternalKey>> {
+    let any_other = a.key.is_some()
+        || a.ca_file.is_some()
+        || a.token_file.is_some()
+        || a.role_id_file.is_some()
+        || a.manage;
+    if a.addresses.is_empty() {
+        if any_other {
+            bail!("the --kms-… options describe a key held by a key service: give its --kms-address too");
+        }
+        return Ok(None);
+    }
+    let abs = |p: &std::path::PathBuf| std::path::absolute(p);
+    let auth = match (&a.token_file, &a.role_id_file, &a.secret_id_file) {
+        (Some(t), None, None) => ServiceAuth::Token {
+            token_file: abs(t)?,
+        },
+        (None, Some(r), Some(s)) => ServiceAuth::Approle {
+            mount: a.approle_mount.clone(),
+            role_id_file: abs(r)?,
+            secret_id_file: abs(s)?,
+        },
+        _ => bail!(
+            "a key held by a key service needs --kms-token-file, or --kms-role-id-file and --kms-secret-id-file"
+        ),
+    };
+    Ok(Some(ExternalKey {
+        addresses: a.addresses.clone(),
+        mount: a.mount.clone(),
+        key: a.key.clone().unwrap_or_else(|| name.to_string()),
+        ca_file: a.ca_file.as_ref().map(abs).transpose()?,
+        auth,
+        manage: a.manage,
+        timeout_ms: (a.timeout_ms != 5000).then_some(a.timeout_ms),
+    }))
+}
+
+/// A key service description for `vault list --json`: where, not secrets.
+fn service_json(k: &VaultKey) -> serde_json::Value {
+    match &k.service {
+        None => serde_json::Value::Null,
+        Some(s) => serde_json::json!({
+            "addresses": s.addresses,
+            "mount": s.mount,
+            "key": s.key,
+            "ca_file": s.ca_file,
+            "auth": match &s.auth {
+                ServiceAuth::Token { .. } => "token",
+                ServiceAuth::Approle { .. } => "approle",
+            },
+            "manage": s.manage,
+        }),
+    }
+}
 
 /// Runs a vault command.
 pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
@@ -36,6 +95,7 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                             "versions": k.versions.iter().map(|ver| serde_json::json!({
                                 "version": ver.version, "enabled": ver.enabled, "created": ver.created,
                             })).collect::<Vec<_>>(),
+                            "service": service_json(k),
                         })
                     })
                     .collect();
@@ -53,6 +113,16 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                     "NAME", "KIND", "VERSION", "STATE"
                 );
                 for k in v.keys() {
+                    if let Some(svc) = &k.service {
+                        println!(
+                            "{:<24} {:<9} {:>7} {:<8} held by {}",
+                            k.name,
+                            k.kind.as_str(),
+                            "-",
+                            "service",
+                            svc.location()
+                        );
+                    }
                     for ver in &k.versions {
                         println!(
                             "{:<24} {:<9} {:>7} {:<8} {}",
@@ -161,9 +231,8 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut v = open_vault(&vault)?;
-            let version = v.rotate_key(&name)?;
+            println!("{}", admin::rotate(&mut v, &name)?);
             v.save()?;
-            println!("key {name}: version {version} created");
             for store in stores {
                 for line in crate::store::rotation::rewrap(&store, &mut v)? {
                     println!("{}: {line}", store.display());
@@ -185,21 +254,40 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let mut v = open_vault(&vault)?;
-            v.set_rotation_days(&name, (rotate_days > 0).then_some(rotate_days))?;
+            let line =
+                admin::set_rotation_days(&mut v, &name, (rotate_days > 0).then_some(rotate_days))?;
             v.save()?;
-            match rotate_days {
-                0 => println!("key {name}: no rotation policy"),
-                d => println!("key {name}: rotates when its newest version is {d} days old"),
-            }
+            println!("{line}");
         }
         VaultCommand::Key {
-            command: KeyCommand::Create { name, kind, vault },
+            command:
+                KeyCommand::Create {
+                    name,
+                    kind,
+                    service,
+                    vault,
+                },
         } => {
-            let mut v = open_vault(&vault)?;
             let kind: KeyKind = kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            v.create_key(&name, kind)?;
-            v.save()?;
-            println!("created key {name} ({}) version 1", kind.as_str());
+            let external = external_key(&name, &service)?;
+            if external.is_some() && kind != KeyKind::Customer {
+                bail!(
+                    "only customer keys may be held by a key service; {name} would be a {kind} key"
+                );
+            }
+            let mut v = open_vault(&vault)?;
+            match external {
+                Some(spec) => {
+                    let line = admin::create_external(&mut v, &name, spec)?;
+                    v.save()?;
+                    println!("{line}");
+                }
+                None => {
+                    v.create_key(&name, kind)?;
+                    v.save()?;
+                    println!("created key {name} ({}) version 1", kind.as_str());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -221,19 +309,8 @@ fn parse_key_spec(spec: &str) -> anyhow::Result<(&str, Option<u32>)> {
 fn set_enabled(spec: &str, vault: &super::VaultArgs, enabled: bool) -> anyhow::Result<()> {
     let (name, version) = parse_key_spec(spec)?;
     let mut v = open_vault(vault)?;
-    v.set_enabled(name, version, enabled)?;
+    let line = admin::set_enabled(&mut v, name, version, enabled)?;
     v.save()?;
-    let what = match version {
-        Some(n) => format!("key {name} version {n}"),
-        None => format!("every version of key {name}"),
-    };
-    println!(
-        "{what} {}",
-        if enabled {
-            "enabled"
-        } else {
-            "disabled (revoked)"
-        }
-    );
+    println!("{line}");
     Ok(())
 }

@@ -13,11 +13,12 @@ use crate::file::{EncFile, OpenSpec};
 
 /// What a file handle refers to.
 pub(super) enum Handle {
-    /// An open regular file.
+    /// An open regular file. `file` is `None` after its disk's keys were
+    /// revoked; it is opened again on the next use once they are back.
     File {
         ino: u64,
         disk: usize,
-        file: Arc<EncFile>,
+        file: Option<Arc<EncFile>>,
         write: bool,
     },
     /// An open directory with its listing.
@@ -33,22 +34,45 @@ impl Fs {
 
     pub(super) fn handle_file(&self, fh: u64) -> Option<Arc<EncFile>> {
         match self.handles().get(&fh) {
-            Some(Handle::File { file, .. }) => Some(file.clone()),
+            Some(Handle::File { file, .. }) => file.clone(),
             _ => None,
         }
     }
 
     /// The file of an open handle, once its disk is checked to be served
     /// (a revoked key stops open handles too), and whether it may write.
+    /// A handle whose file a revocation dropped opens it again.
     fn served_file(&self, fh: u64) -> FsResult<(Arc<EncFile>, bool)> {
-        let (file, disk, write) = match self.handles().get(&fh) {
+        let (file, ino, disk, write) = match self.handles().get(&fh) {
             Some(Handle::File {
-                file, disk, write, ..
-            }) => (file.clone(), *disk, *write),
+                file,
+                ino,
+                disk,
+                write,
+            }) => (file.clone(), *ino, *disk, *write),
             _ => return Err(Errno::EBADF),
         };
         self.disk(disk)?.check()?;
-        Ok((file, write))
+        if let Some(f) = file {
+            return Ok((f, write));
+        }
+        let f = self.file_of(ino)?;
+        if let Some(Handle::File { file, .. }) = self.handles().get_mut(&fh) {
+            *file = Some(f.clone());
+        }
+        self.settle(disk)?;
+        Ok((f, write))
+    }
+
+    /// After a file of `disk` was put in a handle: if the disk was revoked
+    /// meanwhile (its revocation may have emptied the handles before this
+    /// one was filled), take its open files out again and refuse.
+    fn settle(&self, disk: usize) -> FsResult<()> {
+        if let Err(e) = self.disk(disk)?.check() {
+            self.drop_open_files(disk);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Attaches a new handle to inode `ino` for `file` (its shared file).
@@ -64,10 +88,14 @@ impl Fs {
             Handle::File {
                 ino,
                 disk,
-                file,
+                file: Some(file),
                 write,
             },
         );
+        if let Err(e) = self.settle(disk) {
+            let _ = self.release(fh);
+            return Err(e);
+        }
         Ok(fh)
     }
 

@@ -113,29 +113,106 @@ pub struct DiskRt {
     pub name: String,
     /// Backing root.
     pub root: PathBuf,
-    /// Ciphers, when the disk's keys unlocked.
-    pub pipeline: Option<Arc<Pipeline>>,
-    /// Name codec.
-    pub names: Option<NameCodec>,
-    /// Why the disk is refused (revoked key), if it is.
-    pub refused: RwLock<Option<String>>,
     /// For a snapshot: its name (`name` is then its disk's). Snapshots are
     /// read-only and shown under `.snapshots/<disk>/<snapshot>/`.
     pub snapshot: Option<String>,
     /// A temp disk: emptied at every mount, so its files need no write
     /// window for crashes.
     pub ephemeral: bool,
+    /// Its ciphers while served, or why it is refused. A refused disk holds
+    /// no ciphers: they are dropped at revocation and put back when its
+    /// keys are allowed again.
+    state: RwLock<DiskState>,
+}
+
+/// A disk's ciphers: the layer pipeline and the name codec derived from it.
+struct Ciphers {
+    pipeline: Arc<Pipeline>,
+    names: Arc<NameCodec>,
+}
+
+struct DiskState {
+    ciphers: Option<Ciphers>,
+    refused: Option<String>,
+    /// Layer names, as last served (kept while refused, for `status`).
+    layers: Vec<&'static str>,
 }
 
 impl DiskRt {
-    fn check(&self) -> FsResult<(&Arc<Pipeline>, &NameCodec)> {
-        if self.refused.read().map(|r| r.is_some()).unwrap_or(true) {
-            return Err(Errno::REVOKED);
+    /// A disk served with `pipeline`.
+    pub fn served(
+        name: String,
+        root: PathBuf,
+        snapshot: Option<String>,
+        ephemeral: bool,
+        pipeline: Arc<Pipeline>,
+    ) -> DiskRt {
+        let layers = pipeline.layer_set().names();
+        let names = Arc::new(pipeline.name_codec());
+        DiskRt {
+            name,
+            root,
+            snapshot,
+            ephemeral,
+            state: RwLock::new(DiskState {
+                ciphers: Some(Ciphers { pipeline, names }),
+                refused: None,
+                layers,
+            }),
         }
-        match (&self.pipeline, &self.names) {
-            (Some(p), Some(n)) => Ok((p, n)),
+    }
+
+    /// A disk refused for `reason`, with no ciphers.
+    pub fn refused(
+        name: String,
+        root: PathBuf,
+        snapshot: Option<String>,
+        ephemeral: bool,
+        reason: String,
+    ) -> DiskRt {
+        DiskRt {
+            name,
+            root,
+            snapshot,
+            ephemeral,
+            state: RwLock::new(DiskState {
+                ciphers: None,
+                refused: Some(reason),
+                layers: Vec::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, DiskState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, DiskState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The disk's ciphers, or EKEYREVOKED when it is refused.
+    fn check(&self) -> FsResult<(Arc<Pipeline>, Arc<NameCodec>)> {
+        let st = self.state();
+        match (&st.refused, &st.ciphers) {
+            (None, Some(c)) => Ok((c.pipeline.clone(), c.names.clone())),
             _ => Err(Errno::REVOKED),
         }
+    }
+
+    /// The pipeline while the disk is served.
+    pub fn served_pipeline(&self) -> Option<Arc<Pipeline>> {
+        self.check().ok().map(|(p, _)| p)
+    }
+
+    /// Why the disk is refused, if it is.
+    pub fn refusal(&self) -> Option<String> {
+        self.state().refused.clone()
+    }
+
+    /// Whether the disk's ciphers are in memory.
+    pub fn keys_loaded(&self) -> bool {
+        self.state().ciphers.is_some()
     }
 }
 
@@ -155,6 +232,9 @@ pub const SNAPSHOTS_DIR: &str = ".snapshots";
 pub(super) const SNAPSHOTS_INO: u64 = u64::MAX - 2;
 /// Inode of `.snapshots/<disk>` is this plus the disk's slot.
 pub(super) const SNAPSHOT_DISK_INO: u64 = u64::MAX - (1 << 20);
+/// How long a revocation waits for running operations to let go of the
+/// disk's ciphers.
+const REVOKE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Slots kept free at mount for snapshots taken while mounted.
 const SPARE_SLOTS: usize = 256;
 
@@ -208,6 +288,8 @@ pub struct DiskStatus {
     pub layers: Vec<&'static str>,
     /// Why the disk is refused, if it is (a revoked key).
     pub refused: Option<String>,
+    /// Whether its ciphers are in memory (never while refused).
+    pub keys_in_memory: bool,
 }
 
 /// The block cache in [`FsStatus`].
@@ -290,14 +372,16 @@ impl Fs {
         let Some((_, d)) = self.live_disks().find(|(_, d)| d.name == disk) else {
             return false;
         };
-        let rt = DiskRt {
-            name: d.name.clone(),
-            root,
-            pipeline: d.pipeline.clone(),
-            names: d.pipeline.as_ref().map(|p| p.name_codec()),
-            refused: RwLock::new(d.refused.read().map(|r| r.clone()).unwrap_or(None)),
-            snapshot: Some(name.to_string()),
-            ephemeral: false,
+        let snapshot = Some(name.to_string());
+        let rt = match (d.served_pipeline(), d.refusal()) {
+            (Some(p), _) => DiskRt::served(d.name.clone(), root, snapshot, false, p),
+            (None, reason) => DiskRt::refused(
+                d.name.clone(),
+                root,
+                snapshot,
+                false,
+                reason.unwrap_or_else(|| format!("disk {} is unavailable", d.name)),
+            ),
         };
         match self.disks.iter().find(|s| s.get().is_none()) {
             Some(slot) => slot.set(rt).is_ok(),
@@ -355,12 +439,9 @@ impl Fs {
                         Some(s) => format!("{SNAPSHOTS_DIR}/{}/{s}", d.name),
                         None => d.name.clone(),
                     },
-                    layers: d
-                        .pipeline
-                        .as_ref()
-                        .map(|p| p.layer_set().names())
-                        .unwrap_or_default(),
-                    refused: d.refused.read().map(|r| r.clone()).unwrap_or(None),
+                    layers: d.state().layers.clone(),
+                    refused: d.refusal(),
+                    keys_in_memory: d.keys_loaded(),
                 })
                 .collect(),
             open_handles: self.handles().len(),
@@ -381,17 +462,94 @@ impl Fs {
         }
     }
 
-    /// Refuses disk `disk` with `reason`, or serves it again with `None`.
-    /// Returns whether that changed anything.
-    pub fn set_refused(&self, disk: usize, reason: Option<String>) -> bool {
-        let Some(d) = self.disks.get(disk).and_then(|s| s.get()) else {
+    /// Refuses disk (or snapshot) `slot` with `reason` and takes its keys
+    /// away; see [`Fs::revoke_disks`].
+    pub fn revoke_disk(&self, slot: usize, reason: String) -> bool {
+        !self.revoke_disks(vec![(slot, reason)]).is_empty()
+    }
+
+    /// Refuses each disk (or snapshot) slot with its reason and takes their
+    /// keys away: their ciphers and name keys, the open files' state built
+    /// on them and the block cache's blocks are dropped. Open handles stay
+    /// valid and answer EKEYREVOKED until [`Fs::restore_disk`]. Returns,
+    /// with the slots that changed, once nothing holds the ciphers any more
+    /// (operations already running finish first, up to a bound), so that no
+    /// key or cached block of those disks is left in memory.
+    pub fn revoke_disks(&self, slots: Vec<(usize, String)>) -> Vec<usize> {
+        let mut changed = Vec::new();
+        let mut old: Vec<Arc<Pipeline>> = Vec::new();
+        for (slot, reason) in slots {
+            let Some(d) = self.disks.get(slot).and_then(|s| s.get()) else {
+                continue;
+            };
+            let mut st = d.state_mut();
+            if st.refused.as_ref() == Some(&reason) && st.ciphers.is_none() {
+                continue;
+            }
+            // Refused first: an operation that opens a file of the disk
+            // from now on sees it and lets go of what it opened.
+            st.refused = Some(reason);
+            if let Some(c) = st.ciphers.take() {
+                if !old.iter().any(|p| Arc::ptr_eq(p, &c.pipeline)) {
+                    old.push(c.pipeline);
+                }
+            }
+            changed.push(slot);
+        }
+        for &slot in &changed {
+            self.drop_open_files(slot);
+        }
+        // Operations that checked a disk before it was refused hold its
+        // pipeline until they finish (an open file holds it while open);
+        // wait for them, so that what they put in the cache is purged below.
+        let deadline = std::time::Instant::now() + REVOKE_WAIT;
+        for p in &old {
+            while Arc::strong_count(p) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            if Arc::strong_count(p) > 1 {
+                tracing::warn!(
+                    "an operation still holds a revoked disk's ciphers; they go when it ends"
+                );
+            }
+        }
+        drop(old);
+        for &slot in &changed {
+            self.cache
+                .purge_scope(u32::try_from(slot).unwrap_or(u32::MAX));
+        }
+        changed
+    }
+
+    /// Drops the open files of disk `slot` (its keys are revoked): handles
+    /// open their file again when the disk is served again.
+    fn drop_open_files(&self, slot: usize) {
+        let mut files = Vec::new();
+        for h in self.handles().values_mut() {
+            if let io::Handle::File { disk, file, .. } = h {
+                if *disk == slot {
+                    files.extend(file.take());
+                }
+            }
+        }
+        drop(files);
+    }
+
+    /// Serves disk (or snapshot) `slot` again with `pipeline`, built from
+    /// its keys once they are allowed again. Returns whether it was
+    /// refused.
+    pub fn restore_disk(&self, slot: usize, pipeline: Arc<Pipeline>) -> bool {
+        let Some(d) = self.disks.get(slot).and_then(|s| s.get()) else {
             return false;
         };
-        let mut r = d.refused.write().unwrap_or_else(|e| e.into_inner());
-        if *r == reason {
+        let mut st = d.state_mut();
+        if st.refused.is_none() && st.ciphers.is_some() {
             return false;
         }
-        *r = reason;
+        st.layers = pipeline.layer_set().names();
+        let names = Arc::new(pipeline.name_codec());
+        st.ciphers = Some(Ciphers { pipeline, names });
+        st.refused = None;
         true
     }
 
@@ -450,7 +608,7 @@ impl Fs {
             self.sessions.clone()
         };
         Ok(FileCtx {
-            pipeline: pipeline.clone(),
+            pipeline,
             cache: self.cache.clone(),
             scope: u32::try_from(disk).unwrap_or(u32::MAX),
             sessions,

@@ -88,7 +88,7 @@ impl Fs {
     /// The directory id of the open backing directory `dir` of disk `disk`.
     pub(super) fn dir_id(&self, disk: usize, dir: &Dir) -> FsResult<[u8; 16]> {
         let (_, names) = self.disk(disk)?.check()?;
-        if matches!(names, NameCodec::Plain) {
+        if matches!(*names, NameCodec::Plain) {
             return Ok([0; 16]);
         }
         match crate::backing::read_dirid_at(dir) {
@@ -173,7 +173,7 @@ impl Fs {
         Ok(crate::file::read_header(
             &fd,
             &self.label(disk, name),
-            pipeline,
+            &pipeline,
         )?)
     }
 

@@ -145,7 +145,7 @@ impl Fs {
     /// The backing name of xattr `name` of the owner `id` on `disk`.
     fn xattr_backing(&self, disk: usize, id: &[u8; 16], name: &str) -> FsResult<Stored> {
         let (pipeline, codec) = self.disk(disk)?.check()?;
-        backing_name(pipeline, codec, id, name)
+        backing_name(&pipeline, &codec, id, name)
     }
 
     fn user_name(name: &OsStr) -> FsResult<&str> {
@@ -164,7 +164,7 @@ impl Fs {
         let (disk, id, target) = self.xattr_owner(ino, Access::Write)?.ok_or(Errno::EPERM)?;
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
-        let stored = seal_value(codec, &id, name, st.long, value)?;
+        let stored = seal_value(&codec, &id, name, st.long, value)?;
         let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
         rustix::fs::fsetxattr(target.fd(), st.backing.as_str(), &stored, f)?;
         Ok(())

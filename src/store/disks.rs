@@ -132,26 +132,26 @@ pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskCo
     let mut layers = Vec::new();
     let id = config.store_id.clone();
     if let Some(k) = &new.guest_key {
-        let r = ensure_key(vault, k, KeyKind::Customer)?;
+        ensure_key(vault, k, KeyKind::Customer)?;
         layers.push(new_wrapped_dek(
             vault,
             store,
             &id,
             &new.name,
             Layer::Guest,
-            r,
+            k,
             1,
         )?);
     }
     if config.host_encryption && new.kind != DiskKind::Temp {
-        let r = ensure_key(vault, "host", KeyKind::Host)?;
+        ensure_key(vault, "host", KeyKind::Host)?;
         layers.push(new_wrapped_dek(
             vault,
             store,
             &id,
             &new.name,
             Layer::Host,
-            r,
+            "host",
             1,
         )?);
     }
@@ -175,26 +175,26 @@ pub fn add_disk(store: &Path, vault: &mut Vault, new: &NewDisk) -> Result<DiskCo
                 other.name, other.name
             ));
         }
-        let r = ensure_key(vault, k, KeyKind::Customer)?;
+        ensure_key(vault, k, KeyKind::Customer)?;
         layers.push(new_wrapped_dek(
             vault,
             store,
             &id,
             &new.name,
             Layer::StorageCmk,
-            r,
+            k,
             1,
         )?);
     }
     if matches!(storage, StorageMode::Platform | StorageMode::Double) {
-        let r = ensure_key(vault, "platform", KeyKind::Platform)?;
+        ensure_key(vault, "platform", KeyKind::Platform)?;
         layers.push(new_wrapped_dek(
             vault,
             store,
             &id,
             &new.name,
             Layer::StoragePmk,
-            r,
+            "platform",
             1,
         )?);
     }

@@ -16,10 +16,8 @@ pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-
 use crate::crypto::{random_array, Key32, Key64};
+use crate::custody::{self, Binding, CustodyError};
 use crate::layers::{DiskKeys, Layer};
 use crate::vault::{KeyKind, Vault, VaultError};
 pub use config::{
@@ -61,15 +59,22 @@ pub enum StoreError {
         /// Version.
         version: u32,
     },
-    /// A key the disk depends on is disabled.
-    #[error("disk {disk} is unavailable: vault key {key} version {version} is disabled (revoked)")]
+    /// A key the disk depends on is refused by its holder: disabled in the
+    /// vault, refused by the key service.
+    #[error("disk {disk} is unavailable: {why}")]
     Revoked {
         /// Disk.
         disk: String,
-        /// Key.
-        key: String,
-        /// Version.
-        version: u32,
+        /// Why, naming the key.
+        why: String,
+    },
+    /// The key service holding a key the disk depends on cannot be asked.
+    #[error("disk {disk}: {why}")]
+    KeyService {
+        /// Disk.
+        disk: String,
+        /// The key, the addresses tried and the cause.
+        why: String,
     },
     /// A wrapped DEK did not unwrap.
     #[error("store {store}: the {layer} key of disk {disk} does not unwrap with vault key {key}: tampered or damaged")]
@@ -119,6 +124,40 @@ fn in_use_hint(mounted: bool) -> &'static str {
     }
 }
 
+impl StoreError {
+    /// The store error for custody error `e` about `layer` of `disk`.
+    pub(crate) fn custody(store: &Path, disk: &str, layer: Layer, e: CustodyError) -> StoreError {
+        match e {
+            CustodyError::Missing { key, version } => StoreError::MissingKey {
+                store: store.to_path_buf(),
+                key,
+                version: version.unwrap_or(0),
+            },
+            CustodyError::Refused { why, .. } => StoreError::Revoked {
+                disk: disk.to_string(),
+                why,
+            },
+            CustodyError::Unreachable { .. } => StoreError::KeyService {
+                disk: disk.to_string(),
+                why: e.to_string(),
+            },
+            CustodyError::NotUnwrapped { key, .. } => StoreError::Unwrap {
+                store: store.to_path_buf(),
+                disk: disk.to_string(),
+                layer: layer.name(),
+                key,
+            },
+            CustodyError::Invalid(m) => StoreError::Invalid(m),
+        }
+    }
+
+    /// Whether this is a key service that could not be asked (not a
+    /// refusal).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::KeyService { .. })
+    }
+}
+
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -135,67 +174,10 @@ pub(crate) fn now() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn dek_aad(
-    store_id: &str,
-    disk: &str,
-    layer: Layer,
-    generation: u32,
-    key: &KeyRef,
-) -> Vec<u8> {
-    format!(
-        "strata dek v1\0{store_id}\0{disk}\0{}\0{generation}\0{}\0{}",
-        layer.name(),
-        key.name,
-        key.version
-    )
-    .into_bytes()
-}
-
-/// Wraps a DEK under a vault key version.
-pub fn wrap_dek(kek: &Key32, dek: &Key64, aad: &[u8]) -> String {
-    let cipher = XChaCha20Poly1305::new(kek.expose().into());
-    let nonce: [u8; 24] = random_array();
-    // Encryption with a valid key and nonce does not fail.
-    let ct = cipher
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: dek.expose(),
-                aad,
-            },
-        )
-        .unwrap_or_default();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    hex::encode(out)
-}
-
-/// Unwraps a DEK; `None` when the tag fails or the encoding is wrong.
-pub fn unwrap_dek(kek: &Key32, wrapped: &str, aad: &[u8]) -> Option<Key64> {
-    let raw = hex::decode(wrapped).ok()?;
-    if raw.len() != 24 + 64 + 16 {
-        return None;
-    }
-    let cipher = XChaCha20Poly1305::new(kek.expose().into());
-    let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&raw[..24]);
-    let pt = zeroize::Zeroizing::new(
-        cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &raw[24..],
-                    aad,
-                },
-            )
-            .ok()?,
-    );
-    Key64::from_slice(&pt)
-}
-
-/// Makes sure the vault holds key `name` of `kind`, creating it if needed.
-/// Returns the reference to its newest enabled version.
-pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef, StoreError> {
+/// Makes sure the vault holds key `name` of `kind`, creating it (in the
+/// vault file) if needed. A key held by a key service must already exist
+/// (`vault key create NAME` with the service options) and be a customer key.
+pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<(), StoreError> {
     if vault.key(name).is_none() {
         vault.create_key(name, kind)?;
     }
@@ -209,8 +191,20 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
             kind.as_str()
         )));
     }
-    let v = key
-        .latest_enabled()
+    if key.service.is_none() && key.latest_enabled().is_none() {
+        return Err(StoreError::Invalid(format!(
+            "vault key {name} has no enabled version"
+        )));
+    }
+    Ok(())
+}
+
+/// The newest enabled version of `name`, a key held in the vault file (the
+/// config's auth key).
+fn local_ref(vault: &Vault, name: &str) -> Result<KeyRef, StoreError> {
+    let v = vault
+        .key(name)
+        .and_then(|k| k.latest_enabled())
         .ok_or_else(|| StoreError::Invalid(format!("vault key {name} has no enabled version")))?;
     Ok(KeyRef {
         name: name.to_string(),
@@ -218,9 +212,9 @@ pub fn ensure_key(vault: &mut Vault, name: &str, kind: KeyKind) -> Result<KeyRef
     })
 }
 
-/// The material of a key version that exists in the vault, enabled or not
-/// (a disabled key stays in the vault: revocation is enforced by refusing
-/// service, and enabling the key again brings everything back).
+/// The material of a key version held in the vault file, enabled or not:
+/// the config's tag key (the config stays readable while keys are disabled,
+/// so that revoked disks can be named).
 pub(crate) fn stored_material<'v>(
     vault: &'v Vault,
     store: &Path,
@@ -237,67 +231,55 @@ pub(crate) fn stored_material<'v>(
         })
 }
 
-/// Why `disk` must be refused now: the first key it depends on that is
-/// disabled or missing in the vault.
+/// Why `disk` must be refused now: the first key version it depends on
+/// that its holder refuses (disabled or missing in the vault, refused by
+/// the key service) or that cannot be asked.
 pub fn disk_revoked(d: &DiskConfig, vault: &Vault) -> Option<String> {
     d.layers.iter().find_map(|w| {
-        match vault
-            .key(&w.key.name)
-            .and_then(|k| k.version(w.key.version))
-        {
-            Some(v) if v.enabled => None,
-            Some(_) => Some(format!(
-                "disk {} is unavailable: vault key {} version {} is disabled (revoked)",
-                d.name, w.key.name, w.key.version
-            )),
-            None => Some(format!(
-                "disk {} is unavailable: vault key {} version {} is missing from the vault",
-                d.name, w.key.name, w.key.version
-            )),
+        let h = match custody::holder(vault, &w.key.name) {
+            Ok(h) => h,
+            Err(e) => return Some(format!("disk {} is unavailable: {e}", d.name)),
+        };
+        match h.check(&[w.key.version], crate::kms::DEFAULT_TIMEOUT) {
+            Ok(v) => v
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|why| format!("disk {} is unavailable: {why}", d.name)),
+            Err(e) => Some(format!("disk {} is unavailable: {e}", d.name)),
         }
     })
 }
 
-fn key_material<'v>(
-    vault: &'v Vault,
-    store: &Path,
-    disk: &str,
-    key: &KeyRef,
-) -> Result<&'v Key32, StoreError> {
-    let v = vault
-        .key(&key.name)
-        .and_then(|k| k.version(key.version))
-        .ok_or_else(|| StoreError::MissingKey {
-            store: store.to_path_buf(),
-            key: key.name.clone(),
-            version: key.version,
-        })?;
-    if !v.enabled {
-        return Err(StoreError::Revoked {
-            disk: disk.to_string(),
-            key: key.name.clone(),
-            version: key.version,
-        });
-    }
-    Ok(v.material())
-}
-
-/// Creates a new DEK for `layer` of `disk`, wrapped by `key`.
+/// Creates a new DEK for `layer` of `disk`, wrapped by the newest usable
+/// version of vault key `key`.
 pub fn new_wrapped_dek(
     vault: &Vault,
     store: &Path,
     store_id: &str,
     disk: &str,
     layer: Layer,
-    key: KeyRef,
+    key: &str,
     generation: u32,
 ) -> Result<WrappedDek, StoreError> {
-    let kek = key_material(vault, store, disk, &key)?;
+    let holder =
+        custody::holder(vault, key).map_err(|e| StoreError::custody(store, disk, layer, e))?;
     let dek = Key64::random();
-    let wrapped = wrap_dek(kek, &dek, &dek_aad(store_id, disk, layer, generation, &key));
+    let at = Binding {
+        store_id,
+        disk,
+        layer,
+        generation,
+    };
+    let (version, wrapped) = holder
+        .wrap(&dek, &at)
+        .map_err(|e| StoreError::custody(store, disk, layer, e))?;
     Ok(WrappedDek {
         layer,
-        key,
+        key: KeyRef {
+            name: key.to_string(),
+            version,
+        },
         generation,
         wrapped,
     })
@@ -423,6 +405,9 @@ pub struct InitOptions {
     pub host: Option<bool>,
     /// PMK rotation age.
     pub pmk_rotation_days: u32,
+    /// The customer key of the storage CMK layer (and of the preset's
+    /// scope) instead of the preset's (`cmk`, `fleet-cmk`, `max-cmk`).
+    pub cmk: Option<String>,
 }
 
 /// Creates a new store at `store` bound to `vault`, creating the vault keys
@@ -444,13 +429,19 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
         )));
     }
     let store_id = hex::encode(random_array::<16>());
-    let auth_key = ensure_key(vault, "platform", KeyKind::Platform)?;
+    ensure_key(vault, "platform", KeyKind::Platform)?;
+    let auth_key = local_ref(vault, "platform")?;
+    let cmk: String = match (&opts.cmk, &plan.scope) {
+        (Some(k), _) => k.clone(),
+        (None, Some((_, k))) => k.to_string(),
+        (None, None) => plan.cmk.to_string(),
+    };
     let mut scopes = Vec::new();
-    if let Some((scope, key)) = &plan.scope {
-        ensure_key(vault, key, KeyKind::Customer)?;
+    if let Some((scope, _)) = &plan.scope {
+        ensure_key(vault, &cmk, KeyKind::Customer)?;
         scopes.push(Scope {
             name: scope.to_string(),
-            key: key.to_string(),
+            key: cmk.clone(),
         });
     }
     let mut disks = Vec::new();
@@ -466,51 +457,50 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
             (plan.guest, plan.storage)
         };
         if guest {
-            let k = ensure_key(vault, plan.guest_key, KeyKind::Customer)?;
+            ensure_key(vault, plan.guest_key, KeyKind::Customer)?;
             layers.push(new_wrapped_dek(
                 vault,
                 store,
                 &store_id,
                 name,
                 Layer::Guest,
-                k,
+                plan.guest_key,
                 1,
             )?);
         }
         if host && kind != DiskKind::Temp {
-            let k = ensure_key(vault, "host", KeyKind::Host)?;
+            ensure_key(vault, "host", KeyKind::Host)?;
             layers.push(new_wrapped_dek(
                 vault,
                 store,
                 &store_id,
                 name,
                 Layer::Host,
-                k,
+                "host",
                 1,
             )?);
         }
         if matches!(storage, StorageMode::Customer | StorageMode::Double) {
-            let cmk = plan.scope.as_ref().map(|(_, k)| *k).unwrap_or(plan.cmk);
-            let k = ensure_key(vault, cmk, KeyKind::Customer)?;
+            ensure_key(vault, &cmk, KeyKind::Customer)?;
             layers.push(new_wrapped_dek(
                 vault,
                 store,
                 &store_id,
                 name,
                 Layer::StorageCmk,
-                k,
+                &cmk,
                 1,
             )?);
         }
         if matches!(storage, StorageMode::Platform | StorageMode::Double) {
-            let k = ensure_key(vault, "platform", KeyKind::Platform)?;
+            ensure_key(vault, "platform", KeyKind::Platform)?;
             layers.push(new_wrapped_dek(
                 vault,
                 store,
                 &store_id,
                 name,
                 Layer::StoragePmk,
-                k,
+                "platform",
                 1,
             )?);
         }
@@ -552,8 +542,6 @@ pub fn init(store: &Path, vault: &mut Vault, opts: &InitOptions) -> Result<Confi
             write_dirid(&root).map_err(io(&root))?;
         }
     }
-    // The platform key must be enabled to tag a new store's config.
-    key_material(vault, store, "config", &auth_key)?;
     save_config(store, &mut config, vault)?;
     Ok(config)
 }
@@ -645,17 +633,24 @@ fn finish_pending(store: &Path, vault: &Vault) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// Reads, authenticates and unlocks a store with `vault`.
+/// Reads, authenticates and unlocks a store with `vault`. Each distinct
+/// wrapped DEK is unwrapped once (a snapshot taken since the last rekey
+/// shares its disk's), so a key service sees one decrypt per disk and layer.
 pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
     let config = read_authenticated(store, vault)?;
+    let mut memo = Unwrapper::default();
     let mut disks = Vec::new();
     for d in &config.disks {
-        disks.push((d.clone(), unlock_disk(store, &config, d, vault)));
+        let keys = memo.unlock(store, &config, d, &d.layers, vault);
+        disks.push((d.clone(), keys));
     }
     let snapshots = config
         .snapshots
         .iter()
-        .map(|s| (s.clone(), unlock_disk(store, &config, &s.source, vault)))
+        .map(|s| {
+            let keys = memo.unlock(store, &config, &s.source, &s.source.layers, vault);
+            (s.clone(), keys)
+        })
         .collect();
     Ok(OpenStore {
         path: store.to_path_buf(),
@@ -665,17 +660,65 @@ pub fn open(store: &Path, vault: &Vault) -> Result<OpenStore, StoreError> {
     })
 }
 
-fn unlock_disk(
-    store: &Path,
-    config: &Config,
-    d: &DiskConfig,
-    vault: &Vault,
-) -> Result<DiskKeys, StoreError> {
-    unlock_layers(store, config, d, &d.layers, vault)
+/// Unwraps DEKs through their holders, remembering each one it unwrapped
+/// (by key, version, wrapped value and binding) for the life of one opening.
+#[derive(Default)]
+pub struct Unwrapper {
+    seen: std::collections::HashMap<String, Key64>,
+}
+
+impl Unwrapper {
+    /// Unwraps `layers` (a disk's own, or those of a pending
+    /// re-encryption) of disk `d` into its keys. The first layer whose
+    /// holder refuses or cannot be asked decides the error; nothing is
+    /// unwrapped after it.
+    pub fn unlock(
+        &mut self,
+        store: &Path,
+        config: &Config,
+        d: &DiskConfig,
+        layers: &[WrappedDek],
+        vault: &Vault,
+    ) -> Result<DiskKeys, StoreError> {
+        let mut keys = DiskKeys::default();
+        for w in layers {
+            let at = Binding {
+                store_id: &config.store_id,
+                disk: &d.name,
+                layer: w.layer,
+                generation: w.generation,
+            };
+            let id = format!(
+                "{}\0{}\0{}\0{}",
+                w.key.name,
+                w.key.version,
+                w.wrapped,
+                String::from_utf8_lossy(&at.context(&w.key.name))
+            );
+            let dek = match self.seen.get(&id) {
+                Some(k) => k.duplicate(),
+                None => {
+                    let err = |e| StoreError::custody(store, &d.name, w.layer, e);
+                    let holder = custody::holder(vault, &w.key.name).map_err(err)?;
+                    let dek = holder
+                        .unwrap(w.key.version, &w.wrapped, &at)
+                        .map_err(|e| StoreError::custody(store, &d.name, w.layer, e))?;
+                    self.seen.insert(id, dek.duplicate());
+                    dek
+                }
+            };
+            keys.set(w.layer, dek, w.generation);
+        }
+        if d.kind == DiskKind::Temp && config.host_encryption {
+            // The temp disk's host key exists only in this process's memory.
+            keys.set(Layer::Host, Key64::random(), 1);
+        }
+        Ok(keys)
+    }
 }
 
 /// Unwraps `layers` (a disk's own, or those of a pending re-encryption) into
-/// the disk's keys.
+/// the disk's keys, through their holders.
 pub fn unlock_layers(
     store: &Path,
     config: &Config,
@@ -683,21 +726,5 @@ pub fn unlock_layers(
     layers: &[WrappedDek],
     vault: &Vault,
 ) -> Result<DiskKeys, StoreError> {
-    let mut keys = DiskKeys::default();
-    for w in layers {
-        let kek = stored_material(vault, store, &w.key)?;
-        let aad = dek_aad(&config.store_id, &d.name, w.layer, w.generation, &w.key);
-        let dek = unwrap_dek(kek, &w.wrapped, &aad).ok_or_else(|| StoreError::Unwrap {
-            store: store.to_path_buf(),
-            disk: d.name.clone(),
-            layer: w.layer.name(),
-            key: w.key.name.clone(),
-        })?;
-        keys.set(w.layer, dek, w.generation);
-    }
-    if d.kind == DiskKind::Temp && config.host_encryption {
-        // The temp disk's host key exists only in this process's memory.
-        keys.set(Layer::Host, Key64::random(), 1);
-    }
-    Ok(keys)
+    Unwrapper::default().unlock(store, config, d, layers, vault)
 }

@@ -24,8 +24,7 @@ use rustix::fs::Stat;
 
 use super::snapshots::{set_owner_mode_times, set_owner_mode_times_at};
 use super::{
-    disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, KeyRef, StoreError,
-    WrappedDek,
+    disk_root, new_wrapped_dek, unlock_layers, Config, DiskConfig, DiskKind, StoreError, WrappedDek,
 };
 use crate::backing::walk::{self, Node, Visitor};
 use crate::backing::{read_dirid_at, Dir, DIRID_BACKUP, DIRID_NAME};
@@ -222,18 +221,6 @@ fn plan(
     change: &Change,
     vault: &mut Vault,
 ) -> Result<Vec<WrappedDek>, StoreError> {
-    let newest = |vault: &Vault, name: &str| -> Result<KeyRef, StoreError> {
-        let v = vault
-            .key(name)
-            .and_then(|k| k.latest_enabled())
-            .ok_or_else(|| {
-                StoreError::Invalid(format!("vault key {name} has no enabled version"))
-            })?;
-        Ok(KeyRef {
-            name: name.to_string(),
-            version: v.version,
-        })
-    };
     let mut out = Vec::new();
     match change {
         Change::Rekey(layers) => {
@@ -245,14 +232,13 @@ fn plan(
                         layer.name()
                     ));
                 };
-                let key = newest(vault, &w.key.name)?;
                 out.push(new_wrapped_dek(
                     vault,
                     store,
                     &config.store_id,
                     &d.name,
                     *layer,
-                    key,
+                    &w.key.name,
                     w.generation + 1,
                 )?);
             }
@@ -268,7 +254,7 @@ fn plan(
                     config.region
                 ));
             }
-            let r = super::ensure_key(vault, key, crate::vault::KeyKind::Customer)?;
+            super::ensure_key(vault, key, crate::vault::KeyKind::Customer)?;
             vault.save()?;
             out.push(new_wrapped_dek(
                 vault,
@@ -276,7 +262,7 @@ fn plan(
                 &config.store_id,
                 &d.name,
                 Layer::Guest,
-                r,
+                key,
                 1,
             )?);
         }

@@ -4,16 +4,19 @@
 //! changes. Platform keys rotate by age (`pmk_rotation_days`), customer keys
 //! by the rotation policy they carry in the vault.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use super::{dek_aad, stored_material, unwrap_dek, wrap_dek, Config, KeyRef, StoreError};
+use super::{Config, KeyRef, StoreError};
+use crate::custody::{self, Binding};
 use crate::layers::Layer;
 use crate::vault::{KeyKind, Vault};
 
 const DAY: u64 = 86_400;
 
-/// The newest enabled version of `name`, if newer than `current`.
-fn newer(vault: &Vault, name: &str, current: u32) -> Option<u32> {
+/// The newest enabled version of `name`, a key held in the vault file, if
+/// newer than `current`.
+fn newer_local(vault: &Vault, name: &str, current: u32) -> Option<u32> {
     let v = vault.key(name)?.latest_enabled()?.version;
     (v > current).then_some(v)
 }
@@ -25,38 +28,54 @@ fn version_enabled(vault: &Vault, key: &KeyRef) -> bool {
         .is_some_and(|v| v.enabled)
 }
 
-/// Rewraps every DEK of the store whose vault key has a newer enabled
-/// version, and moves the config's auth key to its newest version. Writes
-/// the config (and records its generation in the vault) only if something
-/// changed. Returns one line per change.
+/// Rewraps every DEK of the store (disks, snapshots, images) whose key has
+/// a newer usable version — in the vault file, or in the key service that
+/// holds it — and moves the config's auth key to its newest version. A DEK
+/// whose version its holder refuses stays as it is (a revoked disk stays
+/// revoked). Writes the config (and records its generation in the vault)
+/// only if something changed. Returns one line per change. A key service
+/// that cannot be asked fails the rewrap, naming it.
 pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError> {
     let mut config = super::read_authenticated(store, vault)?;
     let mut changes = Vec::new();
     let store_id = config.store_id.clone();
+    // The newest version of each key, asked once (None: the holder refuses
+    // new wraps, or the key is missing: nothing moves).
+    let mut newest: HashMap<String, Option<u32>> = HashMap::new();
     for d in config.all_key_holders_mut() {
         for w in d.layers.iter_mut() {
-            let Some(v) = newer(vault, &w.key.name, w.key.version) else {
+            let err = |e| StoreError::custody(store, &d.name, w.layer, e);
+            let Ok(holder) = custody::holder(vault, &w.key.name) else {
                 continue;
             };
-            // A DEK wrapped by a disabled version cannot be unwrapped (as a
-            // key service refuses it): a revoked disk stays revoked.
-            if !version_enabled(vault, &w.key) {
+            let n = match newest.get(&w.key.name) {
+                Some(n) => *n,
+                None => {
+                    let n = match holder.newest() {
+                        Ok(n) => Some(n),
+                        Err(e) if e.is_unreachable() => return Err(err(e)),
+                        Err(_) => None,
+                    };
+                    newest.insert(w.key.name.clone(), n);
+                    n
+                }
+            };
+            if n.is_none_or(|n| n <= w.key.version) {
                 continue;
             }
-            let old_aad = dek_aad(&store_id, &d.name, w.layer, w.generation, &w.key);
-            let dek = unwrap_dek(stored_material(vault, store, &w.key)?, &w.wrapped, &old_aad)
-                .ok_or_else(|| StoreError::Unwrap {
-                    store: store.to_path_buf(),
-                    disk: d.name.clone(),
-                    layer: w.layer.name(),
-                    key: w.key.name.clone(),
-                })?;
-            let new_key = KeyRef {
-                name: w.key.name.clone(),
-                version: v,
+            let at = Binding {
+                store_id: &store_id,
+                disk: &d.name,
+                layer: w.layer,
+                generation: w.generation,
             };
-            let aad = dek_aad(&store_id, &d.name, w.layer, w.generation, &new_key);
-            w.wrapped = wrap_dek(stored_material(vault, store, &new_key)?, &dek, &aad);
+            let (v, wrapped) = match holder.rewrap(w.key.version, &w.wrapped, &at) {
+                Ok(x) => x,
+                // A DEK wrapped by a refused version cannot be unwrapped (in
+                // the vault as in a service): a revoked disk stays revoked.
+                Err(e) if e.is_refusal() => continue,
+                Err(e) => return Err(err(e)),
+            };
             changes.push(format!(
                 "disk {}: {} key rewrapped from {} version {} to version {v}",
                 d.name,
@@ -64,10 +83,11 @@ pub fn rewrap(store: &Path, vault: &mut Vault) -> Result<Vec<String>, StoreError
                 w.key.name,
                 w.key.version
             ));
-            w.key = new_key;
+            w.key.version = v;
+            w.wrapped = wrapped;
         }
     }
-    if let Some(v) = newer(vault, &config.auth_key.name, config.auth_key.version)
+    if let Some(v) = newer_local(vault, &config.auth_key.name, config.auth_key.version)
         .filter(|_| version_enabled(vault, &config.auth_key))
     {
         changes.push(format!(
@@ -97,6 +117,11 @@ pub fn due(config: &Config, vault: &Vault) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for name in names {
         let Some(k) = vault.key(name) else { continue };
+        // A key service rotates its keys by its own period; its DEKs move
+        // to the newest version at every rewrap.
+        if k.service.is_some() {
+            continue;
+        }
         let Some(latest) = k.latest_enabled() else {
             continue;
         };

@@ -3,12 +3,22 @@
 //! decoded straight into [`Key32`]s, never through an unzeroized string.
 //!
 //! ```json
-//! {"region": "eu-west", "created": 1700000000,
+//! {"region": "eu-west", "created": 1700000000, "generation": 12,
 //!  "keys": [{"name": "disk", "kind": "customer", "rotation_days": null,
 //!            "versions": [{"version": 1, "created": 1700000000,
-//!                          "enabled": true, "material": "<64 hex digits>"}]}],
+//!                          "enabled": true, "material": "<64 hex digits>"}]},
+//!           {"name": "fleet", "kind": "customer", "rotation_days": null,
+//!            "versions": [],
+//!            "service": {"addresses": ["https://kms:8200"], "mount": "transit",
+//!                        "key": "fleet", "auth": {"method": "token",
+//!                        "token_file": "/etc/strata/token"}, "manage": false}}],
 //!  "store_generations": {"<store id hex>": 3}}
 //! ```
+//!
+//! `generation` counts saves (absent in vaults written before it existed:
+//! read as 0); a running daemon refuses to go back to an older one. A key
+//! with `service` is held by a key service: it has no versions here, is a
+//! customer key, and the service description holds no secret.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +29,7 @@ use serde::ser::{Error as _, Serializer};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::keys::{check_key_name, KeyKind, KeyVersion, VaultKey};
+use super::keys::{check_key_name, ExternalKey, KeyKind, KeyVersion, VaultKey};
 use crate::crypto::Key32;
 
 /// The vault's contents.
@@ -27,6 +37,8 @@ use crate::crypto::Key32;
 pub(crate) struct Body {
     pub(crate) region: String,
     pub(crate) created: u64,
+    /// Bumped at every save.
+    pub(crate) generation: u64,
     pub(crate) keys: Vec<VaultKey>,
     pub(crate) store_generations: BTreeMap<String, u64>,
 }
@@ -35,6 +47,7 @@ pub(crate) struct Body {
 struct BodyOut<'a> {
     region: &'a str,
     created: u64,
+    generation: u64,
     keys: Vec<KeyOut<'a>>,
     store_generations: &'a BTreeMap<String, u64>,
 }
@@ -45,6 +58,8 @@ struct KeyOut<'a> {
     kind: KeyKind,
     rotation_days: Option<u32>,
     versions: Vec<VersionOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a ExternalKey>,
 }
 
 #[derive(Serialize)]
@@ -61,6 +76,8 @@ struct VersionOut<'a> {
 struct BodyIn {
     region: String,
     created: u64,
+    #[serde(default)]
+    generation: u64,
     keys: Vec<KeyIn>,
     store_generations: BTreeMap<String, u64>,
 }
@@ -72,6 +89,8 @@ struct KeyIn {
     kind: KeyKind,
     rotation_days: Option<u32>,
     versions: Vec<VersionIn>,
+    #[serde(default)]
+    service: Option<ExternalKey>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +158,7 @@ impl Body {
         let out = BodyOut {
             region: &self.region,
             created: self.created,
+            generation: self.generation,
             keys: self
                 .keys
                 .iter()
@@ -156,6 +176,7 @@ impl Body {
                             material: v.material(),
                         })
                         .collect(),
+                    service: k.service.as_ref(),
                 })
                 .collect(),
             store_generations: &self.store_generations,
@@ -188,8 +209,24 @@ impl Body {
             if keys.iter().any(|other| other.name == k.name) {
                 return Err(format!("body holds key {:?} twice", k.name));
             }
-            if k.versions.is_empty() {
-                return Err(format!("key {:?} has no versions", k.name));
+            match &k.service {
+                None if k.versions.is_empty() => {
+                    return Err(format!("key {:?} has no versions", k.name));
+                }
+                Some(_) if !k.versions.is_empty() => {
+                    return Err(format!(
+                        "key {:?} is held by a key service but also has versions here",
+                        k.name
+                    ));
+                }
+                Some(_) if k.kind != KeyKind::Customer => {
+                    return Err(format!(
+                        "key {:?} is held by a key service but is a {} key",
+                        k.name, k.kind
+                    ));
+                }
+                Some(s) => s.check().map_err(|e| format!("key {:?}: {e}", k.name))?,
+                None => {}
             }
             let mut last = 0u32;
             let mut versions = Vec::with_capacity(k.versions.len());
@@ -208,11 +245,13 @@ impl Body {
                 kind: k.kind,
                 rotation_days: k.rotation_days,
                 versions,
+                service: k.service,
             });
         }
         Ok(Body {
             region: parsed.region,
             created: parsed.created,
+            generation: parsed.generation,
             keys,
             store_generations: parsed.store_generations,
         })
@@ -227,15 +266,36 @@ mod tests {
         Body {
             region: "eu-west".into(),
             created: 1_700_000_000,
-            keys: vec![VaultKey {
-                name: "disk".into(),
-                kind: KeyKind::Customer,
-                rotation_days: Some(90),
-                versions: vec![
-                    KeyVersion::new(1, 5, false, Key32::from_bytes(&[0xab; 32])),
-                    KeyVersion::new(2, 6, true, Key32::from_bytes(&[0x01; 32])),
-                ],
-            }],
+            generation: 4,
+            keys: vec![
+                VaultKey {
+                    name: "disk".into(),
+                    kind: KeyKind::Customer,
+                    rotation_days: Some(90),
+                    versions: vec![
+                        KeyVersion::new(1, 5, false, Key32::from_bytes(&[0xab; 32])),
+                        KeyVersion::new(2, 6, true, Key32::from_bytes(&[0x01; 32])),
+                    ],
+                    service: None,
+                },
+                VaultKey {
+                    name: "fleet".into(),
+                    kind: KeyKind::Customer,
+                    rotation_days: None,
+                    versions: Vec::new(),
+                    service: Some(ExternalKey {
+                        addresses: vec!["https://kms:8200".into()],
+                        mount: "transit".into(),
+                        key: "fleet".into(),
+                        ca_file: Some("/etc/ca.pem".into()),
+                        auth: super::super::keys::ServiceAuth::Token {
+                            token_file: "/etc/token".into(),
+                        },
+                        manage: true,
+                        timeout_ms: None,
+                    }),
+                },
+            ],
             store_generations: [("00ff".to_string(), 7)].into_iter().collect(),
         }
     }
@@ -250,12 +310,26 @@ mod tests {
         assert!(text.contains("\"kind\":\"customer\""), "{text}");
         let back = Body::from_json(&json).expect("parses");
         assert_eq!(back.region, "eu-west");
+        assert_eq!(back.generation, 4);
         assert_eq!(back.store_generations.get("00ff"), Some(&7));
         let k = &back.keys[0];
         assert_eq!(k.rotation_days, Some(90));
-        assert_eq!(k.latest().version, 2);
+        assert_eq!(k.latest().map(|v| v.version), Some(2));
+        assert_eq!(back.keys[1].service, b.keys[1].service);
+        assert!(back.keys[1].versions.is_empty());
         assert!(!k.versions[0].enabled);
         assert_eq!(k.versions[0].material().expose(), &[0xab; 32]);
+    }
+
+    #[test]
+    fn a_body_without_a_generation_reads_as_generation_0() {
+        let good = String::from_utf8(body().to_json(0).expect("json").to_vec()).expect("utf8");
+        let old = good.replace("\"generation\":4,", "");
+        assert_ne!(old, good);
+        assert_eq!(
+            Body::from_json(old.as_bytes()).expect("parses").generation,
+            0
+        );
     }
 
     #[test]
@@ -268,6 +342,11 @@ mod tests {
             good.replace("\"disk\"", "\"bad name\""),
             good.replace("\"region\"", "\"extra\":1,\"region\""),
             good[..good.len() - 1].to_string(),
+            // A service key with versions, or of another kind, or with a
+            // description that does not check.
+            good.replace("\"versions\":[],", &format!("\"versions\":[{{\"version\":1,\"created\":1,\"enabled\":true,\"material\":\"{}\"}}],", "ab".repeat(32))),
+            good.replace("\"name\":\"fleet\",\"kind\":\"customer\"", "\"name\":\"fleet\",\"kind\":\"host\""),
+            good.replace("https://kms:8200", "http://kms:8200"),
         ];
         for text in cases {
             let e = Body::from_json(text.as_bytes()).expect_err("refused");

@@ -113,6 +113,33 @@ pub enum VaultError {
         version: u32,
     },
 
+    /// The file holds an older generation of the vault than the one already
+    /// held (a backup copied back over it): refused, so that a restored
+    /// copy cannot lift a revocation made since.
+    #[error("vault {} was rolled back: it holds generation {found}, older than generation {held} already seen; ignoring it", path.display())]
+    RolledBack {
+        /// The vault file.
+        path: PathBuf,
+        /// Generation found in the file.
+        found: u64,
+        /// Generation already held.
+        held: u64,
+    },
+
+    /// The operation needs key material held in the vault, and the key is
+    /// held by a key service.
+    #[error("key {0:?} is held by a key service: {1}")]
+    HeldByService(String, &'static str),
+
+    /// A key service description that does not check.
+    #[error("key {name:?}: {what}")]
+    BadService {
+        /// The key's name.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+
     /// A recovery key that does not parse; the message names the problem.
     #[error("{0}")]
     BadRecoveryKey(String),

@@ -31,6 +31,12 @@
 //!   so the file is never torn, but each save writes its own in-memory
 //!   contents: the last save wins. [`Vault::reload`] picks up another
 //!   process's save, dropping unsaved changes.
+//! * Every save bumps the body's `generation`. [`Vault::reload`] refuses a
+//!   file whose generation is older than the one held
+//!   ([`VaultError::RolledBack`]): a running daemon never goes back to a
+//!   backup copied over the vault, which could re-enable revoked keys.
+//! * A customer key may be held by a key service ([`ExternalKey`]): the
+//!   vault then keeps where it lives and how to reach it, no material.
 //!
 //! # Key derivation cost
 //!
@@ -65,7 +71,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::VaultError;
-pub use keys::{KeyKind, KeyVersion, UnknownKeyKind, VaultKey, MAX_KEY_NAME_LEN};
+pub use keys::{
+    ExternalKey, KeyKind, KeyVersion, ServiceAuth, UnknownKeyKind, VaultKey, MAX_KEY_NAME_LEN,
+};
 pub use recovery::RecoveryKey;
 pub use seal::{
     check_new_passphrase, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM,
@@ -161,6 +169,7 @@ impl Vault {
             body: Body {
                 region: region.to_string(),
                 created: now(),
+                generation: 1,
                 keys: Vec::new(),
                 store_generations: BTreeMap::new(),
             },
@@ -225,12 +234,19 @@ impl Vault {
     }
 
     /// Writes the vault to its file atomically, under the writers' lock
-    /// `PATH.lock`: `PATH.tmp` (0600) is written and fsynced, the current file is copied to `PATH.bak`, `PATH.tmp` is
-    /// renamed over `PATH` and the directory fsynced. A failure at any point
-    /// leaves `PATH` as it was.
-    pub fn save(&self) -> Result<(), VaultError> {
-        let bytes = self.encode(&self.header, &self.vmk)?;
-        file::replace(&self.path, &bytes)
+    /// `PATH.lock`: `PATH.tmp` (0600) is written and fsynced, the current
+    /// file is copied to `PATH.bak`, `PATH.tmp` is renamed over `PATH` and
+    /// the directory fsynced. The generation goes up by one. A failure at
+    /// any point leaves `PATH` (and the generation held) as it was.
+    pub fn save(&mut self) -> Result<(), VaultError> {
+        self.body.generation += 1;
+        let result = self
+            .encode(&self.header, &self.vmk)
+            .and_then(|bytes| file::replace(&self.path, &bytes));
+        if result.is_err() {
+            self.body.generation -= 1;
+        }
+        result
     }
 
     /// Argon2id parameters of the slot of `kind`, if there is one.
@@ -325,8 +341,14 @@ impl Vault {
                 )?,
             ],
         };
-        let bytes = self.encode(&header, &vmk)?;
-        file::replace_with_backup(&self.path, &bytes)?;
+        self.body.generation += 1;
+        let written = self
+            .encode(&header, &vmk)
+            .and_then(|bytes| file::replace_with_backup(&self.path, &bytes));
+        if let Err(e) = written {
+            self.body.generation -= 1;
+            return Err(e);
+        }
         self.header = header;
         self.vmk = vmk;
         Ok(())
@@ -335,7 +357,8 @@ impl Vault {
     /// Re-reads the file with the VMK already held (no Argon2id), to pick up
     /// changes saved by another process. Unsaved changes here are dropped.
     /// Fails, leaving this value as it was, if the file no longer holds this
-    /// vault or is damaged.
+    /// vault, is damaged, or holds an older generation than this value
+    /// ([`VaultError::RolledBack`]).
     pub fn reload(&mut self) -> Result<(), VaultError> {
         let bytes = file::read(&self.path)?;
         let parsed = format::parse(&self.path, &bytes)?;
@@ -350,9 +373,48 @@ impl Vault {
             ));
         }
         let body = open_body(&self.path, &self.vmk, &parsed)?;
+        if body.generation < self.body.generation {
+            return Err(VaultError::RolledBack {
+                path: self.path.clone(),
+                found: body.generation,
+                held: self.body.generation,
+            });
+        }
         self.header = parsed.header;
         self.body = body;
         Ok(())
+    }
+
+    /// How many saves this vault has seen (0 for a vault written before the
+    /// count existed, until its next save).
+    pub fn generation(&self) -> u64 {
+        self.body.generation
+    }
+
+    /// Adds customer key `name` held by the key service `service`: the vault
+    /// records where it is and how to reach it, no material.
+    pub fn create_external_key(
+        &mut self,
+        name: &str,
+        service: ExternalKey,
+    ) -> Result<&VaultKey, VaultError> {
+        keys::check_key_name(name)?;
+        if self.key(name).is_some() {
+            return Err(VaultError::KeyExists(name.to_string()));
+        }
+        service.check().map_err(|what| VaultError::BadService {
+            name: name.to_string(),
+            what,
+        })?;
+        self.body.keys.push(VaultKey {
+            name: name.to_string(),
+            kind: KeyKind::Customer,
+            rotation_days: None,
+            versions: Vec::new(),
+            service: Some(service),
+        });
+        let idx = self.body.keys.len() - 1;
+        Ok(&self.body.keys[idx])
     }
 
     /// Adds a key named `name` with a first version of fresh random
@@ -367,6 +429,7 @@ impl Vault {
             kind,
             rotation_days: None,
             versions: vec![KeyVersion::new(1, now(), true, Key32::random())],
+            service: None,
         });
         let idx = self.body.keys.len() - 1;
         Ok(&self.body.keys[idx])
@@ -385,7 +448,13 @@ impl Vault {
     pub fn rotate_key(&mut self, name: &str) -> Result<u32, VaultError> {
         let path = self.path.clone();
         let key = self.key_mut(name)?;
-        let next = key.latest().version.checked_add(1).ok_or_else(|| {
+        let Some(latest) = key.latest() else {
+            return Err(VaultError::HeldByService(
+                name.to_string(),
+                "its versions are made by the service",
+            ));
+        };
+        let next = latest.version.checked_add(1).ok_or_else(|| {
             VaultError::corrupt(path, format!("key {name:?} has used every version number"))
         })?;
         key.versions
@@ -402,6 +471,12 @@ impl Vault {
         enabled: bool,
     ) -> Result<(), VaultError> {
         let key = self.key_mut(name)?;
+        if key.service.is_some() {
+            return Err(VaultError::HeldByService(
+                name.to_string(),
+                "it is enabled and disabled in the service",
+            ));
+        }
         match version {
             None => key.versions.iter_mut().for_each(|v| v.enabled = enabled),
             Some(n) => {

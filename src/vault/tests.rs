@@ -32,6 +32,7 @@ fn create_then_open_round_trips_keys() {
         .create_key("disk", KeyKind::Customer)
         .expect("create_key")
         .latest()
+        .expect("latest")
         .material()
         .duplicate();
     v.create_key("host.1", KeyKind::Host).expect("create_key");
@@ -56,7 +57,12 @@ fn create_then_open_round_trips_keys() {
     assert!(disk.version(1).expect("v1").material() == &first);
     assert!(disk.version(2).expect("v2").material() != &first);
     assert!(
-        disk.version(2).expect("v2").material() == v.key("disk").expect("disk").latest().material()
+        disk.version(2).expect("v2").material()
+            == v.key("disk")
+                .expect("disk")
+                .latest()
+                .expect("latest")
+                .material()
     );
     assert_eq!(w.key("host.1").expect("host").kind, KeyKind::Host);
     assert_eq!(w.store_generation("00aa"), 5);
@@ -172,7 +178,7 @@ fn a_crash_inside_a_secret_change_leaves_the_old_or_the_new_vault() {
     // file (the only point between two renames): the file is the old
     // vault, whole, under the old secret; the backup is already the new one.
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, v, r) = new_vault(dir.path());
+    let (path, mut v, r) = new_vault(dir.path());
     v.save().expect("save");
     let before = fs::read(&path).expect("read");
     let new = SecretBytes::new(b"battery staple".to_vec());
@@ -408,7 +414,7 @@ fn failed_saves_leave_the_vault_intact() {
 #[test]
 fn files_are_0600_and_new_directories_0700() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (path, v, _) = new_vault(dir.path());
+    let (path, mut v, _) = new_vault(dir.path());
     let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&dir.path().join("sub")), 0o700);
@@ -426,7 +432,7 @@ fn concurrent_saves_never_tear_the_file() {
     let mut b = Vault::open(&path, &pass("correct horse")).expect("open");
     b.create_key("b", KeyKind::Host).expect("key");
     std::thread::scope(|s| {
-        for v in [&a, &b] {
+        for v in [&mut a, &mut b] {
             s.spawn(move || {
                 for _ in 0..25 {
                     v.save().expect("save");
@@ -445,8 +451,8 @@ fn key_management_semantics() {
     let (_, mut v, _) = new_vault(dir.path());
     let k = v.create_key("disk", KeyKind::Customer).expect("key");
     assert_eq!(k.versions.len(), 1);
-    assert_eq!(k.latest().version, 1);
-    assert!(k.latest().enabled);
+    assert_eq!(k.latest().expect("latest").version, 1);
+    assert!(k.latest().expect("latest").enabled);
     assert!(k.rotation_days.is_none());
 
     assert!(matches!(
@@ -472,7 +478,7 @@ fn key_management_semantics() {
 
     v.set_enabled("disk", Some(3), false).expect("disable 3");
     let disk = v.key("disk").expect("disk");
-    assert_eq!(disk.latest().version, 3);
+    assert_eq!(disk.latest().expect("latest").version, 3);
     assert_eq!(disk.latest_enabled().expect("enabled").version, 2);
     assert!(!disk.version(3).expect("v3").enabled);
 
@@ -572,6 +578,80 @@ fn reload_sees_another_instances_changes() {
     let e = v.reload().expect_err("different vault");
     assert!(e.to_string().contains("now holds vault"), "{e}");
     assert!(v.key("added").is_some());
+}
+
+#[test]
+fn reload_refuses_a_backup_copied_over_the_vault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    v.create_key("cmk", KeyKind::Customer).expect("key");
+    v.save().expect("save");
+    let mut daemon = Vault::open(&path, &pass("correct horse")).expect("open");
+    let held = daemon.generation();
+    v.set_enabled("cmk", None, false).expect("disable");
+    v.save().expect("save");
+    daemon.reload().expect("reload the newer file");
+    assert_eq!(daemon.generation(), held + 1);
+    assert!(!daemon.key("cmk").expect("cmk").versions[0].enabled);
+    // The backup holds the key enabled, one generation back.
+    fs::copy(path.with_file_name("vault.bak"), &path).expect("restore the backup");
+    let e = daemon.reload().expect_err("older generation");
+    assert!(
+        matches!(e, VaultError::RolledBack { found, held: h, .. } if found == held && h == held + 1),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    assert!(
+        !daemon.key("cmk").expect("cmk").versions[0].enabled,
+        "the revocation stays"
+    );
+    // A fresh open (no generation held yet) reads it: only a process that
+    // saw the newer vault can tell.
+    let fresh = Vault::open(&path, &pass("correct horse")).expect("open");
+    assert_eq!(fresh.generation(), held);
+}
+
+#[test]
+fn external_keys_hold_no_material_and_refuse_local_operations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut v, _) = new_vault(dir.path());
+    let svc = ExternalKey {
+        addresses: vec!["https://kms.example:8200".into()],
+        mount: "transit".into(),
+        key: "fleet".into(),
+        ca_file: Some("/etc/strata/ca.pem".into()),
+        auth: ServiceAuth::Approle {
+            mount: "approle".into(),
+            role_id_file: "/etc/strata/role-id".into(),
+            secret_id_file: "/etc/strata/secret-id".into(),
+        },
+        manage: false,
+        timeout_ms: Some(2000),
+    };
+    v.create_external_key("fleet-cmk", svc.clone())
+        .expect("create");
+    assert!(matches!(
+        v.create_external_key("fleet-cmk", svc.clone()),
+        Err(VaultError::KeyExists(_))
+    ));
+    let mut bad = svc.clone();
+    bad.addresses = vec!["http://kms.example".into()];
+    let e = v.create_external_key("other", bad).expect_err("http");
+    assert!(e.to_string().contains("use https"), "{e}");
+    assert!(matches!(
+        v.rotate_key("fleet-cmk"),
+        Err(VaultError::HeldByService(..))
+    ));
+    assert!(matches!(
+        v.set_enabled("fleet-cmk", None, false),
+        Err(VaultError::HeldByService(..))
+    ));
+    v.save().expect("save");
+    let w = Vault::open(&path, &pass("correct horse")).expect("open");
+    let k = w.key("fleet-cmk").expect("key");
+    assert_eq!(k.kind, KeyKind::Customer);
+    assert!(k.versions.is_empty() && k.latest().is_none());
+    assert_eq!(k.service.as_ref(), Some(&svc));
 }
 
 #[test]

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod bao;
+
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io;

@@ -1,0 +1,349 @@
+//! Revocation takes the keys away, through real mounts: a refused disk holds
+//! no ciphers (at mount or after a live revocation) and no cached block,
+//! open handles come back when the key does, a rewrap done while mounted
+//! moves the keys the mount checks, a vault backup copied back cannot lift a
+//! revocation, and neither a revocation nor a rotation racing writes loses
+//! a write that returned.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+fn vault_cmd(f: &Fixture, args: &[&str]) -> String {
+    let mut all = vec!["vault"];
+    all.extend(args);
+    assert_ok(&f.cli(&all, true), &format!("strata vault {args:?}"))
+}
+
+fn revoked<T>(r: std::io::Result<T>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+}
+
+/// `strata status --json` of the fixture's mount.
+fn status(f: &Fixture) -> serde_json::Value {
+    let out = run(strata([
+        OsStr::new("status"),
+        f.mnt.as_os_str(),
+        OsStr::new("--json"),
+    ]));
+    let text = assert_ok(&out, "strata status");
+    serde_json::from_str(&text).expect("status JSON")
+}
+
+/// The status entry of disk `name`.
+fn disk_status(f: &Fixture, name: &str) -> serde_json::Value {
+    status(f)["fs"]["disks"]
+        .as_array()
+        .expect("disks")
+        .iter()
+        .find(|d| d["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no disk {name} in status"))
+}
+
+fn keys_in_memory(f: &Fixture, name: &str) -> bool {
+    disk_status(f, name)["keys_in_memory"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("status has no keys_in_memory for {name}"))
+}
+
+#[test]
+fn a_disk_refused_at_mount_never_has_its_keys_unwrapped() {
+    let f = Fixture::new("compliance");
+    vault_cmd(&f, &["key", "disable", "cmk"]);
+    let m = f.mount();
+    assert!(revoked(fs::read_dir(f.disk("data"))), "data is refused");
+    assert!(
+        !keys_in_memory(&f, "data") && !keys_in_memory(&f, "os"),
+        "a disk refused at mount holds no ciphers: {}",
+        status(&f)
+    );
+    assert!(keys_in_memory(&f, "temp"));
+    // Enabled again, the disk is served without a remount.
+    vault_cmd(&f, &["key", "enable", "cmk"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || fs::read_dir(f.disk("data"))
+            .is_ok()),
+        "data not served 10 s after enabling its key"
+    );
+    assert!(keys_in_memory(&f, "data"));
+    m.unmount();
+}
+
+#[test]
+fn revocation_drops_ciphers_cached_blocks_and_open_files_and_enabling_brings_them_back() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let path = f.disk("data").join("file");
+    let content = pattern(7, 200_000);
+    fs::write(&path, &content).expect("write");
+    // Fill the block cache with the disk's blocks.
+    drop_page_cache();
+    let held = fs::File::open(&path).expect("open");
+    let mut buf = vec![0u8; 4096];
+    for i in 0..40u64 {
+        held.read_at(&mut buf, i * 4096).expect("read");
+    }
+    assert!(
+        status(&f)["fs"]["cache"]["used_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the cache holds blocks"
+    );
+    vault_cmd(&f, &["key", "disable", "platform"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(
+            held.read_at(&mut buf, 0)
+        )),
+        "an open file still reads 10 s after revocation"
+    );
+    let st = status(&f);
+    assert_eq!(
+        st["fs"]["cache"]["used_bytes"], 0,
+        "the revoked disk's blocks are purged: {st}"
+    );
+    assert!(!keys_in_memory(&f, "data"), "ciphers dropped: {st}");
+    assert!(revoked(fs::read(&path)));
+    assert!(revoked(fs::File::create(f.disk("data").join("new"))));
+    vault_cmd(&f, &["key", "enable", "platform"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || held
+            .read_at(&mut buf, 0)
+            .is_ok()),
+        "the open file does not read 10 s after enabling"
+    );
+    let mut all = vec![0u8; content.len()];
+    held.read_exact_at(&mut all, 0)
+        .expect("read all through the old handle");
+    assert_bytes_eq(&all, &content, "through the handle opened before");
+    assert!(keys_in_memory(&f, "data"));
+    drop(held);
+    m.unmount();
+}
+
+#[test]
+fn a_rewrap_of_the_mounted_store_moves_the_keys_the_mount_checks() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    fs::write(f.disk("data").join("f"), b"before").expect("write");
+    let store = f.store.to_str().expect("utf-8");
+    vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
+    let conf = fs::read_to_string(f.config()).expect("config");
+    assert!(
+        conf.contains("\"name\": \"host\",\n            \"version\": 2"),
+        "{conf}"
+    );
+    // Served through the rotation, and writes go on.
+    fs::write(f.disk("data").join("g"), b"after").expect("write after rewrap");
+    // The disks now depend on host@2: disabling it must reach the mount,
+    // and disabling host@1 alone must not.
+    vault_cmd(&f, &["key", "disable", "host@1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        fs::read(f.disk("data").join("f")).expect("still served"),
+        b"before"
+    );
+    vault_cmd(&f, &["key", "disable", "host@2"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(
+            f.disk("data").join("f")
+        ))),
+        "disabling the version the rewrap moved to is not seen by the mount"
+    );
+    vault_cmd(&f, &["key", "enable", "host@2"]);
+    assert!(poll_until(Duration::from_secs(10), || fs::read(
+        f.disk("data").join("g")
+    )
+    .is_ok_and(|b| b == b"after")));
+    m.unmount();
+    vault_cmd(&f, &["key", "enable", "host@1"]);
+    let m = f.mount();
+    assert_eq!(fs::read(f.disk("data").join("f")).expect("read"), b"before");
+    assert_eq!(fs::read(f.disk("data").join("g")).expect("read"), b"after");
+    m.unmount();
+}
+
+#[test]
+fn an_older_config_copied_back_while_mounted_is_ignored() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"secret").expect("write");
+    let store = f.store.to_str().expect("utf-8");
+    vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
+    let newer = fs::read(f.config()).expect("config");
+    // The old config names host@1; the mount must not go back to checking
+    // it. The versions it checks may then be stale: its disks are refused
+    // until the config is put back.
+    fs::copy(f.store.join("strata.conf.bak"), f.config()).expect("copy config backup");
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the mount serves on with the keys of an older config: {}",
+        m.log()
+    );
+    assert!(
+        m.log().contains("rolled back or replaced while mounted"),
+        "{}",
+        m.log()
+    );
+    fs::write(f.config(), &newer).expect("put the config back");
+    assert!(
+        poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()),
+        "not served again once the config is back: {}",
+        m.log()
+    );
+    vault_cmd(&f, &["key", "disable", "host@2"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "disabling the version the mount depends on is not seen"
+    );
+    m.unmount();
+}
+
+#[test]
+fn a_vault_backup_copied_back_does_not_lift_a_revocation() {
+    let f = Fixture::new("compliance");
+    let m = f.mount();
+    fs::write(f.disk("data").join("f"), b"secret").expect("write");
+    vault_cmd(&f, &["key", "disable", "cmk"]);
+    assert!(poll_until(Duration::from_secs(10), || revoked(fs::read(
+        f.disk("data").join("f")
+    ))));
+    // vault.bak holds cmk enabled, one save back: no passphrase is needed
+    // to put it in place.
+    let bak = f.vault.with_file_name("vault.bak");
+    fs::copy(&bak, &f.vault).expect("copy the backup over the vault");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        revoked(fs::read(f.disk("data").join("f"))),
+        "a restored vault backup brought a revoked disk back"
+    );
+    assert!(!keys_in_memory(&f, "data"));
+    assert!(
+        m.log().contains("was rolled back"),
+        "the daemon says why it ignores the vault: {}",
+        m.log()
+    );
+    m.unmount();
+}
+
+/// Writes `count` records of 64 KiB to `path` at increasing offsets, each
+/// one written with a plain write (left to the kernel's cache), until
+/// `stop`; returns how many writes returned success.
+fn writer(path: &Path, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .expect("open for writing");
+        let mut i = 0u64;
+        while !stop.load(Ordering::SeqCst) && i < 2000 {
+            if f.write_all(&pattern(i, 65_536)).is_err() {
+                break;
+            }
+            i += 1;
+            done.store(i, Ordering::SeqCst);
+        }
+    })
+}
+
+fn drop_page_cache() {
+    let _ = std::process::Command::new("sync").status();
+    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+#[test]
+fn a_revocation_racing_writes_loses_no_write_that_returned() {
+    let f = Fixture::new("compliance");
+    let m = f.mount();
+    let path = f.disk("data").join("log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let w = writer(&path, stop.clone(), done.clone());
+    assert!(poll_until(Duration::from_secs(10), || done
+        .load(Ordering::SeqCst)
+        >= 20));
+    vault_cmd(&f, &["key", "disable", "cmk"]);
+    assert!(poll_until(Duration::from_secs(10), || revoked(
+        fs::metadata(&path)
+    )));
+    stop.store(true, Ordering::SeqCst);
+    let _ = w.join();
+    let acknowledged = done.load(Ordering::SeqCst);
+    vault_cmd(&f, &["key", "enable", "cmk"]);
+    assert!(poll_until(Duration::from_secs(10), || fs::metadata(&path).is_ok()));
+    drop_page_cache();
+    let data = fs::read(&path).expect("read back");
+    assert!(
+        data.len() as u64 >= acknowledged * 65_536,
+        "{} bytes on disk, {} writes of 64 KiB returned",
+        data.len(),
+        acknowledged
+    );
+    for i in 0..acknowledged {
+        let at = (i * 65_536) as usize;
+        assert_bytes_eq(
+            &data[at..at + 65_536],
+            &pattern(i, 65_536),
+            &format!("record {i} of {acknowledged}"),
+        );
+    }
+    m.unmount();
+    // And after a remount, from the backing store.
+    let m = f.mount();
+    let again = fs::read(&path).expect("read after remount");
+    assert_bytes_eq(
+        &again[..(acknowledged * 65_536) as usize],
+        &data[..(acknowledged * 65_536) as usize],
+        "after remount",
+    );
+    m.unmount();
+}
+
+#[test]
+fn a_rotation_racing_writes_on_the_mounted_store_loses_nothing() {
+    let f = Fixture::new("max");
+    let m = f.mount();
+    let path = f.disk("data").join("log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let w = writer(&path, stop.clone(), done.clone());
+    assert!(poll_until(Duration::from_secs(10), || done
+        .load(Ordering::SeqCst)
+        >= 10));
+    let store = f.store.to_str().expect("utf-8").to_string();
+    for key in ["max-cmk", "host", "guest-kek", "platform"] {
+        vault_cmd(&f, &["key", "rotate", key, "--store", &store]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    w.join().expect("writer");
+    let n = done.load(Ordering::SeqCst);
+    assert!(n > 10, "writes went on through the rotation");
+    m.unmount();
+    let m = f.mount();
+    let data = fs::read(&path).expect("read after remount");
+    assert_eq!(data.len() as u64, n * 65_536);
+    for i in 0..n {
+        let at = (i * 65_536) as usize;
+        assert_bytes_eq(
+            &data[at..at + 65_536],
+            &pattern(i, 65_536),
+            &format!("record {i}"),
+        );
+    }
+    m.unmount();
+}
