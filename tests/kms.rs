@@ -112,7 +112,18 @@ fn audited_all(log: &Path) -> usize {
 fn backing_bytes(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     walk(store)
         .into_iter()
-        .filter(|p| !p.ends_with("strata.conf") && !p.ends_with("strata.conf.bak"))
+        // The config and the store's bookkeeping (lock holder, session
+        // record) change; no backing data may.
+        .filter(|p| {
+            ![
+                "strata.conf",
+                "strata.conf.bak",
+                "strata.lock",
+                "strata.sessions",
+            ]
+            .iter()
+            .any(|n| p.ends_with(n))
+        })
         .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
         .map(|p| {
             let b = fs::read(&p).expect("read backing file");

@@ -457,8 +457,9 @@ pub enum KeyCommand {
     },
     /// Add a version to a key (in the vault, or in the key service that holds
     /// it when this vault may administer it); stores given with --store are
-    /// rewrapped to the newest version now (no data is rewritten; refused
-    /// while such a store is mounted), others at their next mount.
+    /// rewrapped to the newest version now (no data is rewritten; a running
+    /// mount of such a store follows the rewrap), others at their next
+    /// mount.
     Rotate {
         /// Key name.
         name: String,

@@ -215,18 +215,19 @@ pub fn run(cmd: VaultCommand) -> anyhow::Result<ExitCode> {
                     vault,
                 },
         } => {
-            // Every store named is rewrapped with it to itself: a running
-            // mount holds the config it read and would not see the rewrap.
+            // A store named is rewrapped offline under its lock, or beside
+            // its running mount, whose watcher re-reads the authenticated
+            // config and follows the rewrap (no data moves either way).
             let mut stores = stores;
             let mut seen = std::collections::HashSet::new();
             stores.retain(|s| seen.insert(s.canonicalize().unwrap_or_else(|_| s.clone())));
-            let _locks = stores
+            let _access = stores
                 .iter()
                 .map(|s| {
-                    crate::store::StoreLock::offline(
+                    crate::store::StoreLock::offline_or_mounted(
                         s,
                         "vault key rotate --store",
-                        "rewrapping a store's keys is offline (without --store, a mount rewraps at its next start)",
+                        "a store's keys are rewrapped offline or beside its running mount",
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
