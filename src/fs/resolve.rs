@@ -97,11 +97,47 @@ impl Fs {
                 tracing::warn!(disk = %self.disk(disk)?.name, "directory id read from its backup copy; `strata verify --repair` restores it");
                 Ok(id)
             }
-            Err(e) => {
-                tracing::error!(disk = %self.disk(disk)?.name, "directory id unreadable: {e}");
-                Err(Errno::EIO)
+            Err(e) => match self.mint_dir_id(disk, dir)? {
+                Some(id) => Ok(id),
+                None => {
+                    tracing::error!(disk = %self.disk(disk)?.name, "directory id unreadable: {e}");
+                    Err(Errno::EIO)
+                }
+            },
+        }
+    }
+
+    /// A new id for the backing directory `dir` whose two id copies are
+    /// both missing or unusable, when it holds nothing but strata's own
+    /// files: a directory whose creation a power cut cut short (the
+    /// directory reached the disk, its ids did not). Without entries there
+    /// is no name to decrypt, so any id serves; it is written (both
+    /// copies, durably) unless the disk is read-only here. `None` when the
+    /// directory has entries: then the loss is damage.
+    fn mint_dir_id(&self, disk: usize, dir: &Dir) -> FsResult<Option<[u8; 16]>> {
+        // One minting at a time, and a second look under the lock: two
+        // threads must not give one directory two ids.
+        static MINT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = MINT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok((id, _)) = crate::backing::read_dirid_at(dir) {
+            return Ok(Some(id));
+        }
+        let (_, codec) = self.disk(disk)?.check()?;
+        if dir
+            .entries()?
+            .iter()
+            .any(|e| !codec.is_reserved(&e.name) || crate::names::is_sidecar(&e.name))
+        {
+            return Ok(None);
+        }
+        let id: [u8; 16] = crate::crypto::random_array();
+        if self.disk_writable(disk) {
+            for name in [crate::backing::DIRID_BACKUP, crate::backing::DIRID_NAME] {
+                dir.replace(OsStr::new(name), &id)?;
             }
         }
+        tracing::warn!(disk = %self.disk(disk)?.name, "an empty directory without its id (a creation cut short by a crash) was given a new one");
+        Ok(Some(id))
     }
 
     /// The directory id of directory inode `ino`, cached in its node.

@@ -1,5 +1,5 @@
-//! Linux: renameat2, mknodat, and chmod of special files through an
-//! `O_PATH` descriptor.
+//! Linux: renameat2, mknodat, chmod of special files through an
+//! `O_PATH` descriptor, and syncfs.
 
 use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
@@ -59,4 +59,8 @@ pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::
     }
     let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     Ok(rfs::chmod(link.as_str(), Mode::from_raw_mode(mode))?)
+}
+
+pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    Ok(rustix::fs::syncfs(dir)?)
 }

@@ -57,6 +57,12 @@ pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::
     imp::chmod_nofollow(dir, name, mode)
 }
 
+/// Makes everything written to the filesystem holding `dir` durable
+/// (syncfs on Linux; elsewhere a whole-system sync).
+pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    imp::sync_filesystem(dir)
+}
+
 /// File mode bits as `u32` on every system (`mode_t` is `u16` on macOS):
 /// the one place where the conversion happens.
 #[allow(clippy::unnecessary_cast)]

@@ -41,3 +41,8 @@ pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::
         AtFlags::SYMLINK_NOFOLLOW,
     )?)
 }
+
+pub fn sync_filesystem(_dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    rustix::fs::sync();
+    Ok(())
+}

@@ -126,8 +126,14 @@ pub fn begin(store: &Path, key: &RecordKey) -> Result<Sessions, StoreError> {
     Ok(Sessions { current, crashed })
 }
 
-/// Ends session `current` cleanly.
+/// Ends session `current` cleanly: first makes everything the session
+/// wrote durable (a syncfs of the store), since once the record says the
+/// session ended, a block of its windows that fails its tag is damage. A
+/// failed sync leaves the session running (read as crashed by the next
+/// mount).
 pub fn end(store: &Path, key: &RecordKey, current: u64) -> Result<(), StoreError> {
+    let dir = std::fs::File::open(store).map_err(super::io(store))?;
+    crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&dir)).map_err(super::io(store))?;
     let mut r = read(store, key);
     if r.running.as_deref().and_then(parse) == Some(current) {
         r.running = None;

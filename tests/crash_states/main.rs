@@ -27,6 +27,14 @@ mod model;
 mod parts;
 mod recorder;
 
+/// Not a test: the recorder's own process, which the crash-state tests
+/// start from this binary (it returns at once when run otherwise).
+#[test]
+#[ignore = "the recorder process of the crash-state tests"]
+fn recorder_process() {
+    recorder::serve_from_env();
+}
+
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs;
@@ -39,7 +47,7 @@ use recorder::{Op, Recorder, ROOT};
 
 /// Crash states checked per workload at most; beyond, a sample drawn with
 /// a fixed seed (the states checked are listed in the test's output).
-const BUDGET: usize = 36;
+const BUDGET: usize = 400;
 /// Seed of the state choices and samples.
 const SEED: u64 = 0x5eed_c4a5_4001;
 /// Failing states reported before a workload gives up.
@@ -49,17 +57,19 @@ const MAX_FAILURES: usize = 4;
 struct Recording {
     initial: Tree,
     ops: Vec<Op>,
+    /// The log mark at the end of each operation.
+    ends: Vec<usize>,
     /// Where the session's clean end starts (the syncfs before its record).
     sync_all: Option<usize>,
 }
 
-/// Runs `parts` step by step, round robin, on a mount of a fresh store of
-/// `preset` whose backing store is recorded, then unmounts cleanly.
+/// Runs `parts` step by step, round robin, on a mount of `f`'s store whose
+/// backing store is recorded, then unmounts cleanly.
 fn record(f: &mut Fixture, parts: &mut [Box<dyn Part>]) -> Recording {
     let real = f.store.clone();
     let served = f.path().join("recorded");
     fs::create_dir(&served).expect("recorder mountpoint");
-    let rec = Recorder::start(&real, &served);
+    let mut rec = Recorder::start(&real, &served, &f.path().join("recorder"));
     f.store = served;
     let m = f.mount();
     let data = f.disk("data");
@@ -72,24 +82,31 @@ fn record(f: &mut Fixture, parts: &mut [Box<dyn Part>]) -> Recording {
     }
     let end = rec.mark();
     m.unmount();
-    let mut ops = rec.ops();
+    if let Some(why) = rec.failure() {
+        panic!("the recorder stopped: {why}");
+    }
+    let got = rec.finish();
+    f.store = real;
+    let mut ops = got.ops;
+    let mut ends = got.ends;
     // The daemon syncs the whole store (syncfs, which the kernel does not
     // forward to a FUSE server) before it records the session's clean end:
     // see `clean_unmount_syncs_the_store_before_recording_its_end`.
-    let record_end = ops[end..].iter().position(|op| {
+    let first_after = ends.iter().position(|&e| e > end).unwrap_or(ops.len());
+    let record_end = ops[first_after..].iter().position(|op| {
         matches!(op, Op::Create { parent, name, .. }
             if *parent == ROOT && name == OsStr::new(".strata.sessions.tmp"))
     });
     let sync_all = record_end.map(|i| {
-        ops.insert(end + i, Op::SyncAll);
-        end + i
+        let at = first_after + i;
+        ops.insert(at, Op::SyncAll);
+        ends.insert(at, if at == 0 { 0 } else { ends[at - 1] });
+        at
     });
-    let initial = Tree::initial(&rec.initial);
-    rec.stop();
-    f.store = real;
     Recording {
-        initial,
+        initial: Tree::initial(&got.initial),
         ops,
+        ends,
         sync_all,
     }
 }
@@ -196,6 +213,16 @@ fn check_state(
         let allowed = match i.kind.as_str() {
             "torn" => flight,
             "no-header" | "empty" => flight && created,
+            // A directory whose creation the crash cut short: an id copy
+            // missing or not yet durable.
+            "missing-dirid" => id.is_some_and(|d| {
+                model::made(&r.ops, d)
+                    && [".dirid", ".dirid.bak"].iter().any(|n| {
+                        state
+                            .child(d, n)
+                            .is_none_or(|f| model::in_flight(&r.ops, point, f).0)
+                    })
+            }),
             _ => false,
         };
         if !allowed {
@@ -206,9 +233,9 @@ fn check_state(
                 i.block,
                 i.detail,
                 if flight {
-                    " in a file in flight"
+                    " in flight"
                 } else {
-                    " in a file not in flight"
+                    " not in flight"
                 }
             ));
         }
@@ -217,6 +244,11 @@ fn check_state(
     let m = s.mount();
     let ctx = Ctx {
         crash: point.crash,
+        issued: if point.crash == 0 {
+            0
+        } else {
+            r.ends[point.crash - 1]
+        },
         sync_all: r.sync_all,
     };
     for p in parts {
@@ -284,7 +316,15 @@ fn crash_states(name: &str, preset: &str, mut parts: Vec<Box<dyn Part>>) {
         eprintln!("{name}: {what}");
         let problems = check_state(&f, &r, point, plan, &parts);
         if !problems.is_empty() {
-            failures.push(format!("{what}:\n  {}", problems.join("\n  ")));
+            let from = point.crash.saturating_sub(24);
+            let ops: Vec<String> = (from..point.crash)
+                .map(|i| format!("    {i}: {}", model::short(&r.ops[i])))
+                .collect();
+            failures.push(format!(
+                "{what}:\n  {}\n  the operations before the crash:\n{}",
+                problems.join("\n  "),
+                ops.join("\n")
+            ));
             if failures.len() >= MAX_FAILURES {
                 break;
             }

@@ -202,8 +202,13 @@ impl Tree {
         h.finish()
     }
 
+    /// The inode named `name` in directory `parent`.
+    pub fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.entries.get(&(parent, OsString::from(name))).copied()
+    }
+
     /// Writes the tree out under `dir` (which must not exist); returns the
-    /// inode of every file written, by path relative to `dir`.
+    /// inode of every file and directory written, by path relative to `dir`.
     pub fn materialize(&self, dir: &Path) -> HashMap<PathBuf, u64> {
         fs::create_dir_all(dir).expect("create state directory");
         let mut first: HashMap<u64, PathBuf> = HashMap::new();
@@ -215,13 +220,13 @@ impl Tree {
             if inode.dir {
                 fs::create_dir(&p).expect("create directory");
                 dirs.push((p, inode.mode));
+                ids.insert(rel, id);
             } else {
                 if let Some(other) = first.get(&id) {
                     fs::hard_link(other, &p).expect("link");
                 } else {
                     fs::write(&p, &inode.data).expect("write file");
-                    fs::set_permissions(&p, fs::Permissions::from_mode(inode.mode))
-                        .expect("chmod");
+                    fs::set_permissions(&p, fs::Permissions::from_mode(inode.mode)).expect("chmod");
                     first.insert(id, p.clone());
                 }
                 ids.insert(rel, id);
@@ -364,8 +369,8 @@ impl Point {
         let mut optional_writes = Vec::new();
         for (i, op) in ops[..crash].iter().enumerate() {
             if let Op::Write { id, .. } = op {
-                let synced = last_sync.get(id).is_some_and(|&s| s > i)
-                    || sync_all.is_some_and(|s| s > i);
+                let synced =
+                    last_sync.get(id).is_some_and(|&s| s > i) || sync_all.is_some_and(|s| s > i);
                 if synced {
                     forced_writes.insert(i);
                 } else {
@@ -534,11 +539,9 @@ pub fn describe(ops: &[Op], point: &Point, plan: &Plan) -> String {
         .iter()
         .map(|(i, k)| match k {
             Keep::Whole => format!("{i}"),
-            Keep::Sectors(m) => format!(
-                "{i}:torn {}/{}",
-                m.iter().filter(|&&b| b).count(),
-                m.len()
-            ),
+            Keep::Sectors(m) => {
+                format!("{i}:torn {}/{}", m.iter().filter(|&&b| b).count(), m.len())
+            }
         })
         .collect();
     format!(
@@ -573,6 +576,12 @@ pub fn short(op: &Op) -> String {
         Op::FsyncDir { id } => format!("fsync dir #{id}"),
         Op::SyncAll => "syncfs".into(),
     }
+}
+
+/// Whether directory `id` was made by the log (not there before).
+pub fn made(ops: &[Op], id: u64) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Mkdir { id: i, .. } if *i == id))
 }
 
 /// The operations on file `id` after its last sync before `point`'s crash:

@@ -16,6 +16,8 @@ use super::common::pattern;
 pub struct Ctx {
     /// Operations before this log index were issued.
     pub crash: usize,
+    /// The log mark at the end of the last operation issued.
+    pub issued: usize,
     /// Log index of the syncfs before the session's clean end, if any.
     pub sync_all: Option<usize>,
 }
@@ -23,7 +25,7 @@ pub struct Ctx {
 impl Ctx {
     /// Whether the promise made at log position `mark` must hold.
     fn kept(&self, mark: usize) -> bool {
-        mark <= self.crash
+        mark <= self.issued
     }
 }
 
@@ -114,9 +116,11 @@ impl Part for Sqlite {
         let Some(conn) = self.conn.as_ref() else {
             let c = open_db(&data.join(self.file)).expect("open database");
             let mode: String = c
-                .query_row(&format!("PRAGMA journal_mode = {}", self.journal), [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    &format!("PRAGMA journal_mode = {}", self.journal),
+                    [],
+                    |r| r.get(0),
+                )
                 .expect("journal_mode");
             assert_eq!(mode.to_uppercase(), self.journal);
             c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL, pad BLOB)")
@@ -146,7 +150,11 @@ impl Part for Sqlite {
         if tx > 1 {
             conn.execute(
                 "UPDATE t SET v = v || ?1 WHERE id BETWEEN ?2 AND ?3",
-                params![format!("~{tx}"), row_id(tx - 1, 0), row_id(tx - 1, ROWS - 1)],
+                params![
+                    format!("~{tx}"),
+                    row_id(tx - 1, 0),
+                    row_id(tx - 1, ROWS - 1)
+                ],
             )
             .expect("update");
         }
@@ -168,7 +176,9 @@ impl Part for Sqlite {
             return if committed == 0 {
                 Ok(())
             } else {
-                Err(format!("{what}: missing after {committed} commits returned"))
+                Err(format!(
+                    "{what}: missing after {committed} commits returned"
+                ))
             };
         }
         let c = open_db(&path).map_err(err)?;
@@ -189,7 +199,9 @@ impl Part for Sqlite {
             return if committed == 0 {
                 Ok(())
             } else {
-                Err(format!("{what}: the table is gone after {committed} commits returned"))
+                Err(format!(
+                    "{what}: the table is gone after {committed} commits returned"
+                ))
             };
         }
         let mut st = c
@@ -397,7 +409,11 @@ impl Part for NewDir {
         }
         match fs::read(data.join(self.dir).join(IN_DIR)) {
             Ok(g) if g == in_dir() => Ok(()),
-            Ok(g) => Err(format!("{}/{IN_DIR}: {} bytes, not as written", self.dir, g.len())),
+            Ok(g) => Err(format!(
+                "{}/{IN_DIR}: {} bytes, not as written",
+                self.dir,
+                g.len()
+            )),
             Err(e) => Err(format!("{}/{IN_DIR}: {e}", self.dir)),
         }
     }

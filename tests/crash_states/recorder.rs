@@ -12,6 +12,10 @@
 //! daemon (interleaved "unfinished/resumed" lines, hex dumps, paths decoded
 //! after the fact). Every request is answered from the real directory at
 //! once, so the recording is bounded by the workload, not by timeouts.
+//! The recorder runs in a process of its own (see [`Recorder`]) and writes
+//! its log to a file before it answers each request, so the log position
+//! read after a workload's call returned covers every operation the call
+//! caused.
 //! One limit: the kernel forwards no `syncfs` to a FUSE server (only
 //! virtiofs gets FUSE_SYNCFS), so a syncfs of the store is not in the log;
 //! the harness adds it where it is known to happen (see `Op::SyncAll`).
@@ -23,16 +27,18 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, BackgroundSession, BsdFileFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
 };
 
 /// The mount root's inode: the recorded directory itself.
@@ -121,12 +127,11 @@ struct State {
     next_fh: u64,
 }
 
-type Log = Arc<Mutex<Vec<Op>>>;
-
 struct RecFs {
     root: PathBuf,
     state: Mutex<State>,
-    log: Log,
+    /// The log file, appended to (one write per record) before each reply.
+    log: Mutex<File>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +224,14 @@ impl State {
         ino
     }
 
+    /// Like [`State::intern`] for an object just created: always a new
+    /// number, since the real filesystem reuses the inode numbers of
+    /// objects deleted before.
+    fn intern_new(&mut self, m: &fs::Metadata, parent: u64, name: &OsStr) -> u64 {
+        self.by_real.remove(&(m.dev(), m.ino()));
+        self.intern(m, parent, name)
+    }
+
     fn forget_name(&mut self, parent: u64, name: &OsStr) {
         for n in self.nodes.values_mut() {
             if n.parent == parent && n.name == name {
@@ -226,7 +239,6 @@ impl State {
             }
         }
     }
-
 }
 
 impl RecFs {
@@ -235,7 +247,11 @@ impl RecFs {
     }
 
     fn record(&self, op: Op) {
-        lock(&self.log).push(op);
+        let mut buf = Vec::new();
+        encode(&op, &mut buf);
+        lock(&self.log)
+            .write_all(&buf)
+            .expect("append to the recorder log");
     }
 
     fn path_of(&self, ino: u64) -> Result<PathBuf, Errno> {
@@ -415,7 +431,8 @@ impl Filesystem for RecFs {
                 .mode(mode & 0o7777)
                 .create(&p)
                 .map_err(|e| errno(&e))?;
-            let (ino, m) = self.entry_of(parent.0, name)?;
+            let m = fs::symlink_metadata(&p).map_err(|e| errno(&e))?;
+            let ino = self.st().intern_new(&m, parent.0, name);
             self.record(Op::Mkdir {
                 parent: parent.0,
                 name: name.to_os_string(),
@@ -585,7 +602,12 @@ impl Filesystem for RecFs {
                 .mode(mode & 0o7777)
                 .open(&p)
                 .map_err(|e| errno(&e))?;
-            let (ino, m) = self.entry_of(parent.0, name)?;
+            let m = fs::symlink_metadata(&p).map_err(|e| errno(&e))?;
+            let ino = if existed {
+                self.st().intern(&m, parent.0, name)
+            } else {
+                self.st().intern_new(&m, parent.0, name)
+            };
             if !existed {
                 self.record(Op::Create {
                     parent: parent.0,
@@ -724,7 +746,10 @@ impl Filesystem for RecFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.path_of(ino.0) {
-            Ok(_) => reply.opened(FileHandle(self.open_handle(ino.0, None)), FopenFlags::empty()),
+            Ok(_) => reply.opened(
+                FileHandle(self.open_handle(ino.0, None)),
+                FopenFlags::empty(),
+            ),
             Err(e) => reply.error(e),
         }
     }
@@ -865,14 +890,211 @@ impl Filesystem for RecFs {
     }
 }
 
-/// A running recorder: the real directory `real` served at `mnt`.
-pub struct Recorder {
-    session: Option<BackgroundSession>,
-    mnt: PathBuf,
-    log: Log,
-    /// What `real` held when recording began, by the ids the log uses.
-    pub initial: Vec<InitialEntry>,
+// ------------------------------------------------------------ the log file
+//
+// Records, one after another: a tag byte, then the fields as u64 LE, byte
+// strings as a u64 LE length and the bytes.
+
+struct Enc<'a>(&'a mut Vec<u8>);
+
+impl Enc<'_> {
+    fn u(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn b(&mut self, v: &[u8]) -> &mut Self {
+        self.u(v.len() as u64);
+        self.0.extend_from_slice(v);
+        self
+    }
 }
+
+fn encode(op: &Op, out: &mut Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut e = Enc(out);
+    match op {
+        Op::Create {
+            parent,
+            name,
+            id,
+            mode,
+        } => {
+            e.0.push(0);
+            e.u(*parent).b(name.as_bytes()).u(*id).u(u64::from(*mode));
+        }
+        Op::Mkdir {
+            parent,
+            name,
+            id,
+            mode,
+        } => {
+            e.0.push(1);
+            e.u(*parent).b(name.as_bytes()).u(*id).u(u64::from(*mode));
+        }
+        Op::Unlink { parent, name } => {
+            e.0.push(2);
+            e.u(*parent).b(name.as_bytes());
+        }
+        Op::Rmdir { parent, name } => {
+            e.0.push(3);
+            e.u(*parent).b(name.as_bytes());
+        }
+        Op::Rename {
+            parent,
+            name,
+            newparent,
+            newname,
+            exchange,
+        } => {
+            e.0.push(4);
+            e.u(*parent)
+                .b(name.as_bytes())
+                .u(*newparent)
+                .b(newname.as_bytes())
+                .u(u64::from(*exchange));
+        }
+        Op::Link { id, parent, name } => {
+            e.0.push(5);
+            e.u(*id).u(*parent).b(name.as_bytes());
+        }
+        Op::Write { id, offset, data } => {
+            e.0.push(6);
+            e.u(*id).u(*offset).b(data);
+        }
+        Op::SetSize { id, size } => {
+            e.0.push(7);
+            e.u(*id).u(*size);
+        }
+        Op::Chmod { id, mode } => {
+            e.0.push(8);
+            e.u(*id).u(u64::from(*mode));
+        }
+        Op::Fsync { id, datasync } => {
+            e.0.push(9);
+            e.u(*id).u(u64::from(*datasync));
+        }
+        Op::FsyncDir { id } => {
+            e.0.push(10);
+            e.u(*id);
+        }
+        Op::SyncAll => e.0.push(11),
+    }
+}
+
+fn encode_initial(i: &InitialEntry, out: &mut Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut e = Enc(out);
+    e.u(i.id)
+        .u(i.parent)
+        .b(i.name.as_bytes())
+        .u(u64::from(i.dir))
+        .u(u64::from(i.mode))
+        .b(&i.data);
+}
+
+struct Dec<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Dec<'_> {
+    fn u(&mut self) -> u64 {
+        let v = u64::from_le_bytes(self.buf[self.at..self.at + 8].try_into().expect("8 bytes"));
+        self.at += 8;
+        v
+    }
+    fn b(&mut self) -> Vec<u8> {
+        let n = self.u() as usize;
+        let v = self.buf[self.at..self.at + n].to_vec();
+        self.at += n;
+        v
+    }
+    fn name(&mut self) -> OsString {
+        use std::os::unix::ffi::OsStringExt;
+        OsString::from_vec(self.b())
+    }
+    fn done(&self) -> bool {
+        self.at >= self.buf.len()
+    }
+}
+
+fn decode(d: &mut Dec<'_>) -> Op {
+    let tag = d.buf[d.at];
+    d.at += 1;
+    match tag {
+        0 | 1 => {
+            let parent = d.u();
+            let name = d.name();
+            let id = d.u();
+            let mode = d.u() as u32;
+            if tag == 0 {
+                Op::Create {
+                    parent,
+                    name,
+                    id,
+                    mode,
+                }
+            } else {
+                Op::Mkdir {
+                    parent,
+                    name,
+                    id,
+                    mode,
+                }
+            }
+        }
+        2 => Op::Unlink {
+            parent: d.u(),
+            name: d.name(),
+        },
+        3 => Op::Rmdir {
+            parent: d.u(),
+            name: d.name(),
+        },
+        4 => Op::Rename {
+            parent: d.u(),
+            name: d.name(),
+            newparent: d.u(),
+            newname: d.name(),
+            exchange: d.u() != 0,
+        },
+        5 => Op::Link {
+            id: d.u(),
+            parent: d.u(),
+            name: d.name(),
+        },
+        6 => Op::Write {
+            id: d.u(),
+            offset: d.u(),
+            data: d.b(),
+        },
+        7 => Op::SetSize {
+            id: d.u(),
+            size: d.u(),
+        },
+        8 => Op::Chmod {
+            id: d.u(),
+            mode: d.u() as u32,
+        },
+        9 => Op::Fsync {
+            id: d.u(),
+            datasync: d.u() != 0,
+        },
+        10 => Op::FsyncDir { id: d.u() },
+        11 => Op::SyncAll,
+        t => panic!("recorder log: unknown record {t}"),
+    }
+}
+
+// ------------------------------------------------------------ the process
+
+/// Environment of the recorder process: the directory to record, where to
+/// serve it, and where to write the log.
+const ENV_REAL: &str = "STRATA_CRASH_RECORD_REAL";
+const ENV_MNT: &str = "STRATA_CRASH_RECORD_MNT";
+const ENV_LOG: &str = "STRATA_CRASH_RECORD_LOG";
+/// The test of this binary that runs the recorder process.
+pub const PROCESS_TEST: &str = "recorder_process";
 
 fn walk_initial(
     st: &mut State,
@@ -911,64 +1133,191 @@ fn walk_initial(
     Ok(())
 }
 
+/// The recorder process: when started by [`Recorder::start`], serves the
+/// recorded directory until it is unmounted. Returns at once otherwise.
+pub fn serve_from_env() {
+    let (Some(real), Some(mnt), Some(logdir)) = (
+        std::env::var_os(ENV_REAL),
+        std::env::var_os(ENV_MNT),
+        std::env::var_os(ENV_LOG),
+    ) else {
+        return;
+    };
+    let (real, mnt, logdir) = (
+        PathBuf::from(real),
+        PathBuf::from(mnt),
+        PathBuf::from(logdir),
+    );
+    let root_meta = fs::metadata(&real).expect("recorded directory");
+    let mut st = State {
+        nodes: HashMap::new(),
+        by_real: HashMap::from([((root_meta.dev(), root_meta.ino()), ROOT)]),
+        next_ino: ROOT + 1,
+        handles: HashMap::new(),
+        next_fh: 1,
+    };
+    let mut initial = Vec::new();
+    walk_initial(&mut st, &real, ROOT, &mut initial).expect("read the recorded directory");
+    let mut buf = Vec::new();
+    for i in &initial {
+        encode_initial(i, &mut buf);
+    }
+    fs::write(logdir.join("initial"), &buf).expect("write the initial tree");
+    let log = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(logdir.join("log"))
+        .expect("create the log");
+    let fs = RecFs {
+        root: real,
+        state: Mutex::new(st),
+        log: Mutex::new(log),
+    };
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("strata-recorder".into()),
+        fuser::MountOption::NoDev,
+    ];
+    fuser::Session::new(fs, &mnt, &config)
+        .expect("mount the recorder")
+        .run()
+        .expect("serve the recorder");
+}
+
+/// A recorder running in its own process (a FUSE server must not share a
+/// process with a client of the files it serves: a client unmapping a
+/// shared mapping of a file on a mount above it, as SQLite does with its
+/// WAL index, waits for writeback while holding the process's memory map
+/// lock, which the server's own page faults then wait for).
+pub struct Recorder {
+    child: Option<Child>,
+    mnt: PathBuf,
+    dir: PathBuf,
+}
+
+/// What a recording holds once it is over.
+pub struct Recorded {
+    /// What the recorded directory held when recording began.
+    pub initial: Vec<InitialEntry>,
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// The log length (a mark) at the end of each operation.
+    pub ends: Vec<usize>,
+}
+
 impl Recorder {
-    /// Serves `real` at `mnt` and starts recording.
-    pub fn start(real: &Path, mnt: &Path) -> Recorder {
-        let root_meta = fs::metadata(real).expect("recorded directory");
-        let mut st = State {
-            nodes: HashMap::new(),
-            by_real: HashMap::from([((root_meta.dev(), root_meta.ino()), ROOT)]),
-            next_ino: ROOT + 1,
-            handles: HashMap::new(),
-            next_fh: 1,
-        };
-        let mut initial = Vec::new();
-        walk_initial(&mut st, real, ROOT, &mut initial).expect("read the recorded directory");
-        let log: Log = Arc::new(Mutex::new(Vec::new()));
-        let fs = RecFs {
-            root: real.to_path_buf(),
-            state: Mutex::new(st),
-            log: log.clone(),
-        };
-        let mut config = fuser::Config::default();
-        config.mount_options = vec![
-            fuser::MountOption::FSName("strata-recorder".into()),
-            fuser::MountOption::NoDev,
-        ];
-        let session = fuser::Session::new(fs, mnt, &config)
-            .and_then(|s| s.spawn())
-            .expect("mount the recorder");
-        Recorder {
-            session: Some(session),
+    /// Serves `real` at `mnt` (an empty directory), logging into `dir`.
+    pub fn start(real: &Path, mnt: &Path, dir: &Path) -> Recorder {
+        fs::create_dir_all(dir).expect("recorder directory");
+        let out = File::create(dir.join("output")).expect("recorder output");
+        let err = out.try_clone().expect("recorder output");
+        let child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                PROCESS_TEST,
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(ENV_REAL, real)
+            .env(ENV_MNT, mnt)
+            .env(ENV_LOG, dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start the recorder process");
+        let mut r = Recorder {
+            child: Some(child),
             mnt: mnt.to_path_buf(),
-            log,
-            initial,
+            dir: dir.to_path_buf(),
+        };
+        let up = crate::common::poll_until(crate::common::MOUNT_TIMEOUT, || {
+            r.failure().is_some() || crate::common::is_mounted(mnt)
+        });
+        if let Some(why) = r.failure() {
+            panic!("the recorder did not start: {why}");
         }
+        assert!(up, "the recorder did not mount: {}", r.output());
+        r
     }
 
-    /// How many operations are in the log so far.
+    fn output(&self) -> String {
+        fs::read_to_string(self.dir.join("output")).unwrap_or_default()
+    }
+
+    /// The log position now: every operation answered so far is before it.
     pub fn mark(&self) -> usize {
-        lock(&self.log).len()
+        fs::metadata(self.dir.join("log")).map_or(0, |m| m.len() as usize)
     }
 
-    /// A copy of the log.
-    pub fn ops(&self) -> Vec<Op> {
-        lock(&self.log).clone()
-    }
-
-    /// Unmounts, asserting that it went cleanly.
-    pub fn stop(mut self) {
-        if let Some(s) = self.session.take() {
-            s.umount_and_join().expect("unmount the recorder");
+    /// Why the recorder process ended, if it has.
+    pub fn failure(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(format!("exited with {status}: {}", self.output())),
+            _ => None,
         }
+    }
+
+    /// Unmounts, waits for the process and reads the recording.
+    pub fn finish(mut self) -> Recorded {
+        let mut gone = false;
+        for _ in 0..100 {
+            match rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty()) {
+                Ok(()) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) if e == rustix::io::Errno::BUSY => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("unmount the recorder: {e}"),
+            }
+        }
+        assert!(gone, "the recorder stayed busy");
+        let mut child = self.child.take().expect("recorder process");
+        let status = crate::common::wait_deadline(&mut child, crate::common::EXIT_TIMEOUT);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the recorder process ended with {status:?}: {}",
+            self.output()
+        );
+        let raw = fs::read(self.dir.join("initial")).expect("initial tree");
+        let mut d = Dec { buf: &raw, at: 0 };
+        let mut initial = Vec::new();
+        while !d.done() {
+            initial.push(InitialEntry {
+                id: d.u(),
+                parent: d.u(),
+                name: d.name(),
+                dir: d.u() != 0,
+                mode: d.u() as u32,
+                data: d.b(),
+            });
+        }
+        let raw = fs::read(self.dir.join("log")).expect("recorder log");
+        let mut d = Dec { buf: &raw, at: 0 };
+        let mut ops = Vec::new();
+        let mut ends = Vec::new();
+        while !d.done() {
+            ops.push(decode(&mut d));
+            ends.push(d.at);
+        }
+        Recorded { initial, ops, ends }
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if s.umount_and_join().is_err() {
+        if let Some(mut child) = self.child.take() {
+            if crate::common::is_mounted(&self.mnt) {
                 crate::common::lazy_unmount(&self.mnt);
+            }
+            if crate::common::wait_deadline(&mut child, crate::common::EXIT_TIMEOUT).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }
