@@ -71,16 +71,24 @@ fn record(f: &mut Fixture, parts: &mut [Box<dyn Part>]) -> Recording {
     fs::create_dir(&served).expect("recorder mountpoint");
     let mut rec = Recorder::start(&real, &served, &f.path().join("recorder"));
     f.store = served;
-    let m = f.mount();
+    let mut m = f.mount();
     let data = f.disk("data");
+    // The log mark at each clean unmount.
+    let mut ends = Vec::new();
     let mut busy = true;
     while busy {
         busy = false;
         for p in parts.iter_mut() {
             busy |= p.step(&data, &|| rec.mark());
         }
+        let again = parts.iter_mut().fold(false, |a, p| p.remount() | a);
+        if again {
+            ends.push(rec.mark());
+            m.unmount();
+            m = f.mount();
+        }
     }
-    let end = rec.mark();
+    ends.push(rec.mark());
     m.unmount();
     if let Some(why) = rec.failure() {
         panic!("the recorder stopped: {why}");
@@ -88,25 +96,27 @@ fn record(f: &mut Fixture, parts: &mut [Box<dyn Part>]) -> Recording {
     let got = rec.finish();
     f.store = real;
     let mut ops = got.ops;
-    let mut ends = got.ends;
+    let mut marks = got.ends;
     // The daemon syncs the whole store (syncfs, which the kernel does not
-    // forward to a FUSE server) before it records the session's clean end:
+    // forward to a FUSE server) before it records a session's clean end:
     // see `clean_unmount_syncs_the_store_before_recording_its_end`.
-    let first_after = ends.iter().position(|&e| e > end).unwrap_or(ops.len());
-    let record_end = ops[first_after..].iter().position(|op| {
-        matches!(op, Op::Create { parent, name, .. }
-            if *parent == ROOT && name == OsStr::new(".strata.sessions.tmp"))
-    });
-    let sync_all = record_end.map(|i| {
-        let at = first_after + i;
-        ops.insert(at, Op::SyncAll);
-        ends.insert(at, if at == 0 { 0 } else { ends[at - 1] });
-        at
-    });
+    for &end in ends.iter().rev() {
+        let first_after = marks.iter().position(|&e| e > end).unwrap_or(ops.len());
+        let record_end = ops[first_after..].iter().position(|op| {
+            matches!(op, Op::Create { parent, name, .. }
+                if *parent == ROOT && name == OsStr::new(".strata.sessions.tmp"))
+        });
+        if let Some(i) = record_end {
+            let at = first_after + i;
+            ops.insert(at, Op::SyncAll);
+            marks.insert(at, if at == 0 { 0 } else { marks[at - 1] });
+        }
+    }
+    let sync_all = ops.iter().rposition(|op| matches!(op, Op::SyncAll));
     Recording {
         initial: Tree::initial(&got.initial),
         ops,
-        ends,
+        ends: marks,
         sync_all,
     }
 }
@@ -371,6 +381,15 @@ fn rename_over_a_file_leaves_a_whole_version_in_every_crash_state() {
         "rename",
         "general",
         vec![Box::new(parts::Replace::new("current.json"))],
+    );
+}
+
+#[test]
+fn files_of_an_earlier_session_shrunk_overwritten_and_grown_survive_every_crash_state() {
+    crash_states(
+        "next-session",
+        "general",
+        vec![Box::new(parts::NextSession::new())],
     );
 }
 

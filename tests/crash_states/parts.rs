@@ -36,6 +36,11 @@ pub trait Part {
     fn step(&mut self, data: &Path, mark: &dyn Fn() -> usize) -> bool;
     /// Checks a crash state mounted with its data disk at `data`.
     fn check(&self, data: &Path, ctx: &Ctx) -> Result<(), String>;
+    /// Whether the part wants the store unmounted cleanly and mounted
+    /// again (a new session) before its next step; asked once per round.
+    fn remount(&mut self) -> bool {
+        false
+    }
 }
 
 fn fsync_dir(dir: &Path) {
@@ -68,7 +73,7 @@ fn value(tx: usize, row: i64) -> String {
 }
 
 fn pad(tx: usize, row: i64) -> Vec<u8> {
-    pattern((tx as u64) << 32 | row as u64, 300)
+    pattern((tx as u64) << 32 | row as u64, 1200)
 }
 
 fn row_id(tx: usize, row: i64) -> i64 {
@@ -232,7 +237,9 @@ pub struct Append {
     step: usize,
 }
 
-const CHUNKS: [usize; 10] = [4096, 1000, 5000, 300, 8192, 4096, 100, 12_000, 4096, 2500];
+const CHUNKS: [usize; 11] = [
+    4096, 1000, 5000, 300, 8192, 4096, 100, 12_000, 4096, 2500, 70_000,
+];
 
 fn stream() -> Vec<u8> {
     pattern(77, CHUNKS.iter().sum())
@@ -465,5 +472,177 @@ impl Part for Unsynced {
                 self.file
             )),
         }
+    }
+}
+
+/// Files written in one session and changed in the next: shrunk by
+/// truncate (to a block boundary while another file's fsync commits, then
+/// inside a block), overwritten in place, appended to.
+pub struct NextSession {
+    phase: usize,
+    /// Log position once the first session's files are fsynced.
+    written: Option<usize>,
+    /// Log positions: over.bin fsynced, shrink.bin fsynced at 5000 bytes,
+    /// grow.bin fsynced with its first append.
+    over_synced: Option<usize>,
+    shrink_synced: Option<usize>,
+    grow_synced: Option<usize>,
+}
+
+const SHRINK: &str = "shrink.bin";
+const OVER: &str = "over.bin";
+const GROW: &str = "grow.bin";
+
+fn shrink_data() -> Vec<u8> {
+    pattern(501, 6 * 4096)
+}
+fn over_old() -> Vec<u8> {
+    pattern(502, 8 * 4096)
+}
+fn over_new() -> Vec<u8> {
+    pattern(503, 3 * 4096 + 100)
+}
+/// Where `over_new` is written in over.bin.
+const OVER_AT: usize = 2 * 4096 - 50;
+fn grow_old() -> Vec<u8> {
+    pattern(504, 2 * 4096)
+}
+fn grow_new() -> Vec<u8> {
+    pattern(505, 4 * 4096)
+}
+
+impl NextSession {
+    pub fn new() -> Self {
+        NextSession {
+            phase: 0,
+            written: None,
+            over_synced: None,
+            shrink_synced: None,
+            grow_synced: None,
+        }
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) {
+    let mut f = File::create(path).expect("create");
+    f.write_all(data).expect("write");
+    f.sync_all().expect("fsync");
+}
+
+fn open_rw(path: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// Whether each byte of `got` is the byte of `a` or of `b` at its place.
+fn each_old_or_new(got: &[u8], a: &[u8], b: &[u8]) -> bool {
+    got.len() == a.len()
+        && got
+            .iter()
+            .zip(a.iter().zip(b))
+            .all(|(g, (x, y))| g == x || g == y)
+}
+
+impl Part for NextSession {
+    fn step(&mut self, data: &Path, mark: &dyn Fn() -> usize) -> bool {
+        use std::os::unix::fs::FileExt;
+        let phase = self.phase;
+        self.phase += 1;
+        match phase {
+            0 => {
+                write_synced(&data.join(SHRINK), &shrink_data());
+                write_synced(&data.join(OVER), &over_old());
+                write_synced(&data.join(GROW), &grow_old());
+                self.written = Some(mark());
+            }
+            1 => open_rw(&data.join(SHRINK))
+                .set_len(2 * 4096)
+                .expect("truncate"),
+            2 => open_rw(&data.join(OVER))
+                .write_all_at(&over_new(), OVER_AT as u64)
+                .expect("overwrite"),
+            3 => {
+                open_rw(&data.join(OVER)).sync_all().expect("fsync");
+                self.over_synced = Some(mark());
+            }
+            4 => {
+                let f = open_rw(&data.join(SHRINK));
+                f.set_len(5000).expect("truncate");
+                f.sync_all().expect("fsync");
+                self.shrink_synced = Some(mark());
+            }
+            5 => {
+                let mut f = OpenOptions::new()
+                    .append(true)
+                    .open(data.join(GROW))
+                    .expect("open");
+                f.write_all(&grow_new()[..3 * 4096]).expect("append");
+                f.sync_all().expect("fsync");
+                self.grow_synced = Some(mark());
+                f.write_all(&grow_new()[3 * 4096..]).expect("append");
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn remount(&mut self) -> bool {
+        self.phase == 1
+    }
+
+    fn check(&self, data: &Path, ctx: &Ctx) -> Result<(), String> {
+        let read = |name: &str| fs::read(data.join(name)).map_err(|e| format!("{name}: {e}"));
+        if !self.written.is_some_and(|m| ctx.kept(m)) {
+            return Ok(());
+        }
+        let s = read(SHRINK)?;
+        let a = shrink_data();
+        let ok = match s.len() {
+            24_576 | 8192 => {
+                s[..5000] == a[..5000]
+                    && s[5000..]
+                        .iter()
+                        .zip(&a[5000..s.len()])
+                        .all(|(g, x)| g == x || *g == 0)
+            }
+            5000 => s == a[..5000],
+            _ => false,
+        };
+        if !ok || (self.shrink_synced.is_some_and(|m| ctx.kept(m)) && s.len() != 5000) {
+            return Err(format!(
+                "{SHRINK}: {} bytes, not the file before or after a truncate",
+                s.len()
+            ));
+        }
+        let o = read(OVER)?;
+        let old = over_old();
+        let mut new = old.clone();
+        new[OVER_AT..OVER_AT + over_new().len()].copy_from_slice(&over_new());
+        let ok = if self.over_synced.is_some_and(|m| ctx.kept(m)) {
+            o == new
+        } else {
+            each_old_or_new(&o, &old, &new)
+        };
+        if !ok {
+            return Err(format!("{OVER}: neither the old nor the new bytes"));
+        }
+        let g = read(GROW)?;
+        let durable = if self.grow_synced.is_some_and(|m| ctx.kept(m)) {
+            5 * 4096
+        } else {
+            2 * 4096
+        };
+        let mut want = grow_old();
+        want.extend(grow_new());
+        if g.len() < durable || g.len() > want.len() || g[..durable] != want[..durable] {
+            return Err(format!(
+                "{GROW}: {} bytes, the first {durable} not as fsynced",
+                g.len()
+            ));
+        }
+        Ok(())
     }
 }
