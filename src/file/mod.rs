@@ -501,6 +501,16 @@ impl EncFile {
         Ok(())
     }
 
+    /// Whether the blocks `r` are all inside the current session's write
+    /// window (durable, since it is made durable before it is used).
+    fn in_window(&self, st: &State, r: BlockRange) -> bool {
+        let session = self.ctx.sessions.current;
+        session != 0
+            && st.header.as_ref().is_some_and(|h| {
+                h.version >= 2 && h.window.session == session && h.window.blocks.covers(r)
+            })
+    }
+
     /// Makes sure the blocks `touched` are inside this session's durable
     /// write window, widening it (header, then fdatasync) if not. A crashed
     /// session's torn blocks are made whole first, since its window is
@@ -510,11 +520,8 @@ impl EncFile {
         if session == 0 || touched.is_empty() {
             return Ok(());
         }
-        {
-            let h = self.header_mut(st)?;
-            if h.version >= 2 && h.window.session == session && h.window.blocks.covers(touched) {
-                return Ok(());
-            }
+        if self.in_window(st, touched) {
+            return Ok(());
         }
         if !st.crashed.is_empty() {
             self.recover(st)?;
@@ -829,6 +836,17 @@ impl EncFile {
             let h = self.header_mut(&mut st)?;
             h.holes = h.holes.clip(blocks_for(size));
             self.store_header(&mut st, size)?;
+            // A power cut may keep the cut and lose the header: blocks the
+            // old size claims would then be missing. Inside this session's
+            // window they read as zeros after a crash; anywhere else they
+            // would be damage, so the new size is made durable first.
+            let cut = BlockRange {
+                first: blocks_for(size),
+                end: blocks_for(old),
+            };
+            if self.ctx.sessions.current != 0 && !self.in_window(&st, cut) {
+                self.fd.sync_data().map_err(self.io_err())?;
+            }
             self.fd.set_len(backing_len(size)).map_err(self.io_err())
         } else {
             self.fd.set_len(backing_len(size)).map_err(self.io_err())?;
