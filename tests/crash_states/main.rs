@@ -407,3 +407,41 @@ fn a_mixed_workload_and_its_clean_unmount_survive_every_crash_state() {
         ],
     );
 }
+
+/// The crash states above take a clean unmount as a sync of the whole
+/// store before the session's end is recorded (the recorder cannot see a
+/// syncfs): the daemon, traced, must call syncfs on the store after the
+/// last write and before the record's rename.
+#[test]
+fn clean_unmount_syncs_the_store_before_recording_its_end() {
+    let f = Fixture::new("general");
+    let trace = f.path().join("trace");
+    let m = f.mount_under(&[
+        OsStr::new("strace"),
+        OsStr::new("-f"),
+        OsStr::new("-qq"),
+        OsStr::new("-e"),
+        OsStr::new("trace=syncfs,rename,renameat,renameat2"),
+        OsStr::new("-o"),
+        trace.as_os_str(),
+    ]);
+    fs::write(f.disk("data").join("unsynced"), pattern(7, 20_000)).expect("write");
+    m.unmount();
+    let text = fs::read_to_string(&trace).expect("strace output");
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .iter()
+        .rposition(|l| l.contains("rename") && l.contains(".strata.sessions.tmp"))
+        .unwrap_or_else(|| panic!("the session's end was not recorded:\n{text}"));
+    let begin = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(".strata.sessions.tmp"))
+        .unwrap_or(end);
+    let synced = lines[..end]
+        .iter()
+        .rposition(|l| l.contains("syncfs(") && l.trim_end().ends_with("= 0"));
+    assert!(
+        synced.is_some_and(|s| s > begin),
+        "no syncfs of the store before the session's end was recorded:\n{text}"
+    );
+}
