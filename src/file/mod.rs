@@ -51,6 +51,8 @@ const CACHE_BYPASS_BLOCKS: usize = 64;
 /// files widen it, and pay its fdatasync, a logarithmic number of times.
 const WINDOW_AHEAD_MIN: u64 = 16;
 const WINDOW_AHEAD_MAX: u64 = 16 * 1024;
+/// The unit a power cut keeps or loses in a backing file.
+const SECTOR: u64 = 512;
 /// Blocks read at a time when a crashed session's window is recovered.
 const RECOVER_CHUNK: u64 = 256;
 
@@ -383,6 +385,7 @@ impl EncFile {
         let work = |(i, out): (usize, &mut [u8])| -> Result<(), FileError> {
             let index = first.0 + i as u64;
             let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
+            let mut blank = Vec::new();
             if !(use_cache && self.ctx.cache.get(&key, index, out)) {
                 let at = i * STORED_BLOCK;
                 let in_crash = st.crashed.contains(index);
@@ -426,8 +429,10 @@ impl EncFile {
                     }
                     // Torn by the crash of the session that was writing
                     // it: its sectors are old and new ciphertext, which
-                    // decrypt to old and new plaintext.
+                    // decrypt to old and new plaintext; sectors never
+                    // written read as zeros, as on a raw disk.
                     tracing::warn!(file = %self.label, block = index, "block torn by a crash: read as written");
+                    blank = blank_parts(index, out);
                     let t = pipeline.block_tag(file_id, index, out);
                     if pipeline.decrypt_lower(file_id, index, out, &t).is_err() {
                         return Err(FileError::BlockTag {
@@ -436,11 +441,14 @@ impl EncFile {
                         });
                     }
                 }
-                if use_cache {
+                if use_cache && blank.is_empty() {
                     self.ctx.cache.put(&key, index, out);
                 }
             }
             self.ctx.pipeline.decrypt_upper(file_id, index, out);
+            for r in blank {
+                out[r].fill(0);
+            }
             Ok(())
         };
         if count >= PARALLEL_BLOCKS {
@@ -592,10 +600,33 @@ impl EncFile {
                 let (c, t) = s.split_at(BLOCK_SIZE);
                 let want = pipeline.block_tag(&file_id, index, c);
                 if !crate::crypto::tag::ct_eq(&want, t) {
-                    self.write_all_at(
-                        &want,
-                        BlockIndex(index).backing_offset() + BLOCK_SIZE as u64,
-                    )?;
+                    let blank = blank_parts(index, c);
+                    if blank.is_empty() {
+                        self.write_all_at(
+                            &want,
+                            BlockIndex(index).backing_offset() + BLOCK_SIZE as u64,
+                        )?;
+                    } else {
+                        // Sealed as it reads: sectors never written are
+                        // zeros, not what their zero ciphertext decrypts to.
+                        let mut block = [0u8; BLOCK_SIZE];
+                        block.copy_from_slice(c);
+                        pipeline
+                            .decrypt_lower(&file_id, index, &mut block, &want)
+                            .map_err(|_| FileError::BlockTag {
+                                file: self.label.clone(),
+                                block: index,
+                            })?;
+                        pipeline.decrypt_upper(&file_id, index, &mut block);
+                        for r in blank {
+                            block[r].fill(0);
+                        }
+                        pipeline.encrypt_upper(&file_id, index, &mut block);
+                        let tag = pipeline.encrypt_lower(&file_id, index, &mut block);
+                        s[..BLOCK_SIZE].copy_from_slice(&block);
+                        s[BLOCK_SIZE..].copy_from_slice(&tag);
+                        self.write_all_at(s, BlockIndex(index).backing_offset())?;
+                    }
                     mended += 1;
                 }
             }
@@ -938,6 +969,25 @@ impl EncFile {
         }
         .map_err(self.io_err())
     }
+}
+
+/// The parts of stored block `index` (its ciphertext `c`) that lie in
+/// backing sectors holding only zeros there: sectors a power cut left
+/// unwritten (real ciphertext is never 16 zero bytes in a row, and every
+/// part is a multiple of 16 bytes, since blocks start 16-byte aligned).
+fn blank_parts(index: u64, c: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let base = BlockIndex(index).backing_offset();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < c.len() {
+        let next = ((base + at as u64) / SECTOR + 1) * SECTOR;
+        let end = usize::try_from(next - base).map_or(c.len(), |e| e.min(c.len()));
+        if c[at..end].iter().all(|&b| b == 0) {
+            out.push(at..end);
+        }
+        at = end;
+    }
+    out
 }
 
 /// Creates the backing contents of a new symlink in the empty backing file

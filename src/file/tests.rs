@@ -286,6 +286,38 @@ fn block_torn_by_a_crashed_session_reads_as_old_and_new_sectors() {
 }
 
 #[test]
+fn sectors_a_crash_left_unwritten_read_as_zeros_before_and_after_recovery() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = pipeline();
+    let f = open_in(dir.path(), ctx(&p, Arc::new(BlockCache::new(0)), 42, &[]));
+    f.write(0, &[b'a'; BLOCK_SIZE]).expect("first block");
+    f.sync(true).expect("sync");
+    f.write(BLOCK_SIZE as u64, &[b'b'; BLOCK_SIZE])
+        .expect("appended block");
+    drop(f);
+    // The power cut kept the new size and the appended block's first
+    // sector (its first 368 bytes: the block starts at 4240), not the rest.
+    let mut b = raw(dir.path());
+    let at = BlockIndex(1).backing_offset() as usize;
+    let kept = 4608 - at;
+    b[at + kept..at + STORED_BLOCK].fill(0);
+    put_raw(dir.path(), &b);
+    let mut want = vec![b'b'; kept];
+    want.resize(BLOCK_SIZE, 0);
+    let f = open_in(
+        dir.path(),
+        ctx(&p, Arc::new(BlockCache::new(1 << 20)), 43, &[42]),
+    );
+    for _ in 0..2 {
+        assert_eq!(f.read(BLOCK_SIZE as u64, BLOCK_SIZE).expect("read"), want);
+    }
+    f.write(0, b"x").expect("the first write recovers");
+    drop(f);
+    let f = open_in(dir.path(), ctx(&p, Arc::new(BlockCache::new(0)), 44, &[]));
+    assert_eq!(f.read(BLOCK_SIZE as u64, BLOCK_SIZE).expect("sealed"), want);
+}
+
+#[test]
 fn torn_block_of_a_session_not_known_to_have_crashed_is_damage() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = pipeline();

@@ -303,8 +303,21 @@ impl Part for Append {
         if got[..synced] != all[..synced] {
             return Err(format!("{}: fsynced bytes differ", self.file));
         }
+        // Past that, what a raw disk would show: appended bytes where
+        // their sectors were written, zeros where not.
+        if !appended_or_zero(&got[synced..], &all[synced..]) {
+            return Err(format!(
+                "{}: bytes past the {synced} fsynced are neither appended bytes nor zeros",
+                self.file
+            ));
+        }
         Ok(())
     }
+}
+
+/// Whether each byte of `got` is the byte of `want` at its place, or zero.
+fn appended_or_zero(got: &[u8], want: &[u8]) -> bool {
+    got.iter().zip(want).all(|(g, w)| g == w || *g == 0)
 }
 
 /// A file replaced again and again the safe way: a temp file written and
@@ -637,7 +650,11 @@ impl Part for NextSession {
         };
         let mut want = grow_old();
         want.extend(grow_new());
-        if g.len() < durable || g.len() > want.len() || g[..durable] != want[..durable] {
+        if g.len() < durable
+            || g.len() > want.len()
+            || g[..durable] != want[..durable]
+            || !appended_or_zero(&g[durable..], &want[durable..])
+        {
             return Err(format!(
                 "{GROW}: {} bytes, the first {durable} not as fsynced",
                 g.len()
