@@ -43,7 +43,7 @@ pub const SECTOR: u64 = 512;
 /// gets every one of them (whole writes, plus one torn variant each).
 const EXHAUSTIVE: u64 = 8;
 /// Random states per crash point where the choices are too many.
-const RANDOM_PER_POINT: usize = 4;
+const RANDOM_PER_POINT: usize = 8;
 
 #[derive(Debug, Clone, Hash)]
 struct Inode {
