@@ -474,6 +474,8 @@ def main():
     ap.add_argument("--workloads", default="", help="comma-separated workloads")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--dir", default=None, help="where stores and mounts go (default: a new temporary directory)")
+    ap.add_argument("--baseline", action="append", default=[], metavar="LABEL=BINARY",
+                    help="another strata build, measured as the peer 'base-LABEL' (preset general); repeatable")
     q = ap.parse_args()
     if q.plot:
         for path in plot.plot_csv(q.plot, q.out, order=list(METRICS)):
@@ -485,6 +487,11 @@ def main():
     fss = [Plain("ext4", base), Bindfs("bindfs", base), Gocryptfs("gocryptfs", base),
            Securefs("securefs", base), Cryfs("cryfs", base),
            Strata("strata-general", base, "general", q.strata), Strata("strata-max", base, "max", q.strata)]
+    for b in q.baseline:
+        label, _, binary = b.partition("=")
+        if not binary:
+            ap.error(f"--baseline {b}: expected LABEL=BINARY")
+        fss.append(Strata(f"base-{label}", base, "general", os.path.abspath(binary)))
     if q.only:
         keep = q.only.split(",")
         fss = [f for f in fss if f.name in keep]

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks strata against the peers Debian ships, in one interleaved run:
 #   bench/run.sh [--reps N] [--quick] [--only a,b] [--workloads seq,rand,meta,sqlite,append]
+#                [--baseline-rev REV]...
+# --baseline-rev builds strata at git revision REV (in a temporary worktree)
+# and measures it beside this build as the peer "base-REV" (preset general).
 # Installs what it needs (fio, gocryptfs, securefs, cryfs, bindfs, fuse3),
 # builds strata in release mode and writes bench/results/<date>.{md,csv},
 # bench/results/latest.md and the ratio tables as SVG charts
@@ -27,5 +30,25 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi
 
+args=()
+baselines=()
+while (($#)); do
+    if [ "$1" = "--baseline-rev" ] && [ $# -ge 2 ]; then
+        baselines+=("$2")
+        shift 2
+    else
+        args+=("$1")
+        shift
+    fi
+done
+
 cargo build --release --locked --quiet
-exec python3 bench/harness.py --strata "$PWD/target/release/strata" "$@"
+for rev in "${baselines[@]}"; do
+    src="target/bench-base/$rev"
+    if [ ! -d "$src" ]; then
+        git worktree add --detach "$src" "$rev" >/dev/null
+    fi
+    (cd "$src" && CARGO_TARGET_DIR="$PWD/../target-$rev" cargo build --release --locked --quiet)
+    args+=(--baseline "$rev=$PWD/target/bench-base/target-$rev/release/strata")
+done
+exec python3 bench/harness.py --strata "$PWD/target/release/strata" "${args[@]}"
