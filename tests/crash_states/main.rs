@@ -7,17 +7,21 @@
 //!
 //! - `strata verify`, run on a copy of the raw state before any mount,
 //!   reports only what was in flight: `torn` blocks of files written after
-//!   their last sync, and `no-header`/`empty` files created after it;
-//!   never `tag`, `zeroed` or `truncated` (missing or zeroed blocks inside
-//!   a crashed session's window read as holes);
+//!   their last sync, `no-header`/`empty` files created after it, and
+//!   `missing-dirid` for a directory whose ids were not yet durable; never
+//!   `tag`, `zeroed` or `truncated` (missing or zeroed blocks inside a
+//!   crashed session's window read as holes);
 //! - a read-write mount of the state (which runs recovery) serves every
 //!   file of the persistent disks without EIO, every SQLite transaction
 //!   whose commit returned before the crash is there, integrity_check is
-//!   ok, fsynced appends and renames are there whole;
+//!   ok, fsynced appends and renames are there whole, and bytes in flight
+//!   read as the old or new bytes (or zeros where never written);
 //! - after that mount, `verify` reports nothing the raw state did not.
 //!
-//! Every workload ends with a clean unmount, so crash states after the
-//! session's end is recorded are checked too.
+//! Every workload ends with a clean unmount (one also remounts half way),
+//! so states after a session's end is recorded are checked too. All
+//! distinct states are checked when there are at most `BUDGET`, else a
+//! sample drawn with a fixed seed; the test's output lists each state.
 
 #[path = "../common/mod.rs"]
 #[allow(unused_macros)]

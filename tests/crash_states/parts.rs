@@ -470,7 +470,7 @@ impl Part for Unsynced {
     }
 
     fn check(&self, data: &Path, ctx: &Ctx) -> Result<(), String> {
-        if !ctx.sync_all.is_some_and(|s| s < ctx.crash) {
+        if ctx.sync_all.is_none_or(|s| s >= ctx.crash) {
             return Ok(());
         }
         match fs::read(data.join(self.file)) {

@@ -114,6 +114,16 @@ struct Node {
     name: OsString,
 }
 
+/// What a setattr changes.
+struct Change {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+}
+
 struct Handle {
     ino: u64,
     file: Option<File>,
@@ -304,14 +314,17 @@ impl RecFs {
     fn setattr_inner(
         &self,
         ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
+        c: Change,
         fh: Option<FileHandle>,
     ) -> Result<fs::Metadata, Errno> {
+        let Change {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } = c;
         let path = self.st().path(&self.root, ino);
         let open_file = || -> Result<File, Errno> {
             if let Some(fh) = fh {
@@ -410,7 +423,15 @@ impl Filesystem for RecFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.setattr_inner(ino.0, mode, uid, gid, size, atime, mtime, fh) {
+        let c = Change {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        match self.setattr_inner(ino.0, c, fh) {
             Ok(m) => reply.attr(&TTL, &attr(ino.0, &m)),
             Err(e) => reply.error(e),
         }
