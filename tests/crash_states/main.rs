@@ -165,7 +165,8 @@ fn verify(f: &Fixture, store: &Path) -> Vec<Issue> {
         .collect()
 }
 
-/// Reads every file of the persistent disks whole; the ones that fail.
+/// Reads every file of the persistent disks whole, and every symlink's
+/// target; the ones that fail.
 fn unreadable(mnt: &Path) -> Vec<String> {
     let mut bad = Vec::new();
     let mut stack: Vec<PathBuf> = ["os", "data"].iter().map(|d| mnt.join(d)).collect();
@@ -190,6 +191,11 @@ fn unreadable(mnt: &Path) -> Vec<String> {
                 Ok(t) if t.is_dir() => stack.push(p),
                 Ok(t) if t.is_file() => {
                     if let Err(err) = fs::read(&p) {
+                        bad.push(format!("{}: {err}", p.display()));
+                    }
+                }
+                Ok(t) if t.is_symlink() => {
+                    if let Err(err) = fs::read_link(&p) {
                         bad.push(format!("{}: {err}", p.display()));
                     }
                 }

@@ -388,14 +388,16 @@ impl Part for Replace {
     }
 }
 
-/// A new directory with a file in it, both made durable (file fsync, then
-/// the new directory and its parent fsynced).
+/// A new directory with a file and a symlink in it, all made durable (file
+/// fsync, then the new directory and its parent fsynced).
 pub struct NewDir {
     dir: &'static str,
     durable: Option<usize>,
 }
 
 const IN_DIR: &str = "inside";
+const LINK: &str = "link";
+const LINK_TARGET: &str = "../somewhere/else";
 
 fn in_dir() -> Vec<u8> {
     pattern(4242, 6000)
@@ -417,6 +419,7 @@ impl Part for NewDir {
         let mut f = File::create(d.join(IN_DIR)).expect("create file in new directory");
         f.write_all(&in_dir()).expect("write");
         f.sync_all().expect("fsync");
+        std::os::unix::fs::symlink(LINK_TARGET, d.join(LINK)).expect("symlink");
         fsync_dir(&d);
         fsync_dir(data);
         self.durable = Some(mark());
@@ -426,6 +429,11 @@ impl Part for NewDir {
     fn check(&self, data: &Path, ctx: &Ctx) -> Result<(), String> {
         if !self.durable.is_some_and(|m| ctx.kept(m)) {
             return Ok(());
+        }
+        match fs::read_link(data.join(self.dir).join(LINK)) {
+            Ok(t) if t == Path::new(LINK_TARGET) => {}
+            Ok(t) => return Err(format!("{}/{LINK}: points to {}", self.dir, t.display())),
+            Err(e) => return Err(format!("{}/{LINK}: {e}", self.dir)),
         }
         match fs::read(data.join(self.dir).join(IN_DIR)) {
             Ok(g) if g == in_dir() => Ok(()),
