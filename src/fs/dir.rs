@@ -558,7 +558,9 @@ impl Fs {
         let ctx = self.file_ctx(c.disk)?;
         let owner = self.owner_of_new(&c.dir, caller)?;
         c.write_sidecar()?;
-        let fd = match c.dir.create_file(c.entry(), 0o600) {
+        // Marked from its creation: a power cut must not leave a symlink
+        // header in a backing file without the mark (that reads as damage).
+        let fd = match c.dir.create_file(c.entry(), 0o600 | SYMLINK_MARK) {
             Ok(fd) => fd,
             Err(e) => {
                 if e.raw_os_error() != Some(libc::EEXIST) {
@@ -583,7 +585,11 @@ impl Fs {
                 },
                 ctx,
                 target,
-            )?;
+            )?
+            // On a disk a symlink's target is part of its entry: an fsync
+            // of the directory makes both durable. Here the target is the
+            // backing file's contents, so it is made durable now.
+            .sync(true)?;
             self.own_at(&c.dir, c.entry(), owner)
         })();
         if let Err(e) = written {
