@@ -388,14 +388,15 @@ impl Part for Replace {
     }
 }
 
-/// A new directory with a file and a symlink in it, all made durable (file
+/// A new directory with a file (of a long name) and a symlink in it, all made durable (file
 /// fsync, then the new directory and its parent fsynced).
 pub struct NewDir {
     dir: &'static str,
     durable: Option<usize>,
 }
 
-const IN_DIR: &str = "inside";
+/// Long enough that its encrypted name needs a sidecar.
+const IN_DIR: &str = "inside-a-name-long-enough-that-its-encrypted-form-is-stored-as-a-hash-and-a-sidecar-file-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const LINK: &str = "link";
 const LINK_TARGET: &str = "../somewhere/else";
 
