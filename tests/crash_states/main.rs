@@ -8,7 +8,8 @@
 //! - `strata verify`, run on a copy of the raw state before any mount,
 //!   reports only what was in flight: `torn` blocks of files written after
 //!   their last sync, `no-header`/`empty` files created after it, and
-//!   `missing-dirid` for a directory whose ids were not yet durable; never
+//!   `missing-dirid` for a directory whose ids were not yet durable,
+//!   `orphan-sidecar` for a long name whose entry was not yet made; never
 //!   `tag`, `zeroed` or `truncated` (missing or zeroed blocks inside a
 //!   crashed session's window read as holes);
 //! - a read-write mount of the state (which runs recovery) serves every
@@ -243,6 +244,9 @@ fn check_state(
                             .is_none_or(|f| model::in_flight(&r.ops, point, f).0)
                     })
             }),
+            // A long name's sidecar is written (durably) before its entry:
+            // a creation or rename cut short leaves it alone.
+            "orphan-sidecar" => id.is_some_and(|f| model::created(&r.ops, f)),
             _ => false,
         };
         if !allowed {

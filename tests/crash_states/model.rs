@@ -584,6 +584,12 @@ pub fn made(ops: &[Op], id: u64) -> bool {
         .any(|op| matches!(op, Op::Mkdir { id: i, .. } if *i == id))
 }
 
+/// Whether file `id` was created by the log (not there before).
+pub fn created(ops: &[Op], id: u64) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Create { id: i, .. } if *i == id))
+}
+
 /// The operations on file `id` after its last sync before `point`'s crash:
 /// whether it is in flight, and whether it was created since.
 pub fn in_flight(ops: &[Op], point: &Point, id: u64) -> (bool, bool) {
