@@ -2,8 +2,10 @@
 # Benchmarks strata against the peers Debian ships, in one interleaved run:
 #   bench/run.sh [--reps N] [--quick] [--only a,b] [--workloads seq,rand,meta,sqlite,append]
 #                [--baseline-rev REV]...
-# --baseline-rev builds strata at git revision REV (in a temporary worktree)
-# and measures it beside this build as the peer "base-REV" (preset general).
+# --baseline-rev builds strata at git revision REV (in a worktree under
+# target/) and measures it beside this build as the peer "base-REV" (preset
+# general). Comparisons with a baseline are kept in bench/results/baselines/
+# (bench/results/ itself holds the full runs the README charts come from).
 # Installs what it needs (fio, gocryptfs, securefs, cryfs, bindfs, fuse3),
 # builds strata in release mode and writes bench/results/<date>.{md,csv},
 # bench/results/latest.md and the ratio tables as SVG charts
