@@ -110,27 +110,6 @@ pub enum DirIdSource {
     Backup,
 }
 
-/// Reads the directory id of backing directory `dir`, falling back to the
-/// backup copy when the primary is missing or not 16 bytes.
-pub fn read_dirid(dir: &Path) -> std::io::Result<([u8; 16], DirIdSource)> {
-    let read = |name: &str| -> std::io::Result<[u8; 16]> {
-        let raw = std::fs::read(dir.join(name))?;
-        <[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{name} is not 16 bytes"),
-            )
-        })
-    };
-    match read(DIRID_NAME) {
-        Ok(id) => Ok((id, DirIdSource::Primary)),
-        Err(primary) => match read(DIRID_BACKUP) {
-            Ok(id) => Ok((id, DirIdSource::Backup)),
-            Err(_) => Err(primary),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +128,7 @@ mod tests {
     fn lost_dirid_is_read_from_its_backup() {
         let d = tempfile::tempdir().expect("tmp");
         let id = write_dirid(d.path()).expect("write");
+        let read_dirid = |p: &Path| read_dirid_at(&Dir::open(p).expect("open"));
         assert_eq!(
             read_dirid(d.path()).expect("read"),
             (id, DirIdSource::Primary)

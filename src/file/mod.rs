@@ -198,24 +198,33 @@ impl EncFile {
             }
             _ => BlockRange::EMPTY,
         };
+        Ok(Self::assemble(
+            spec,
+            ctx,
+            State {
+                header,
+                size,
+                crashed,
+                stray,
+            },
+        ))
+    }
+
+    /// The open file of `spec` in state `st`, its size mirrored at once.
+    fn assemble(spec: OpenSpec, ctx: FileCtx, st: State) -> Self {
         let size_cell = spec
             .size_cell
             .unwrap_or_else(|| Arc::new(AtomicU64::new(SIZE_UNKNOWN)));
-        size_cell.store(size, Ordering::Release);
-        Ok(EncFile {
+        size_cell.store(st.size, Ordering::Release);
+        EncFile {
             fd: spec.fd,
             label: spec.label,
             ctx,
             ino: spec.ino,
             writable: spec.writable,
             size_cell,
-            state: RwLock::new(State {
-                header,
-                size,
-                crashed,
-                stray,
-            }),
-        })
+            state: RwLock::new(st),
+        }
     }
 
     /// Gives the new, empty backing file of `spec` a header for an object
@@ -243,24 +252,16 @@ impl EncFile {
                 file: spec.label.clone(),
                 source,
             })?;
-        let size_cell = spec
-            .size_cell
-            .unwrap_or_else(|| Arc::new(AtomicU64::new(SIZE_UNKNOWN)));
-        size_cell.store(0, Ordering::Release);
-        Ok(EncFile {
-            fd: spec.fd,
-            label: spec.label,
+        Ok(Self::assemble(
+            spec,
             ctx,
-            ino: spec.ino,
-            writable: spec.writable,
-            size_cell,
-            state: RwLock::new(State {
+            State {
                 header: Some(h),
                 size: 0,
                 crashed: BlockRange::EMPTY,
                 stray: 0,
-            }),
-        })
+            },
+        ))
     }
 
     /// How logs name the backing file.
