@@ -51,6 +51,22 @@ impl Dir {
         Ok(Dir { fd })
     }
 
+    /// Opens the directory `rel` below the directory at `base`: `base` as
+    /// given (a path the user chose may pass through symlinks), each name of
+    /// `rel` relative to the one before and never through a symlink, so that
+    /// a symlink planted in a store cannot take a disk's root out of it.
+    pub fn open_below(base: &Path, rel: &Path) -> std::io::Result<Dir> {
+        let mut d = Dir::open(base)?;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(name) => d = d.open_dir(name)?,
+                std::path::Component::CurDir => {}
+                _ => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            }
+        }
+        Ok(d)
+    }
+
     /// Opens the subdirectory `name` (never through a symlink).
     pub fn open_dir(&self, name: &OsStr) -> std::io::Result<Dir> {
         let fd = rfs::openat(
@@ -209,6 +225,51 @@ impl Dir {
         result
     }
 
+    /// Removes entry `name` and, for a directory, everything below it, by
+    /// descriptor: a symlink is removed, never followed, and no path longer
+    /// than one name reaches the kernel. At most two directories are open
+    /// at a time, however deep the tree (it climbs back through `..`).
+    pub fn remove_tree(&self, name: &OsStr) -> std::io::Result<()> {
+        let st = self.stat_at(name)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return self.unlink(name);
+        }
+        // Names from `name` down to the directory `cur` being emptied.
+        let mut below: Vec<OsString> = Vec::new();
+        let mut cur = self.open_dir(name)?;
+        loop {
+            let mut subdir = None;
+            for e in cur.entries()? {
+                let is_dir = match e.file_type {
+                    FileType::Directory => true,
+                    FileType::Unknown => {
+                        FileType::from_raw_mode(cur.stat_at(&e.name)?.st_mode)
+                            == FileType::Directory
+                    }
+                    _ => false,
+                };
+                if is_dir {
+                    subdir = Some(e.name);
+                    break;
+                }
+                cur.unlink(&e.name)?;
+            }
+            if let Some(sub) = subdir {
+                cur = cur.open_dir(&sub)?;
+                below.push(sub);
+                continue;
+            }
+            let Some(done) = below.pop() else {
+                break;
+            };
+            let parent = cur.open_dir(OsStr::new(".."))?;
+            cur = parent;
+            cur.rmdir(&done)?;
+        }
+        drop(cur);
+        self.rmdir(name)
+    }
+
     /// Every entry but `.` and `..`.
     pub fn entries(&self) -> std::io::Result<Vec<Entry>> {
         let d = rfs::Dir::read_from(&self.fd).map_err(io)?;
@@ -269,6 +330,49 @@ mod tests {
         assert!(d.read_small(OsStr::new("f"), 3).is_err());
         d.replace(OsStr::new("f"), b"deeper").expect("replace");
         assert_eq!(d.entries().expect("ls").len(), 1);
+    }
+
+    #[test]
+    fn a_root_below_a_store_is_never_reached_through_a_symlink() {
+        let t = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(t.path().join("disks/data")).expect("mkdir");
+        std::fs::create_dir_all(outside.path().join("temp")).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), t.path().join("disks/os")).expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), t.path().join("linked")).expect("symlink");
+        assert!(Dir::open_below(t.path(), Path::new("disks/data")).is_ok());
+        for rel in ["disks/os", "linked/temp", "disks/../disks/data"] {
+            assert!(
+                Dir::open_below(t.path(), Path::new(rel)).is_err(),
+                "{rel} was opened"
+            );
+        }
+    }
+
+    #[test]
+    fn remove_tree_removes_a_planted_symlink_not_what_it_points_to() {
+        let t = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        std::fs::write(outside.path().join("precious"), b"keep").expect("write");
+        std::fs::create_dir_all(t.path().join("temp/a/b")).expect("mkdir");
+        std::fs::write(t.path().join("temp/a/b/f"), b"x").expect("write");
+        std::os::unix::fs::symlink(outside.path(), t.path().join("temp/a/l")).expect("symlink");
+        // Deeper than PATH_MAX, and deeper than the descriptors a process
+        // may hold by default.
+        let mut deep = Dir::open(&t.path().join("temp")).expect("open");
+        for _ in 0..1500 {
+            deep.mkdir(OsStr::new("dd"), 0o700).expect("mkdir");
+            deep = deep.open_dir(OsStr::new("dd")).expect("open_dir");
+        }
+        deep.create_file(OsStr::new("f"), 0o600).expect("create");
+        drop(deep);
+        let d = Dir::open(t.path()).expect("open");
+        d.remove_tree(OsStr::new("temp")).expect("remove");
+        assert!(d.entries().expect("ls").is_empty());
+        assert_eq!(
+            std::fs::read(outside.path().join("precious")).expect("read"),
+            b"keep"
+        );
     }
 
     #[test]

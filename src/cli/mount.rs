@@ -106,17 +106,31 @@ fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Empties the temp disk's backing tree, as at every mount.
-fn empty_temp(root: &Path, encrypted: bool) -> anyhow::Result<()> {
-    if root.exists() {
-        std::fs::remove_dir_all(root)
-            .with_context(|| format!("emptying temp disk {}", root.display()))?;
+/// Empties the temp disk's backing tree, as at every mount. The tree is
+/// reached from the store by descriptor and removed by descriptor: a
+/// symlink planted on the way (`disks`, the root, or anywhere below) is
+/// refused or removed, never followed, so nothing outside the store goes.
+fn empty_temp(store: &Path, root: &Path, encrypted: bool) -> anyhow::Result<()> {
+    let shown = || format!("emptying temp disk {}", root.display());
+    let rel = root.strip_prefix(store).with_context(shown)?;
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        bail!("temp disk {} is not inside its store", root.display());
+    };
+    let parent = crate::backing::Dir::open_below(store, parent).with_context(shown)?;
+    match parent.remove_tree(name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(shown),
     }
-    std::fs::create_dir_all(root)
+    parent
+        .mkdir(name, 0o777)
         .with_context(|| format!("creating temp disk {}", root.display()))?;
     if encrypted {
-        crate::backing::write_dirid(root)
-            .with_context(|| format!("temp disk {}", root.display()))?;
+        let d = parent
+            .open_dir(name)
+            .and_then(|d| crate::backing::init_dirid(&d).map(|_| ()))
+            .and_then(|()| parent.sync());
+        d.with_context(|| format!("temp disk {}", root.display()))?;
     }
     Ok(())
 }
@@ -151,6 +165,7 @@ fn build_disks(
 ) -> anyhow::Result<(Vec<DiskRt>, HashMap<usize, watch::Slot>)> {
     let store_id = opened.config.store_id.clone();
     let region = opened.config.region.clone();
+    let store_path = opened.path.clone();
     let snapshots = opened.snapshots.into_iter().map(|(s, keys)| {
         let root = store::snapshots::snapshot_root(&opened.path, &s.source.name, &s.name);
         (s.source, Some(s.name), root, keys)
@@ -181,7 +196,7 @@ fn build_disks(
                 None => {
                     let pipeline = store::disk_pipeline(&store_id, &d.name, &keys);
                     if d.kind == DiskKind::Temp {
-                        empty_temp(&root, pipeline.name_codec().is_encrypted())?;
+                        empty_temp(&store_path, &root, pipeline.name_codec().is_encrypted())?;
                     }
                     slots.insert(slot, watch::Slot::new(true, Some(&d.layers)));
                     DiskRt::served(d.name.clone(), root, snapshot, ephemeral, pipeline)
@@ -198,6 +213,32 @@ fn build_disks(
         out.push(rt);
     }
     Ok((out, slots))
+}
+
+/// Checks that every disk's and snapshot's backing tree is reached from
+/// the store without following a symlink (one planted there would lead
+/// the daemon out of the store): one line naming the first that is not. A
+/// root not there yet is left for the disk's own errors.
+fn check_roots(store: &Path, disks: &[DiskRt]) -> anyhow::Result<()> {
+    for d in disks {
+        let rel = d
+            .root
+            .strip_prefix(store)
+            .with_context(|| format!("{} is not inside the store", d.root.display()))?;
+        match crate::backing::Dir::open_below(store, rel) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "backing tree {} (it must be a directory inside the store, reached through no symlink)",
+                        d.root.display()
+                    )
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings an older store to the current format: every empty backing file
@@ -227,7 +268,7 @@ fn upgrade(
             }
         }
     }
-    let n = store::upgrade::give_headers(&todo)?;
+    let n = store::upgrade::give_headers(store_path, &todo)?;
     config.format = store::config::STORE_FORMAT;
     store::save_config(store_path, config, vault)?;
     tracing::info!(files = n, "store brought to format {}", config.format);
@@ -371,6 +412,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let store_path = opened.path.clone();
     let mut store_config = opened.config.clone();
     let (disks, slots) = build_disks(opened, &vault)?;
+    check_roots(&store_path, &disks)?;
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "keys unwrapped and disks built"

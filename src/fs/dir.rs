@@ -129,8 +129,7 @@ impl Fs {
     /// The root node of slot `idx`, registered (a kernel lookup when
     /// `count`), and its attributes.
     fn disk_root(&self, idx: usize, count: bool) -> FsResult<Attr> {
-        let root = &self.disk(idx)?.root;
-        let d = Dir::open(root)?;
+        let d = self.open_root(idx)?;
         let st = d.stat()?;
         let ino = fuse_ino(st.st_ino);
         self.nodes().root(idx, ino, count);
@@ -812,8 +811,7 @@ impl Fs {
         ];
         if ino == ROOT_INO {
             for (i, d) in self.live_disks() {
-                let st = rustix::fs::stat(&d.root)?;
-                let _ = i;
+                let st = self.open_root(i)?.stat()?;
                 out.push(DirEntry {
                     ino: fuse_ino(st.st_ino),
                     kind: Kind::Dir,
@@ -844,8 +842,8 @@ impl Fs {
         if Fs::is_virtual(ino) {
             out[1].ino = SNAPSHOTS_INO;
             let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
-            for (_, d) in self.snapshots_of(&disk.name) {
-                let st = rustix::fs::stat(&d.root)?;
+            for (i, d) in self.snapshots_of(&disk.name) {
+                let st = self.open_root(i)?.stat()?;
                 out.push(DirEntry {
                     ino: fuse_ino(st.st_ino),
                     kind: Kind::Dir,

@@ -615,6 +615,15 @@ impl Fs {
         })
     }
 
+    /// Opens the backing root of slot `idx` from the store, never through
+    /// a symlink below the store (one planted there would lead out of it).
+    fn open_root(&self, idx: usize) -> FsResult<Dir> {
+        let root = &self.disk(idx)?.root;
+        let rel = root.strip_prefix(&self.store).map_err(|_| Errno::EIO)?;
+        let d = Dir::open_below(&self.store, rel)?;
+        Ok(d)
+    }
+
     fn new_fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }

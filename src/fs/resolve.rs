@@ -37,7 +37,7 @@ impl Fs {
             return Ok(d);
         }
         enum Start {
-            Root(std::path::PathBuf, u64),
+            Root(usize, u64),
             Cached(Arc<Dir>),
         }
         let (start, chain) = {
@@ -50,7 +50,7 @@ impl Fs {
                     return Err(Errno::ENOTDIR);
                 }
                 if n.root {
-                    break (Start::Root(self.disk(n.disk)?.root.clone(), cur), chain);
+                    break (Start::Root(n.disk, cur), chain);
                 }
                 let l = n.links.first().ok_or(Errno::ENOENT)?;
                 chain.push((cur, l.name.clone()));
@@ -65,8 +65,11 @@ impl Fs {
         };
         let mut dir = match start {
             Start::Cached(d) => d,
-            Start::Root(path, root_ino) => {
-                let d = Arc::new(Dir::open(&path)?);
+            Start::Root(slot, root_ino) => {
+                let d = Arc::new(self.open_root(slot)?);
+                if fuse_ino(d.stat()?.st_ino) != root_ino {
+                    return Err(Errno::ENOENT);
+                }
                 self.dirs.put(root_ino, d.clone());
                 d
             }

@@ -30,12 +30,19 @@ pub fn needed(config: &Config) -> bool {
     config.format < HEADERS_AT_CREATE
 }
 
-/// Gives every empty regular backing file of `disks` a header. Returns how
-/// many files got one.
-pub fn give_headers(disks: &[DiskToUpgrade<'_>]) -> Result<u64, StoreError> {
+/// Gives every empty regular backing file of `disks` (of the store at
+/// `store`) a header. Returns how many files got one. Each disk's root is
+/// reached from the store through no symlink.
+pub fn give_headers(
+    store: &std::path::Path,
+    disks: &[DiskToUpgrade<'_>],
+) -> Result<u64, StoreError> {
     let mut n = 0;
     for d in disks {
-        let root = Dir::open(d.root).map_err(super::io(d.root))?;
+        let rel = d.root.strip_prefix(store).map_err(|_| {
+            StoreError::Invalid(format!("{} is not inside the store", d.root.display()))
+        })?;
+        let root = Dir::open_below(store, rel).map_err(super::io(d.root))?;
         let mut v = Headers { d, n: 0 };
         walk::walk(&root, d.root, (), &mut v)?;
         n += v.n;
@@ -106,11 +113,14 @@ mod tests {
         let mut k = DiskKeys::default();
         k.set(Layer::StoragePmk, Key64::random(), 1);
         let p = Arc::new(Pipeline::new(&k, b"s"));
-        let n = give_headers(&[DiskToUpgrade {
-            name: "data",
+        let n = give_headers(
             root,
-            pipeline: p.clone(),
-        }])
+            &[DiskToUpgrade {
+                name: "data",
+                root,
+                pipeline: p.clone(),
+            }],
+        )
         .expect("upgrade");
         assert_eq!(n, 2);
         for f in ["a/b/empty", "empty"] {

@@ -360,7 +360,7 @@ impl Fixture {
 
     /// Mounts with extra `strata mount` arguments (e.g. `--ro`).
     pub fn mount_with(&self, extra: &[&str]) -> MountGuard {
-        self.mount_cmd(self.mount_command(extra))
+        self.unwrap_mount(self.try_mount_cmd(self.mount_command(extra)))
     }
 
     /// Mounts with the daemon run under `wrapper` (a program and its
@@ -372,10 +372,23 @@ impl Fixture {
             .arg(plain.get_program())
             .args(plain.get_args())
             .stdin(Stdio::null());
-        self.mount_cmd(cmd)
+        self.unwrap_mount(self.try_mount_cmd(cmd))
     }
 
-    fn mount_cmd(&self, mut cmd: Command) -> MountGuard {
+    /// Like [`Fixture::mount_with`], for a mount that may be refused: the
+    /// daemon's log when it exits (or fails to serve in time) instead.
+    pub fn try_mount_with(&self, extra: &[&str]) -> Result<MountGuard, String> {
+        self.try_mount_cmd(self.mount_command(extra))
+    }
+
+    fn unwrap_mount(&self, r: Result<MountGuard, String>) -> MountGuard {
+        match r {
+            Ok(guard) => guard,
+            Err(log) => panic!("strata mount did not come up; log:\n{log}"),
+        }
+    }
+
+    fn try_mount_cmd(&self, mut cmd: Command) -> Result<MountGuard, String> {
         let n = self.mounts.fetch_add(1, Ordering::SeqCst);
         let log = self.path().join("logs").join(format!("mount-{n}.log"));
         let file = File::create(&log).expect("create daemon log");
@@ -400,18 +413,17 @@ impl Fixture {
         });
         if let Some(status) = exited {
             guard.child = None;
-            panic!(
-                "strata mount exited early with {status}; log:\n{}",
-                guard.log()
-            );
+            return Err(format!("exited with {status}\n{}", guard.log()));
         }
-        assert!(
-            up,
-            "mount at {} did not come up within {MOUNT_TIMEOUT:?}; log:\n{}",
-            self.mnt.display(),
-            guard.log()
-        );
-        guard
+        if !up {
+            let log = guard.log();
+            drop(guard);
+            return Err(format!(
+                "did not come up within {MOUNT_TIMEOUT:?} at {}\n{log}",
+                self.mnt.display()
+            ));
+        }
+        Ok(guard)
     }
 
     /// Every daemon log of this fixture, concatenated in mount order.
