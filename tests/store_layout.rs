@@ -1,8 +1,10 @@
 //! The shape of a backing store as the daemon finds it, when someone with
 //! write access to the store (or an administrator) changed it: symlinks
-//! planted where strata expects its own directories. The daemon never
-//! follows such a symlink out of the store (it runs as root: a chmod, chown
-//! or removal there would land on whatever the link names).
+//! planted where strata expects its own directories, and disks or
+//! directories on another filesystem. The daemon never follows such a
+//! symlink out of the store (it runs as root: a chmod, chown or removal
+//! there would land on whatever the link names), and never mixes objects of
+//! two filesystems, whose inode numbers repeat.
 
 mod common;
 
@@ -14,6 +16,19 @@ use common::*;
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).expect("list") {
+        let e = e.expect("entry");
+        let t = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            fs::create_dir(&t).expect("mkdir");
+            copy_tree(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), &t).expect("copy");
+        }
+    }
 }
 
 #[test]
@@ -82,4 +97,83 @@ fn emptying_temp_never_follows_a_symlinked_disks_directory() {
     let m = f.mount();
     assert!(list(&f.disk("temp")).is_empty(), "temp emptied at mount");
     m.unmount();
+}
+
+#[test]
+fn a_disk_on_another_filesystem_is_refused_at_mount() {
+    let base = tempfile::tempdir().expect("tmp");
+    let a = Tmpfs::mount(&base.path().join("a"), "64m");
+    let f = Fixture::new_with_store("general", a.dir.join("store"));
+    let data = f.backing("data");
+    let saved = base.path().join("saved");
+    fs::create_dir(&saved).expect("mkdir");
+    copy_tree(&data, &saved);
+    // Two filesystems of one kind number their inodes alike: a directory
+    // of one disk and of the other would be taken for one another.
+    let b = Tmpfs::mount(&data, "64m");
+    copy_tree(&saved, &b.dir);
+
+    let result = f.try_mount_with(&[]);
+    let refusal = match result {
+        Ok(m) => {
+            let mut errors = Vec::new();
+            for i in 0..40 {
+                for (disk, tag) in [("os", "o"), ("data", "d")] {
+                    let dir = f.disk(disk).join(format!("{tag}{i}"));
+                    let r = fs::create_dir(&dir)
+                        .and_then(|()| fs::write(dir.join("f"), format!("{disk} {i}")));
+                    if let Err(e) = r {
+                        errors.push(format!("{}: {e}", dir.display()));
+                    }
+                }
+            }
+            m.unmount();
+            Err(errors)
+        }
+        Err(log) => Ok(log),
+    };
+    drop(b);
+    drop(f);
+    drop(a);
+    match refusal {
+        Ok(log) => assert!(
+            log.contains("another filesystem"),
+            "the refusal says why:\n{log}"
+        ),
+        Err(errors) => panic!("a disk on another filesystem was mounted; errors: {errors:#?}"),
+    }
+}
+
+#[test]
+fn a_filesystem_mounted_inside_a_disk_is_refused_not_confused() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    fs::create_dir(f.disk("data").join("sub")).expect("mkdir");
+    fs::write(f.disk("data").join("sub/f"), b"on the store's filesystem").expect("write");
+    m.unmount();
+    let backing_sub = fs::read_dir(f.backing("data"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.is_dir())
+        .expect("the backing directory of sub");
+    let saved = f.path().join("saved");
+    fs::create_dir(&saved).expect("mkdir");
+    copy_tree(&backing_sub, &saved);
+    let t = Tmpfs::mount(&backing_sub, "16m");
+    copy_tree(&saved, &t.dir);
+
+    let m = f.mount();
+    let looked = fs::metadata(f.disk("data").join("sub"));
+    let log = m.log();
+    m.unmount();
+    drop(t);
+    assert_errno(
+        looked,
+        &[libc::EIO],
+        "lookup of a directory on another filesystem",
+    );
+    assert!(
+        log.contains("another filesystem"),
+        "the log says why:\n{log}"
+    );
 }

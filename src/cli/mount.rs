@@ -215,19 +215,21 @@ fn build_disks(
     Ok((out, slots))
 }
 
-/// Checks that every disk's and snapshot's backing tree is reached from
-/// the store without following a symlink (one planted there would lead
-/// the daemon out of the store): one line naming the first that is not. A
-/// root not there yet is left for the disk's own errors.
-fn check_roots(store: &Path, disks: &[DiskRt]) -> anyhow::Result<()> {
+/// The device every disk's and snapshot's backing tree lies on. Each root
+/// is reached from the store without following a symlink, and all must be
+/// on one filesystem (the mount names objects by their backing inode
+/// numbers, which two filesystems reuse): one line naming the first that is
+/// not. A root not there yet is left for the disk's own errors.
+fn backing_device(store: &Path, disks: &[DiskRt]) -> anyhow::Result<Option<u64>> {
+    let mut device: Option<(u64, &Path)> = None;
     for d in disks {
         let rel = d
             .root
             .strip_prefix(store)
             .with_context(|| format!("{} is not inside the store", d.root.display()))?;
-        match crate::backing::Dir::open_below(store, rel) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let dir = match crate::backing::Dir::open_below(store, rel) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
@@ -236,9 +238,23 @@ fn check_roots(store: &Path, disks: &[DiskRt]) -> anyhow::Result<()> {
                     )
                 })
             }
+        };
+        #[allow(clippy::unnecessary_cast)] // the field type differs between systems
+        let dev = dir
+            .stat()
+            .with_context(|| format!("backing tree {}", d.root.display()))?
+            .st_dev as u64;
+        match device {
+            None => device = Some((dev, &d.root)),
+            Some((first, first_root)) if first != dev => bail!(
+                "backing tree {} is on another filesystem than {}: every disk and snapshot of a store must be on one filesystem",
+                d.root.display(),
+                first_root.display()
+            ),
+            Some(_) => {}
         }
     }
-    Ok(())
+    Ok(device.map(|(dev, _)| dev))
 }
 
 /// Brings an older store to the current format: every empty backing file
@@ -412,7 +428,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let store_path = opened.path.clone();
     let mut store_config = opened.config.clone();
     let (disks, slots) = build_disks(opened, &vault)?;
-    check_roots(&store_path, &disks)?;
+    let device = backing_device(&store_path, &disks)?;
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "keys unwrapped and disks built"
@@ -478,6 +494,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         FsOptions {
             read_only: a.ro,
             sessions,
+            device,
         },
     ));
     let mut options = vec![

@@ -224,6 +224,11 @@ pub struct FsOptions {
     /// The mount session files are written under, and the sessions known
     /// to have crashed.
     pub sessions: Sessions,
+    /// The device every disk's and snapshot's backing tree lies on. Inode
+    /// numbers name objects, so they must all come from one filesystem: an
+    /// entry on another (something mounted inside a backing tree) is
+    /// refused rather than confused with the object of the same number.
+    pub device: Option<u64>,
 }
 
 /// The mount root's directory of snapshots.
@@ -621,7 +626,22 @@ impl Fs {
         let root = &self.disk(idx)?.root;
         let rel = root.strip_prefix(&self.store).map_err(|_| Errno::EIO)?;
         let d = Dir::open_below(&self.store, rel)?;
+        self.on_device(&d.stat()?, &root.to_string_lossy())?;
         Ok(d)
+    }
+
+    /// Refuses backing metadata `st` (of what `what` names, for the log)
+    /// from another filesystem than the disks'.
+    fn on_device(&self, st: &rustix::fs::Stat, what: &str) -> FsResult<()> {
+        #[allow(clippy::unnecessary_cast)] // the field type differs between systems
+        let dev = st.st_dev as u64;
+        match self.opts.device {
+            Some(d) if d != dev => {
+                tracing::error!(entry = %what, "backing entry on another filesystem than the store's disks (something mounted inside a backing tree): refused");
+                Err(Errno::EIO)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn new_fh(&self) -> u64 {

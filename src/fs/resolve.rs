@@ -76,7 +76,9 @@ impl Fs {
         };
         for (ino, name) in chain.into_iter().rev() {
             let next = dir.open_dir(&name)?;
-            if fuse_ino(next.stat()?.st_ino) != ino {
+            let st = next.stat()?;
+            self.on_device(&st, &name.to_string_lossy())?;
+            if fuse_ino(st.st_ino) != ino {
                 // Changed behind the daemon's back: the name is someone
                 // else's now.
                 return Err(Errno::ENOENT);
