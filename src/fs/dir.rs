@@ -11,7 +11,9 @@ use rustix::fs::{FileType, Stat, Timestamps};
 
 use super::attr::{self, Attr, Kind, SYMLINK_MARK};
 use super::resolve::fuse_ino;
-use super::{Errno, Fs, FsResult, ROOT_INO, SNAPSHOTS_DIR, SNAPSHOTS_INO, SNAPSHOT_DISK_INO};
+use super::{
+    nodes, Errno, Fs, FsResult, ROOT_INO, SNAPSHOTS_DIR, SNAPSHOTS_INO, SNAPSHOT_DISK_INO,
+};
 use crate::backing::Dir;
 use crate::file::{EncFile, OpenSpec};
 use crate::names;
@@ -101,6 +103,7 @@ enum Target {
     File(Arc<EncFile>),
     Dir(Arc<Dir>),
     At(Arc<Dir>, OsString),
+    Kept(Arc<std::fs::File>),
 }
 
 impl Fs {
@@ -215,7 +218,20 @@ impl Fs {
                 &st,
             ));
         }
-        let (disk, kind, root, link, slot, last) = {
+        match self.attr_of(ino) {
+            // A rename between reading the name and using it: again, with
+            // renames held off (the name and the store then agree).
+            Err(e) if e == Errno::ENOENT => {
+                let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
+                self.attr_of(ino)
+            }
+            r => r,
+        }
+    }
+
+    /// Attributes of backing inode `ino` (not the root or a virtual one).
+    fn attr_of(&self, ino: u64) -> FsResult<Attr> {
+        let (disk, kind, root, link, slot, last, kept) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
             (
@@ -225,6 +241,7 @@ impl Fs {
                 n.links.first().cloned(),
                 n.file.clone(),
                 n.attr,
+                n.kept.as_ref().map(|k| k.fd.clone()),
             )
         };
         // The slot's lock is taken only after the node table's is released:
@@ -247,6 +264,15 @@ impl Fs {
             return Ok(attr::from_stat(ino, &st, Kind::Dir, None));
         }
         let Some(link) = link else {
+            if let Some(fd) = kept {
+                // Renamed over: the object, through the descriptor kept.
+                let st = rustix::fs::fstat(&*fd)?;
+                let size = match slot.size.load(std::sync::atomic::Ordering::Acquire) {
+                    crate::file::SIZE_UNKNOWN => last.map(|a| a.size).unwrap_or(0),
+                    s => s,
+                };
+                return Ok(attr::from_stat(ino, &st, kind, Some(size)));
+            }
             // Unlinked and closed while the kernel still holds it: what it
             // was when last seen, with no name left.
             return match last {
@@ -266,12 +292,18 @@ impl Fs {
     }
 
     /// How an operation reaches inode `ino`'s backing object (`None` when
-    /// nothing does: unlinked and closed).
+    /// nothing does: unlinked and closed). A name it returns stays right
+    /// only while the caller holds the namespace lock shared.
     fn target(&self, ino: u64, kind: Kind) -> FsResult<Option<Target>> {
-        let (root, link, slot) = {
+        let (root, link, slot, kept) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            (n.root, n.links.first().cloned(), n.file.clone())
+            (
+                n.root,
+                n.links.first().cloned(),
+                n.file.clone(),
+                n.kept.as_ref().map(|k| k.fd.clone()),
+            )
         };
         // Not under the node table's lock: see `getattr`.
         let open = slot
@@ -285,9 +317,10 @@ impl Fs {
         if kind == Kind::Dir && (root || link.is_some()) {
             return Ok(Some(Target::Dir(self.dir_fd(ino)?)));
         }
-        match link {
-            Some(l) => Ok(Some(Target::At(self.dir_fd(l.parent)?, l.name))),
-            None => Ok(None),
+        match (link, kept) {
+            (Some(l), _) => Ok(Some(Target::At(self.dir_fd(l.parent)?, l.name))),
+            (None, Some(fd)) => Ok(Some(Target::Kept(fd))),
+            (None, None) => Ok(None),
         }
     }
 
@@ -323,7 +356,12 @@ impl Fs {
         if !changes {
             return self.getattr(ino);
         }
+        // Held while the change goes through a name, so that a rename
+        // cannot give the name to another object in between; released
+        // before the attributes are read back (which may take it again).
+        let ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let Some(target) = self.target(ino, kind)? else {
+            drop(ns);
             // Nothing reaches the object any more (the kernel flushing the
             // times of a file unlinked and closed): the change applies to
             // what it was.
@@ -342,6 +380,7 @@ impl Fs {
                     Target::File(f) => rustix::fs::fchmod(f.fd(), bits)?,
                     Target::Dir(d) => rustix::fs::fchmod(d.fd(), bits)?,
                     Target::At(d, name) => d.chmod_at(name, mode & 0o7777)?,
+                    Target::Kept(fd) => rustix::fs::fchmod(&**fd, bits)?,
                 }
             }
         }
@@ -352,6 +391,7 @@ impl Fs {
                 Target::File(f) => rustix::fs::fchown(f.fd(), uid, gid)?,
                 Target::Dir(d) => rustix::fs::fchown(d.fd(), uid, gid)?,
                 Target::At(d, name) => d.chown_at(name, s.uid, s.gid)?,
+                Target::Kept(fd) => rustix::fs::fchown(&**fd, uid, gid)?,
             }
         }
         if s.atime.is_some() || s.mtime.is_some() {
@@ -363,8 +403,10 @@ impl Fs {
                 Target::File(f) => rustix::fs::futimens(f.fd(), &ts)?,
                 Target::Dir(d) => rustix::fs::futimens(d.fd(), &ts)?,
                 Target::At(d, name) => d.utimens_at(name, &ts)?,
+                Target::Kept(fd) => rustix::fs::futimens(&**fd, &ts)?,
             }
         }
+        drop(ns);
         self.getattr(ino)
     }
 
@@ -734,6 +776,12 @@ impl Fs {
             }
             _ => {}
         }
+        let keep = match &dst {
+            Some(d) if how == Rename::Replace && !is_dir(d) => {
+                self.keep_replaced(fuse_ino(d.st_ino), &to)
+            }
+            _ => None,
+        };
         to.write_sidecar()?;
         if let Err(e) = from.dir.rename(from.entry(), &to.dir, to.entry(), how) {
             if dst.is_none() {
@@ -752,6 +800,11 @@ impl Fs {
             }
         }
         let mut nodes = self.nodes();
+        if let Some((ino, kept)) = keep {
+            if let Some(n) = nodes.get_mut(ino) {
+                n.kept = Some(kept);
+            }
+        }
         if how == Rename::Exchange {
             nodes.exchange(from.parent, from.entry(), to.parent, to.entry());
         } else {
@@ -759,6 +812,46 @@ impl Fs {
             nodes.rename(from.parent, from.entry(), to.parent, to.entry());
         }
         Ok(())
+    }
+
+    /// A descriptor of the file or symlink `ino`, named `to` (about to be
+    /// renamed over), if the kernel holds its node and the table knows no
+    /// other name of it: the node keeps it, so that an open or a change the
+    /// kernel resolved before the rename still reaches the object.
+    fn keep_replaced(&self, ino: u64, to: &super::Child) -> Option<(u64, nodes::Kept)> {
+        {
+            let nodes = self.nodes();
+            let n = nodes.get(ino)?;
+            let only_this = n
+                .links
+                .iter()
+                .all(|l| l.parent == to.parent && l.name == to.entry());
+            if !matches!(n.kind, Kind::File | Kind::Symlink) || !only_this || n.kept.is_some() {
+                return None;
+            }
+        }
+        let label = self.label_at(to.disk, to.parent, to.entry());
+        let mut writable = self.disk_writable(to.disk);
+        let fd = match to.dir.open_file(to.entry(), writable) {
+            Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
+                writable = false;
+                to.dir.open_file(to.entry(), false)
+            }
+            r => r,
+        }
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        if fuse_ino(st.st_ino) != ino {
+            return None;
+        }
+        Some((
+            ino,
+            nodes::Kept {
+                fd: Arc::new(fd),
+                writable,
+                label,
+            },
+        ))
     }
 
     /// Makes a hard link.

@@ -258,7 +258,11 @@ pub struct Fs {
     next_fh: AtomicU64,
     /// Held shared by operations that add names, exclusively by rmdir and
     /// rename, which must see a directory stay empty while they remove its
-    /// id files.
+    /// id files. Also held shared while an inode is reached through its
+    /// name (opening its file, a setattr, a getattr that missed), so that a
+    /// rename's change of the store and of the table look as one. Lock
+    /// order: taken before the node table and any file slot, never under
+    /// them, and never twice by one thread.
     ns_lock: RwLock<()>,
     opts: FsOptions,
     sessions: Arc<Sessions>,

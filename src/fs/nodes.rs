@@ -47,6 +47,19 @@ impl FileSlot {
     }
 }
 
+/// A descriptor of a file or symlink kept open after a rename replaced its
+/// last name the table knows, while the kernel still holds the inode: an
+/// open (or a change) the kernel resolved before the rename reaches the
+/// object through it, as on a local filesystem, not ENOENT.
+pub(super) struct Kept {
+    /// The backing file, open for reading (and writing when `writable`).
+    pub fd: Arc<std::fs::File>,
+    /// Whether `fd` may write.
+    pub writable: bool,
+    /// How logs name it (its backing name before the rename).
+    pub label: String,
+}
+
 /// One inode known to the kernel.
 pub(super) struct Node {
     /// Index of its disk.
@@ -71,6 +84,9 @@ pub(super) struct Node {
     /// Its attributes when last seen, answered once nothing reaches it
     /// (unlinked and closed, while the kernel still holds it).
     pub attr: Option<Attr>,
+    /// Its backing file, kept open once a rename replaced its last name
+    /// (dropped with the node, when the kernel forgets it).
+    pub kept: Option<Kept>,
 }
 
 impl Node {
@@ -86,6 +102,7 @@ impl Node {
             file: FileSlot::new(),
             dir_id: None,
             attr: None,
+            kept: None,
         }
     }
 }
@@ -165,6 +182,7 @@ impl Nodes {
             n.file = FileSlot::new();
             n.dir_id = None;
             n.attr = None;
+            n.kept = None;
         }
         if count_lookup {
             n.lookups += 1;

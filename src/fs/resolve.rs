@@ -251,12 +251,27 @@ impl Fs {
     }
 
     /// The one encrypted-file object of regular file or symlink inode
-    /// `ino`, opened through its current name if nothing holds it yet.
+    /// `ino`, opened through its current name (or, once a rename replaced
+    /// that name, the descriptor its node kept) if nothing holds it yet.
     pub(super) fn file_of(&self, ino: u64) -> FsResult<Arc<EncFile>> {
-        let (slot, disk, link, kind) = {
+        // A rename changes a name in the backing store and then in the
+        // table, under the namespace lock held exclusively: held shared
+        // here, the name read from the table is the one the store has.
+        let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
+        let (slot, disk, link, kept, kind) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
-            (n.file.clone(), n.disk, n.links.first().cloned(), n.kind)
+            let kept = n
+                .kept
+                .as_ref()
+                .map(|k| (k.fd.clone(), k.writable, k.label.clone()));
+            (
+                n.file.clone(),
+                n.disk,
+                n.links.first().cloned(),
+                kept,
+                n.kind,
+            )
         };
         let expect = match kind {
             Kind::File => FileType::Regular,
@@ -275,18 +290,24 @@ impl Fs {
             return Ok(f);
         }
         let ctx = self.file_ctx(disk)?;
-        // Unlinked and closed: nothing reaches the object any more.
-        let (dir, name, label) = reach.ok_or(Errno::ENOENT)?;
-        let dir = dir?;
-        let mut writable = self.disk_writable(disk);
-        let fd = match dir.open_file(&name, writable) {
-            Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
-                // A daemon without root cannot write a file its mode makes
-                // read-only: serve it read-only.
-                writable = false;
-                dir.open_file(&name, false)?
+        let (fd, writable, label) = match (reach, kept) {
+            (Some((dir, name, label)), _) => {
+                let dir = dir?;
+                let mut writable = self.disk_writable(disk);
+                let fd = match dir.open_file(&name, writable) {
+                    Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
+                        // A daemon without root cannot write a file its mode
+                        // makes read-only: serve it read-only.
+                        writable = false;
+                        dir.open_file(&name, false)?
+                    }
+                    r => r?,
+                };
+                (fd, writable, label)
             }
-            r => r?,
+            (None, Some((fd, writable, label))) => (fd.try_clone()?, writable, label),
+            // Unlinked and closed: nothing reaches the object any more.
+            (None, None) => return Err(Errno::ENOENT),
         };
         let st = rustix::fs::fstat(&fd)?;
         if fuse_ino(st.st_ino) != ino {
