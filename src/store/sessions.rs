@@ -6,8 +6,10 @@
 //! was torn by the crash and is read as written (its old and new sectors);
 //! anywhere else it is damage. The record is tagged with a key derived from
 //! the config's vault key: naming a session as crashed would make its
-//! windows lenient, so only a holder of the vault may do it. Rolling the
-//! record back only makes reads stricter.
+//! windows lenient, so only a holder of the vault may do it. The tag does
+//! not stop a rollback: a copy taken while a mount ran, put back after it
+//! ended cleanly, makes that session count as crashed (nothing in the store
+//! can tell this from a real crash; the README lists it as not detected).
 
 use std::collections::HashSet;
 use std::path::Path;
