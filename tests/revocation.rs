@@ -347,3 +347,52 @@ fn a_rotation_racing_writes_on_the_mounted_store_loses_nothing() {
     }
     m.unmount();
 }
+
+#[test]
+fn an_unlinked_open_file_keeps_its_contents_across_a_revocation() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let path = f.disk("data").join("scratch");
+    let content = pattern(11, 100_000);
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("create");
+    held.write_all_at(&content, 0).expect("write");
+    held.sync_all().expect("fsync");
+    fs::remove_file(&path).expect("unlink while open");
+    vault_cmd(&f, &["key", "disable", "platform"]);
+    let mut buf = vec![0u8; 4096];
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            drop_page_cache();
+            revoked(held.read_at(&mut buf, 0))
+        }),
+        "the open file still reads 10 s after revocation"
+    );
+    vault_cmd(&f, &["key", "enable", "platform"]);
+    let mut last = None;
+    let back = poll_until(Duration::from_secs(10), || {
+        drop_page_cache();
+        let r = held.read_at(&mut buf, 0);
+        let ok = r.is_ok();
+        last = Some(r);
+        ok
+    });
+    assert!(
+        back,
+        "the unlinked file does not read 10 s after enabling: {last:?}"
+    );
+    let mut all = vec![0u8; content.len()];
+    held.read_exact_at(&mut all, 0)
+        .expect("read all through the handle");
+    assert_bytes_eq(&all, &content, "an unlinked file across a revocation");
+    held.write_all_at(b"still writable", 10)
+        .expect("write after restore");
+    held.sync_all().expect("fsync after restore");
+    drop(held);
+    m.unmount();
+}

@@ -531,16 +531,44 @@ impl Fs {
     }
 
     /// Drops the open files of disk `slot` (its keys are revoked): handles
-    /// open their file again when the disk is served again.
+    /// open their file again when the disk is served again. A file that no
+    /// name reaches any more (unlinked while open) keeps its backing
+    /// descriptor in its node, which holds no key: without it the file
+    /// would be gone when the keys come back.
     fn drop_open_files(&self, slot: usize) {
         let mut files = Vec::new();
         for h in self.handles().values_mut() {
-            if let io::Handle::File { disk, file, .. } = h {
+            if let io::Handle::File {
+                disk, file, ino, ..
+            } = h
+            {
                 if *disk == slot {
-                    files.extend(file.take());
+                    files.extend(file.take().map(|f| (*ino, f)));
                 }
             }
         }
+        let mut nodes = self.nodes();
+        for (ino, f) in &files {
+            let Some(n) = nodes.get_mut(*ino) else {
+                continue;
+            };
+            if !n.links.is_empty() || n.kept.is_some() {
+                continue;
+            }
+            match f.fd().try_clone() {
+                Ok(fd) => {
+                    n.kept = Some(nodes::Kept {
+                        fd: Arc::new(fd),
+                        writable: f.writable(),
+                        label: f.label().to_string(),
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(file = %f.label(), "an unlinked open file cannot be kept across the revocation: {e}")
+                }
+            }
+        }
+        drop(nodes);
         drop(files);
     }
 
