@@ -177,3 +177,45 @@ fn a_filesystem_mounted_inside_a_disk_is_refused_not_confused() {
         "the log says why:\n{log}"
     );
 }
+
+#[test]
+fn a_symlink_planted_as_the_session_record_temp_file_is_never_written_through() {
+    let f = Fixture::new("general");
+    let victim = f.path().join("victim");
+    fs::write(&victim, b"precious").expect("write");
+    std::os::unix::fs::symlink(&victim, f.store.join(".strata.sessions.tmp"))
+        .expect("plant a symlink");
+    // Mounting and unmounting write the session record.
+    if let Ok(m) = f.try_mount_with(&[]) {
+        m.unmount();
+    }
+    assert_eq!(
+        fs::read(&victim).expect("read"),
+        b"precious",
+        "a write of the session record went through a planted symlink"
+    );
+    let m = f.mount();
+    m.unmount();
+}
+
+#[test]
+fn a_fifo_or_a_device_as_the_session_record_neither_hangs_nor_exhausts_the_mount() {
+    let f = Fixture::new("general");
+    let record = f.store.join("strata.sessions");
+    let _ = fs::remove_file(&record);
+    mkfifo(&record, 0o600).expect("mkfifo");
+    let m = f
+        .try_mount_with(&[])
+        .unwrap_or_else(|log| panic!("a FIFO as the session record stopped the mount:\n{log}"));
+    m.unmount();
+    assert!(
+        fs::symlink_metadata(&record).expect("stat").is_file(),
+        "the mount replaced the FIFO with a record"
+    );
+    fs::remove_file(&record).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", &record).expect("symlink");
+    let m = f
+        .try_mount_with(&[])
+        .unwrap_or_else(|log| panic!("/dev/zero as the session record stopped the mount:\n{log}"));
+    m.unmount();
+}

@@ -21,7 +21,10 @@ pub const DIRID_BACKUP: &str = ".dirid.bak";
 
 /// Writes `data` to `path` atomically: a temp file in the same directory,
 /// fsync, rename over `path`, fsync the directory. On failure `path` is
-/// untouched and the temp file removed.
+/// untouched and the temp file removed. The temp file is always a new one
+/// (whatever had its name is removed first, and it is created exclusively,
+/// never through a symlink): a symlink planted under its name in a store
+/// cannot make the write land elsewhere.
 pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
@@ -34,10 +37,14 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
@@ -122,6 +129,17 @@ mod tests {
         atomic_write(&p, b"two").expect("write");
         assert_eq!(std::fs::read(&p).expect("read"), b"two");
         assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_never_writes_through_a_planted_temp_symlink() {
+        let d = tempfile::tempdir().expect("tmp");
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::os::unix::fs::symlink(&victim, d.path().join(".f.tmp")).expect("symlink");
+        atomic_write(&d.path().join("f"), b"data").expect("write");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"data");
     }
 
     #[test]

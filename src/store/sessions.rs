@@ -27,6 +27,8 @@ pub const SESSIONS_NAME: &str = "strata.sessions";
 /// Crashed sessions remembered (the oldest are dropped past this; their
 /// torn blocks then read as damage).
 const MAX_CRASHED: usize = 1024;
+/// Largest record read (1024 crashed ids take about 24 KiB).
+const MAX_RECORD: usize = 1 << 20;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,10 +68,14 @@ fn parse(s: &str) -> Option<u64> {
 }
 
 /// Reads the record; a missing one is empty, and one that does not
-/// authenticate is ignored with a warning (reads are then strict).
+/// authenticate is ignored with a warning (reads are then strict). Only a
+/// regular file of a bounded size is read, never through a symlink: a FIFO
+/// or a device planted in its place neither hangs nor exhausts the mount.
 fn read(store: &Path, key: &RecordKey) -> Record {
     let path = store.join(SESSIONS_NAME);
-    let raw = match std::fs::read(&path) {
+    let raw = match crate::backing::Dir::open(store)
+        .and_then(|d| d.read_small(std::ffi::OsStr::new(SESSIONS_NAME), MAX_RECORD))
+    {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Record::default(),
         Err(e) => {
