@@ -219,3 +219,30 @@ fn a_fifo_or_a_device_as_the_session_record_neither_hangs_nor_exhausts_the_mount
         .unwrap_or_else(|log| panic!("/dev/zero as the session record stopped the mount:\n{log}"));
     m.unmount();
 }
+
+#[test]
+fn a_fifo_as_the_config_is_refused_not_waited_on() {
+    let f = Fixture::new("general");
+    let conf = f.config();
+    fs::rename(&conf, f.path().join("strata.conf.saved")).expect("move the config away");
+    mkfifo(&conf, 0o600).expect("mkfifo");
+    let out = run_for(
+        &mut strata([
+            std::ffi::OsStr::new("disk"),
+            std::ffi::OsStr::new("list"),
+            f.store.as_os_str(),
+        ]),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(!out.status.success(), "a FIFO config was accepted");
+    match f.try_mount_with(&[]) {
+        Ok(m) => {
+            m.unmount();
+            panic!("a store whose config is a FIFO was mounted");
+        }
+        Err(log) => assert!(
+            log.contains("strata.conf"),
+            "the refusal names the config:\n{log}"
+        ),
+    }
+}

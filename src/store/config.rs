@@ -250,6 +250,16 @@ pub enum ConfigError {
     },
 }
 
+/// Largest config read (thousands of snapshots fit well below it).
+const MAX_CONFIG: usize = 64 << 20;
+
+/// Reads the config file `name` of `store`: only a regular file of bounded
+/// size, never through a symlink, so that a FIFO or a device planted in its
+/// place neither hangs a command nor exhausts its memory.
+fn read_store_file(store: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    crate::backing::Dir::open(store)?.read_small(std::ffi::OsStr::new(name), MAX_CONFIG)
+}
+
 impl Config {
     /// Path of the config in `store`.
     pub fn path(store: &Path) -> PathBuf {
@@ -259,7 +269,7 @@ impl Config {
     /// Reads and parses the config (not yet authenticated).
     pub fn read(store: &Path) -> Result<Config, ConfigError> {
         let path = Self::path(store);
-        let text = match std::fs::read(&path) {
+        let text = match read_store_file(store, CONFIG_NAME) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ConfigError::NotAStore(store.to_path_buf()))
@@ -273,7 +283,7 @@ impl Config {
     /// authenticated).
     pub fn read_staged(store: &Path) -> Result<Option<Config>, ConfigError> {
         let path = store.join(STAGED_NAME);
-        match std::fs::read(&path) {
+        match read_store_file(store, STAGED_NAME) {
             Ok(text) => Self::parse(path, &text).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(ConfigError::Io { path, source }),
@@ -368,7 +378,7 @@ impl Config {
             let path = path.to_path_buf();
             move |source| ConfigError::Io { path, source }
         };
-        match std::fs::read(&path) {
+        match read_store_file(store, CONFIG_NAME) {
             Ok(old) => crate::store::atomic_write(&store.join(format!("{CONFIG_NAME}.bak")), &old)
                 .map_err(io(&path))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
