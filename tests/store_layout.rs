@@ -246,3 +246,36 @@ fn a_fifo_as_the_config_is_refused_not_waited_on() {
         ),
     }
 }
+
+#[test]
+fn a_directory_left_with_only_an_orphan_long_name_sidecar_can_be_removed() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let dir = f.disk("data").join("d");
+    fs::create_dir(&dir).expect("mkdir");
+    let long = "l".repeat(200);
+    fs::write(dir.join(&long), b"x").expect("create a long-named file");
+    m.unmount();
+    // What a crash between unlinking a long-named entry and its sidecar
+    // leaves: the sidecar alone.
+    let backing_dir = fs::read_dir(f.backing("data"))
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.is_dir())
+        .expect("backing directory of d");
+    let entry = fs::read_dir(&backing_dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("~L") && !n.ends_with(".name"))
+        .expect("the long entry");
+    fs::remove_file(backing_dir.join(&entry)).expect("remove the entry only");
+    assert!(backing_dir.join(format!("{entry}.name")).exists());
+
+    let m = f.mount();
+    assert!(list(&dir).is_empty(), "the directory lists empty");
+    let r = fs::remove_dir(&dir);
+    let gone = !dir.exists();
+    m.unmount();
+    r.expect("rmdir of a directory that lists empty");
+    assert!(gone);
+}
