@@ -1,7 +1,10 @@
 //! Operations racing on one name or one inode, through a real mount, held
 //! to what a local filesystem gives: a name that is always there (replaced
 //! atomically by rename) never answers ENOENT, and each reader sees one
-//! whole version.
+//! whole version; threads mixing writes, truncates, renames (of files and
+//! of the directories holding open files), hard links, unlinks and xattrs
+//! on a few names get no error a local filesystem would not give, never
+//! read a misplaced block, and find the same contents after a remount.
 
 mod common;
 
@@ -84,4 +87,211 @@ fn a_name_replaced_by_rename_never_answers_enoent_general() {
 #[test]
 fn a_name_replaced_by_rename_never_answers_enoent_max() {
     atomic_replace_races("max");
+}
+
+/// Data whose every aligned 16-byte unit names its own offset: a unit read
+/// back is all zeros (a hole) or names where it sits, whatever write put it
+/// there, so a block misplaced, mixed up with another file's or decrypted
+/// wrong shows.
+fn units(offset: u64, len: usize, tag: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    let mut at = offset;
+    while v.len() < len {
+        v.extend_from_slice(&at.to_le_bytes());
+        v.extend_from_slice(&tag.to_le_bytes());
+        at += 16;
+    }
+    v
+}
+
+fn check_units(data: &[u8], what: &str) -> Result<(), String> {
+    for (i, u) in data.chunks(16).enumerate() {
+        if u.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let at = u64::from_le_bytes(u[..8].try_into().expect("8 bytes"));
+        if at != (i * 16) as u64 {
+            return Err(format!("{what}: unit at {} names offset {at}", i * 16));
+        }
+    }
+    Ok(())
+}
+
+fn chaos(preset: &str, seed: u64) {
+    let f = Fixture::new(preset);
+    let m = f.mount();
+    let root = f.disk("data").join("chaos");
+    fs::create_dir(&root).expect("mkdir");
+    for d in ["a", "b"] {
+        fs::create_dir(root.join(d)).expect("mkdir");
+    }
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|d| ["x", "y", "z"].iter().map(move |n| format!("{d}/{n}")))
+        .collect();
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Errnos a name race may give on a local filesystem too.
+    let expected = [
+        libc::ENOENT,
+        libc::EEXIST,
+        libc::ENOTEMPTY,
+        libc::EISDIR,
+        libc::ENOTDIR,
+        libc::EBUSY,
+        libc::EXDEV,
+    ];
+    let mut workers = Vec::new();
+    for t in 0..4u64 {
+        let root = root.clone();
+        let names = names.clone();
+        let failures = failures.clone();
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut rng = Rng::new(seed * 100 + t);
+            let mut held: Vec<fs::File> = Vec::new();
+            let pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize].clone();
+            let mut ops = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                ops += 1;
+                let op = rng.below(100);
+                let what;
+                let r: std::io::Result<()> = if op < 25 && !held.is_empty() {
+                    let f = &held[rng.below(held.len() as u64) as usize];
+                    let off = rng.below(40_000) / 16 * 16;
+                    let len = (1 + rng.below(12_000) as usize) / 16 * 16 + 16;
+                    what = format!("pwrite at {off} len {len}");
+                    std::os::unix::fs::FileExt::write_all_at(f, &units(off, len, t), off)
+                } else if op < 40 && !held.is_empty() {
+                    let f = &held[rng.below(held.len() as u64) as usize];
+                    what = "read whole".to_string();
+                    let mut v = Vec::new();
+                    std::io::Read::read_to_end(&mut &*f, &mut v).and_then(|_| {
+                        std::io::Seek::seek(&mut &*f, std::io::SeekFrom::Start(0))?;
+                        Ok(())
+                    })
+                } else if op < 50 && !held.is_empty() {
+                    let f = &held[rng.below(held.len() as u64) as usize];
+                    let to = rng.below(50_000) / 16 * 16;
+                    what = format!("ftruncate {to}");
+                    f.set_len(to)
+                } else if op < 60 {
+                    let n = pick(&mut rng);
+                    what = format!("open {n}");
+                    fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(rng.below(2) == 0)
+                        .open(root.join(&n))
+                        .map(|f| {
+                            if held.len() >= 4 {
+                                held.remove(0);
+                            }
+                            held.push(f);
+                        })
+                } else if op < 66 && !held.is_empty() {
+                    what = "close".into();
+                    held.remove(rng.below(held.len() as u64) as usize);
+                    Ok(())
+                } else if op < 76 {
+                    let (a, b) = (pick(&mut rng), pick(&mut rng));
+                    what = format!("rename {a} {b}");
+                    fs::rename(root.join(a), root.join(b))
+                } else if op < 81 {
+                    let (a, b) = (pick(&mut rng), pick(&mut rng));
+                    what = format!("link {a} {b}");
+                    fs::hard_link(root.join(a), root.join(b))
+                } else if op < 88 {
+                    let n = pick(&mut rng);
+                    what = format!("unlink {n}");
+                    fs::remove_file(root.join(n))
+                } else if op < 91 {
+                    let n = pick(&mut rng);
+                    let to = rng.below(50_000) / 16 * 16;
+                    what = format!("truncate path {n} {to}");
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(root.join(n))
+                        .and_then(|f| f.set_len(to))
+                } else if op < 94 {
+                    let n = pick(&mut rng);
+                    what = format!("setxattr {n}");
+                    set_xattr(&root.join(n), "user.k", &units(0, 64, t))
+                } else if op < 96 && !held.is_empty() {
+                    let f = &held[rng.below(held.len() as u64) as usize];
+                    what = "fsync".into();
+                    f.sync_all()
+                } else {
+                    let a = ["a", "b", "c"][rng.below(3) as usize];
+                    let b = ["a", "b", "c"][rng.below(3) as usize];
+                    what = format!("rename dir {a} {b}");
+                    fs::rename(root.join(a), root.join(b))
+                };
+                if let Err(e) = r {
+                    if !expected.contains(&e.raw_os_error().unwrap_or(-1)) {
+                        failures.lock().expect("lock").push(format!("{what}: {e}"));
+                    }
+                }
+            }
+            ops
+        }));
+    }
+    std::thread::sleep(RACE_TIME * 2);
+    stop.store(true, Ordering::Relaxed);
+    let ops: u64 = workers.into_iter().map(|h| h.join().expect("worker")).sum();
+    eprintln!("{preset}: {ops} operations");
+    // What each name holds now, checked unit by unit, must be what it holds
+    // after a remount.
+    let mut seen = Vec::new();
+    for n in &names {
+        let p = root.join(n);
+        match fs::read(&p) {
+            Ok(v) => {
+                if let Err(e) = check_units(&v, n) {
+                    failures.lock().expect("lock").push(e);
+                }
+                seen.push((n.clone(), Some(v)));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => seen.push((n.clone(), None)),
+            Err(e) => failures
+                .lock()
+                .expect("lock")
+                .push(format!("final read {n}: {e}")),
+        }
+    }
+    let log = m.log();
+    m.unmount();
+    let m = f.mount();
+    for (n, before) in &seen {
+        let now = fs::read(root.join(n)).ok();
+        if &now != before {
+            failures.lock().expect("lock").push(format!(
+                "{n} changed across a remount: {:?} bytes, then {:?}",
+                before.as_ref().map(Vec::len),
+                now.as_ref().map(Vec::len)
+            ));
+        }
+    }
+    m.unmount();
+    let failures = failures.lock().expect("lock");
+    assert!(
+        failures.is_empty() && !log.contains("ERROR"),
+        "{preset}: {} failures in {ops} operations, e.g. {:#?}\nlog errors: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(8)],
+        log.lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn concurrent_mixed_operations_never_fail_and_survive_a_remount_general() {
+    chaos("general", 1);
+}
+
+#[test]
+fn concurrent_mixed_operations_never_fail_and_survive_a_remount_max() {
+    chaos("max", 2);
 }
