@@ -295,3 +295,67 @@ fn concurrent_mixed_operations_never_fail_and_survive_a_remount_general() {
 fn concurrent_mixed_operations_never_fail_and_survive_a_remount_max() {
     chaos("max", 2);
 }
+
+/// A directory made while a removed one is still held open (a shell whose
+/// working directory was `rm -rf`ed, then made again): the backing
+/// filesystem may give the new directory the removed one's inode number,
+/// and the new one must still work, while the old stays removed.
+fn reused_inode_numbers(preset: &str) {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new(preset);
+    let m = f.mount();
+    let d = f.disk("data");
+    let mut reused = 0;
+    for round in 0..20 {
+        let old = d.join(format!("build{round}"));
+        fs::create_dir(&old).expect("mkdir");
+        fs::write(old.join("obj"), b"old").expect("write");
+        let old_ino = fs::metadata(&old).expect("stat").ino();
+        let held = fs::File::open(&old).expect("hold the directory open");
+        fs::remove_file(old.join("obj")).expect("unlink");
+        fs::remove_dir(&old).expect("rmdir");
+        fs::create_dir(&old).expect("mkdir again");
+        if fs::metadata(&old).expect("stat").ino() == old_ino {
+            reused += 1;
+        }
+        fs::write(old.join("obj"), b"new").unwrap_or_else(|e| {
+            panic!("{preset}: round {round}: a file in the new directory: {e}")
+        });
+        assert_eq!(fs::read(old.join("obj")).expect("read"), b"new");
+        assert_eq!(list(&old), ["obj"], "the new directory lists its file");
+        // The removed directory stays removed: nothing can be made in it,
+        // and nothing made through it lands in the new one.
+        let through_old = rustix::fs::openat(
+            held.as_fd(),
+            "stray",
+            rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        );
+        assert!(
+            through_old.is_err(),
+            "a file was made in a removed directory"
+        );
+        assert_eq!(
+            list(&old),
+            ["obj"],
+            "nothing came in through the removed directory"
+        );
+        drop(held);
+    }
+    m.unmount();
+    assert!(
+        reused > 0,
+        "{preset}: no inode number was reused in 20 rounds"
+    );
+}
+
+#[test]
+fn a_directory_made_again_while_the_removed_one_is_held_open_works_general() {
+    reused_inode_numbers("general");
+}
+
+#[test]
+fn a_directory_made_again_while_the_removed_one_is_held_open_works_max() {
+    reused_inode_numbers("max");
+}

@@ -56,6 +56,10 @@ pub struct Attr {
     pub gid: u32,
     /// Device number of device files.
     pub rdev: u32,
+    /// Generation of the inode number: it changes when the number is given
+    /// to a new object while the kernel may still hold the old one, so that
+    /// the kernel never takes one for the other.
+    pub generation: u64,
 }
 
 /// Mode bit a backing regular file carries when it holds a symlink target
@@ -124,6 +128,7 @@ pub fn from_stat(ino: u64, st: &Stat, kind: Kind, size: Option<u64>) -> Attr {
         uid: st.st_uid,
         gid: st.st_gid,
         rdev: u32::try_from(st.st_rdev).unwrap_or(0),
+        generation: 0,
     }
 }
 

@@ -122,8 +122,14 @@ impl Fs {
             Kind::File | Kind::Symlink => Some(self.logical_size(ino, disk, dir, name)),
             _ => None,
         };
-        let a = attr::from_stat(ino, st, kind, size);
-        if let Some(n) = self.nodes().get_mut(ino) {
+        self.note_attr(attr::from_stat(ino, st, kind, size))
+    }
+
+    /// Remembers attributes `a` in their node, and gives them the node's
+    /// generation (what the kernel is told with a new entry).
+    fn note_attr(&self, mut a: Attr) -> Attr {
+        if let Some(n) = self.nodes().get_mut(a.ino) {
+            a.generation = n.generation;
             n.attr = Some(a);
         }
         a
@@ -253,11 +259,7 @@ impl Fs {
             .upgrade();
         if let Some(f) = open {
             let st = rustix::fs::fstat(f.fd())?;
-            let a = attr::from_stat(ino, &st, kind, Some(f.size()));
-            if let Some(n) = self.nodes().get_mut(ino) {
-                n.attr = Some(a);
-            }
-            return Ok(a);
+            return Ok(self.note_attr(attr::from_stat(ino, &st, kind, Some(f.size()))));
         }
         if root {
             let st = self.dir_fd(ino)?.stat()?;
@@ -526,11 +528,7 @@ impl Fs {
             nodes.remember(ino, c.disk, Kind::Dir, c.parent, c.entry(), true);
         }
         self.dirs.put(ino, Arc::new(d));
-        let a = attr::from_stat(ino, &st, Kind::Dir, None);
-        if let Some(n) = self.nodes().get_mut(ino) {
-            n.attr = Some(a);
-        }
-        Ok(a)
+        Ok(self.note_attr(attr::from_stat(ino, &st, Kind::Dir, None)))
     }
 
     /// Creates a FIFO, socket, device node or (as `create` without opening)

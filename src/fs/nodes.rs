@@ -87,6 +87,12 @@ pub(super) struct Node {
     /// Its backing file, kept open once a rename replaced its last name
     /// (dropped with the node, when the kernel forgets it).
     pub kept: Option<Kept>,
+    /// Generation of its inode number, bumped when the number names a new
+    /// object while the node (so maybe the kernel's inode of the old one)
+    /// is still here: the kernel then drops the old inode instead of
+    /// serving the new object through it (a removed directory's inode
+    /// refuses every new entry).
+    pub generation: u64,
 }
 
 impl Node {
@@ -103,6 +109,7 @@ impl Node {
             dir_id: None,
             attr: None,
             kept: None,
+            generation: 0,
         }
     }
 }
@@ -183,6 +190,7 @@ impl Nodes {
             n.dir_id = None;
             n.attr = None;
             n.kept = None;
+            n.generation += 1;
         }
         if count_lookup {
             n.lookups += 1;
@@ -215,6 +223,7 @@ impl Nodes {
             }
             n.dir_id = None;
             n.attr = None;
+            n.generation += 1;
         }
     }
 
@@ -430,6 +439,23 @@ mod tests {
         t.remember(7, 0, Kind::File, 1, OsStr::new("e"), true);
         assert_eq!(t.get(7).and_then(|n| n.dir_id), None);
         assert_eq!(t.get(7).map(|n| n.kind), Some(Kind::File));
+    }
+
+    #[test]
+    fn an_inode_number_given_to_a_new_object_gets_a_new_generation() {
+        let mut t = table();
+        t.remember(7, 0, Kind::Dir, 1, OsStr::new("d"), true);
+        assert_eq!(t.get(7).map(|n| n.generation), Some(0));
+        t.unlink(1, OsStr::new("d"));
+        // The kernel still holds the removed directory; a new one gets 7.
+        t.fresh(7);
+        t.remember(7, 0, Kind::Dir, 1, OsStr::new("d"), true);
+        assert_eq!(t.get(7).map(|n| n.generation), Some(1));
+        assert_eq!(t.get(7).map(|n| n.lookups), Some(2));
+        // A number reused for an object of another type, found by lookup.
+        t.unlink(1, OsStr::new("d"));
+        t.remember(7, 0, Kind::File, 1, OsStr::new("f"), true);
+        assert_eq!(t.get(7).map(|n| n.generation), Some(2));
     }
 
     #[test]

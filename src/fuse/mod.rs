@@ -140,7 +140,7 @@ impl Filesystem for StrataFuse {
             "lookup",
             parent.0,
             self.fs.lookup(parent.0, name),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -224,7 +224,7 @@ impl Filesystem for StrataFuse {
             "mknod",
             parent.0,
             self.fs.mknod(parent.0, name, mode, rdev, caller(req)),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -244,7 +244,7 @@ impl Filesystem for StrataFuse {
             "mkdir",
             parent.0,
             self.fs.mkdir(parent.0, name, mode, caller(req)),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -287,7 +287,7 @@ impl Filesystem for StrataFuse {
             "symlink",
             parent.0,
             self.fs.symlink(parent.0, link_name, target, caller(req)),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -328,7 +328,7 @@ impl Filesystem for StrataFuse {
             "link",
             ino.0,
             self.fs.link(ino.0, newparent.0, newname),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(0)),
+            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -663,7 +663,7 @@ impl Filesystem for StrataFuse {
             |(a, fh): (Attr, u64)| reply.created(
                 &TTL,
                 &fattr(&a),
-                Generation(0),
+                Generation(a.generation),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE
             ),
