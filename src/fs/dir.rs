@@ -177,7 +177,7 @@ impl Fs {
         }
         let c = self.child(parent, name)?;
         let st = c.dir.stat_at(c.entry())?;
-        self.on_device(&st, &self.label_at(c.disk, c.parent, c.entry()))?;
+        self.on_device(&st, || self.label_at(c.disk, c.parent, c.entry()))?;
         let ino = fuse_ino(st.st_ino);
         let (kind, size) = self.probe(c.disk, &c.dir, c.entry(), &st);
         self.nodes()

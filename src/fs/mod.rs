@@ -658,18 +658,18 @@ impl Fs {
         let root = &self.disk(idx)?.root;
         let rel = root.strip_prefix(&self.store).map_err(|_| Errno::EIO)?;
         let d = Dir::open_below(&self.store, rel)?;
-        self.on_device(&d.stat()?, &root.to_string_lossy())?;
+        self.on_device(&d.stat()?, || root.display().to_string())?;
         Ok(d)
     }
 
     /// Refuses backing metadata `st` (of what `what` names, for the log)
     /// from another filesystem than the disks'.
-    fn on_device(&self, st: &rustix::fs::Stat, what: &str) -> FsResult<()> {
+    fn on_device(&self, st: &rustix::fs::Stat, what: impl FnOnce() -> String) -> FsResult<()> {
         #[allow(clippy::unnecessary_cast)] // the field type differs between systems
         let dev = st.st_dev as u64;
         match self.opts.device {
             Some(d) if d != dev => {
-                tracing::error!(entry = %what, "backing entry on another filesystem than the store's disks (something mounted inside a backing tree): refused");
+                tracing::error!(entry = %what(), "backing entry on another filesystem than the store's disks (something mounted inside a backing tree): refused");
                 Err(Errno::EIO)
             }
             _ => Ok(()),

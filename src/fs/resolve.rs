@@ -77,7 +77,7 @@ impl Fs {
         for (ino, name) in chain.into_iter().rev() {
             let next = dir.open_dir(&name)?;
             let st = next.stat()?;
-            self.on_device(&st, &name.to_string_lossy())?;
+            self.on_device(&st, || name.to_string_lossy().into_owned())?;
             if fuse_ino(st.st_ino) != ino {
                 // Changed behind the daemon's back: the name is someone
                 // else's now.
