@@ -9,9 +9,11 @@
 //! The operations mix writes at any offset (block-aligned or not, inside,
 //! across and past the end), reads, truncates through a handle and through
 //! the path, fallocate with and without KEEP_SIZE, copy_file_range, fsync,
-//! renames over existing names, hard links, unlinks of open files, and
-//! renames of the directories holding open files. A failing run prints its
-//! seed, the step and the operation.
+//! renames over existing names, hard links, unlinks of open files,
+//! renames of the directories holding open files, and the kernel dropping
+//! every inode and dentry it does not need (so the daemon's node table
+//! forgets and finds them again). A failing run prints its seed, the step
+//! and the operation.
 
 mod common;
 
@@ -378,6 +380,10 @@ impl Run<'_> {
             self.log.push(what.clone());
             let r = self.each_open(i, |f| f.metadata().map(|m| (m.len(), m.nlink())));
             self.check(&what, r);
+        } else if op < 98 {
+            // The kernel forgets every inode nothing holds.
+            self.log.push("drop dentries and inodes".into());
+            fs::write("/proc/sys/vm/drop_caches", "2\n").expect("drop caches (needs root)");
         } else {
             self.compare_contents("full compare");
         }
