@@ -347,3 +347,42 @@ fn a_rotation_racing_writes_on_the_mounted_store_loses_nothing() {
     }
     m.unmount();
 }
+
+#[test]
+fn a_config_write_cut_short_beside_the_mount_leaves_every_disk_served() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"kept").expect("write");
+    let scratch = f.disk("temp").join("t");
+    fs::write(&scratch, b"scratch").expect("write temp");
+    // The rewrap stages the new config and the vault records its
+    // generation; the command dies before strata.conf is replaced. The
+    // staged config is then the store's current one (every reader takes
+    // it): the mount must follow it, not call its config stale.
+    let mut cmd = strata(["vault", "key", "rotate", "host", "--store"]);
+    cmd.arg(&f.store).args(f.vault_args());
+    cmd.env("STRATA_TEST_CRASH_AT", "config-generation-recorded");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(99), "{}", describe(&out));
+    assert!(f.store.join("strata.conf.next").exists());
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            fs::read(&file).expect("data still served after the cut write"),
+            b"kept",
+            "{}",
+            m.log()
+        );
+        assert_eq!(fs::read(&scratch).expect("temp still served"), b"scratch");
+    }
+    // The mount checks the version the staged config moved to.
+    vault_cmd(&f, &["key", "disable", "host@2"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the mount does not check the key version of the staged config"
+    );
+    vault_cmd(&f, &["key", "enable", "host@2"]);
+    assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
+    m.unmount();
+}
