@@ -386,3 +386,32 @@ fn a_config_write_cut_short_beside_the_mount_leaves_every_disk_served() {
     assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
     m.unmount();
 }
+
+#[test]
+fn the_temp_disk_outlives_a_config_rolled_back_and_put_back_while_mounted() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"secret").expect("write");
+    let scratch = f.disk("temp").join("t");
+    fs::write(&scratch, b"scratch").expect("write temp");
+    let store = f.store.to_str().expect("utf-8");
+    vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
+    let newer = fs::read(f.config()).expect("config");
+    fs::copy(f.store.join("strata.conf.bak"), f.config()).expect("copy config backup");
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the disks of a rolled-back config are refused: {}",
+        m.log()
+    );
+    // temp's key is the mount's own, under no key the config names: it is
+    // never stale, and once refused it could never be served again.
+    assert_eq!(
+        fs::read(&scratch).expect("temp served through the rollback"),
+        b"scratch"
+    );
+    fs::write(f.config(), &newer).expect("put the config back");
+    assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
+    assert_eq!(fs::read(&scratch).expect("temp after"), b"scratch");
+    m.unmount();
+}

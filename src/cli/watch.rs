@@ -369,7 +369,9 @@ impl Watcher {
                     _ => {}
                 }
             }
-            if let Some(why) = &stale {
+            // The temp disk's key is the mount's own, under no key a config
+            // names, and a refused temp disk is never served again.
+            if let Some(why) = stale.as_ref().filter(|_| d.kind != DiskKind::Temp) {
                 verdict = Verdict::Refused(format!("{what} is unavailable: {why}"));
             }
             if d.pending.is_some() {
