@@ -360,6 +360,28 @@ impl Vault {
     /// vault, is damaged, or holds an older generation than this value
     /// ([`VaultError::RolledBack`]).
     pub fn reload(&mut self) -> Result<(), VaultError> {
+        let (header, body) = self.read_again()?;
+        self.header = header;
+        self.body = body;
+        Ok(())
+    }
+
+    /// A second handle on this vault, read from its file again with the
+    /// master key held (no Argon2id), for a part of a running mount that
+    /// follows the file on its own. Refused as [`Vault::reload`] refuses.
+    pub fn reopened(&self) -> Result<Vault, VaultError> {
+        let (header, body) = self.read_again()?;
+        Ok(Vault {
+            path: self.path.clone(),
+            header,
+            vmk: self.vmk.duplicate(),
+            body,
+        })
+    }
+
+    /// The file's header and body, opened with the master key held: the
+    /// same vault, and no older generation than this value's.
+    fn read_again(&self) -> Result<(Header, Body), VaultError> {
         let bytes = file::read(&self.path)?;
         let parsed = format::parse(&self.path, &bytes)?;
         if parsed.header.id != self.header.id {
@@ -380,9 +402,7 @@ impl Vault {
                 held: self.body.generation,
             });
         }
-        self.header = parsed.header;
-        self.body = body;
-        Ok(())
+        Ok((parsed.header, body))
     }
 
     /// How many saves this vault has seen (0 for a vault written before the
