@@ -796,3 +796,70 @@ fn the_mount_command_and_status_name_the_options() {
     assert!(help.contains("--key-check-interval") && help.contains("--key-grace"));
     assert!(help.contains("[default: 300]"), "{help}");
 }
+
+/// The bytes of the hex dump rows (`6869 2074 6865 …  hi the…`) in a log.
+fn hex_dumped(log: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        for word in line.split(' ') {
+            let ok = word.len() == 4 && word.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            if !ok {
+                continue;
+            }
+            for pair in [&word[..2], &word[2..]] {
+                if let Ok(b) = u8::from_str_radix(pair, 16) {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn logs_at_trace_level_show_neither_the_token_nor_a_dek() {
+    let f = fixture("compliance");
+    let (s, token, _) = served_key(&f, "k", &[]);
+    init(&f, "ext");
+    // Whoever debugs a mount turns every log on.
+    let m = f.mount_under(&[OsStr::new("env"), OsStr::new("RUST_LOG=trace")]);
+    fs::write(f.disk("data").join("f"), b"data").expect("write");
+    let c = config(&f);
+    let store_id = c["store_id"].as_str().expect("store id").to_string();
+    let wrapped = c["disks"]
+        .as_array()
+        .expect("disks")
+        .iter()
+        .find(|d| d["name"] == "data")
+        .and_then(|d| d["layers"].as_array())
+        .and_then(|l| l.iter().find(|w| w["layer"] == "storage-cmk"))
+        .and_then(|w| w["wrapped"].as_str())
+        .expect("storage-cmk DEK")
+        .to_string();
+    let ctx = base64::engine::general_purpose::STANDARD.encode(format!(
+        "strata dek v1\0{store_id}\0data\0storage-cmk\01\0ext"
+    ));
+    let out = s.ok(
+        ROOT,
+        &[
+            "write",
+            "-field=plaintext",
+            "transit/decrypt/k",
+            &format!("ciphertext={wrapped}"),
+            &format!("context={ctx}"),
+        ],
+    );
+    let dek = out.trim().to_string();
+    assert!(dek.len() > 40, "{dek}");
+    m.unmount();
+    let log = f.all_logs();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    let dumped = hex_dumped(&log);
+    for (what, secret) in [("token", token.as_bytes()), ("DEK", dek.as_bytes())] {
+        assert!(
+            !log.as_bytes().windows(secret.len()).any(|w| w == secret)
+                && !dumped.windows(secret.len()).any(|w| w == secret),
+            "the {what} is in the daemon's trace log"
+        );
+    }
+}
