@@ -863,3 +863,60 @@ fn logs_at_trace_level_show_neither_the_token_nor_a_dek() {
         );
     }
 }
+
+/// A server on a free port that answers every request with a status line
+/// and headers at once, then one byte of body every 100 ms, for ever.
+fn dribbling_service() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", l.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten().take(64) {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+                );
+                for _ in 0..600 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if conn.write_all(b" ").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_service_that_answers_its_body_byte_by_byte_times_out() {
+    let f = fixture("compliance");
+    let token = bao::secret_file(&f.path().join("token"), "s.some-token");
+    let slow = dribbling_service();
+    let t = Instant::now();
+    let token = token.to_str().expect("utf-8");
+    let words = [
+        "vault",
+        "key",
+        "create",
+        "e",
+        "--kms-address",
+        &slow,
+        "--kms-key",
+        "k",
+        "--kms-timeout-ms",
+        "300",
+        "--kms-token-file",
+        token,
+    ];
+    let mut args: Vec<&OsStr> = words.iter().map(OsStr::new).collect();
+    args.extend(f.vault_args());
+    let out = run_for(&mut strata(args), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key service unreachable"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
