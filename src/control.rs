@@ -20,10 +20,10 @@
 //! Both run inside the daemon, which holds the store's lock for its life.
 //! `D` must be a well-formed name before it is used in any path.
 //! `show-snapshot` serves only a snapshot that the store's config records,
-//! with the keys the disk has in this mount: the config must carry the tag
-//! of the key that tagged it at mount, must not be older than any config
-//! the daemon has seen, and must record snapshot `N` of disk `D` with the
-//! disk's own layers.
+//! with the keys the disk has in this mount: the config must authenticate
+//! against the vault the daemon follows (with the master key it holds),
+//! must not be older than any config the daemon has seen, and must record
+//! snapshot `N` of disk `D` with the disk's own layers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::Key32;
 use crate::fs::{Fs, FsStatus};
 use crate::fuse::watch::Activity;
 use crate::store::snapshots::valid_name;
 use crate::store::Config;
+use crate::vault::Vault;
 
 /// The socket's file name in the store directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -106,24 +106,24 @@ pub struct Status {
 }
 
 /// What the daemon checks a snapshot against before it shows one: the
-/// store's config, authenticated with the key material that tagged the
-/// config the mount started from. The tagging key cannot move while the
-/// store is mounted (a rewrap needs the store to itself), so it stays
-/// valid for the daemon's life.
+/// store's config as every reader takes it ([`crate::store::read_authenticated`]),
+/// with the vault read again with the master key the daemon holds (a
+/// rewrap beside the mount may have moved the config's tag to a newer key
+/// version), never from an older vault or config than one seen before.
 pub struct ConfigCheck {
     store: PathBuf,
-    material: Key32,
+    vault: std::sync::Mutex<Vault>,
     /// The newest generation seen: an older config is a rollback.
     seen: std::sync::Mutex<u64>,
 }
 
 impl ConfigCheck {
-    /// The check for the mount of `store` that started from `config`, whose
-    /// tag key material is `material`.
-    pub fn new(store: &Path, config: &Config, material: Key32) -> ConfigCheck {
+    /// The check for the mount of `store` that started from `config`,
+    /// following `vault` (its own handle on the daemon's vault).
+    pub fn new(store: &Path, config: &Config, vault: Vault) -> ConfigCheck {
         ConfigCheck {
             store: store.to_path_buf(),
-            material,
+            vault: std::sync::Mutex::new(vault),
             seen: std::sync::Mutex::new(config.generation),
         }
     }
@@ -131,10 +131,12 @@ impl ConfigCheck {
     /// The authenticated config now, refused when its tag fails or it is
     /// older than one seen before.
     fn current(&self) -> Result<Config, String> {
-        let config = Config::read(&self.store).map_err(|e| e.to_string())?;
-        config
-            .verify(&self.store, &self.material)
-            .map_err(|e| e.to_string())?;
+        let mut vault = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+        // An older or unreadable vault file is not followed: the one held
+        // is the newest seen.
+        let _ = vault.reload();
+        let config =
+            crate::store::read_authenticated(&self.store, &vault).map_err(|e| e.to_string())?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if config.generation < *seen {
             return Err(format!(

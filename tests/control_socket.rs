@@ -122,3 +122,38 @@ fn show_snapshot_serves_only_what_the_config_records() {
     assert!(!f.mnt.join(".snapshots/data/planted").exists());
     m.unmount();
 }
+
+#[test]
+fn a_snapshot_taken_after_the_config_key_rotated_beside_the_mount_is_shown() {
+    let f = Fixture::new("general");
+    let store = f.store.to_str().expect("utf-8").to_string();
+    let m = f.mount();
+    std::fs::write(f.disk("data").join("a"), b"live data").expect("write");
+    // `platform` tags the config: the rewrap beside the mount moves the
+    // tag to platform@2.
+    let out = assert_ok(
+        &f.cli(
+            &["vault", "key", "rotate", "platform", "--store", &store],
+            true,
+        ),
+        "rotate beside the mount",
+    );
+    assert!(
+        out.contains("config now tagged with platform version 2"),
+        "{out}"
+    );
+    let out = assert_ok(
+        &f.cli(&["snapshot", "create", &store, "data", "s1"], true),
+        "online snapshot",
+    );
+    assert!(
+        out.contains("the mount shows it under .snapshots/data/s1/"),
+        "{out}\n{}",
+        m.log()
+    );
+    assert_eq!(
+        std::fs::read(f.mnt.join(".snapshots/data/s1/a")).expect("shown"),
+        b"live data"
+    );
+    m.unmount();
+}

@@ -947,3 +947,52 @@ fn planted_fifo_and_symlink_are_neither_opened_nor_followed() {
             .file_type()
     ));
 }
+
+#[test]
+fn a_crashed_sessions_torn_blocks_stay_torn_after_the_config_key_rotates() {
+    let f = fixture("general");
+    let blocks = 8usize;
+    {
+        let m = f.mount();
+        let file = File::create(f.disk("data/w")).expect("create");
+        file.write_all_at(&pattern(9, blocks * BLOCK), 0)
+            .expect("write");
+        file.sync_all().expect("fsync");
+        drop(file);
+        m.kill9();
+    }
+    let w = backing_of(&f, "data/w");
+    flip_byte(&w, stored_offset(3) + 5);
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("torn", &w, Some(3))]);
+    // `platform` tags the config and the session record: a rotation (by
+    // command, or by age at a mount) moves the config to platform@2.
+    let store = f.store.to_str().expect("utf-8");
+    let out = assert_ok(
+        &f.cli(
+            &["vault", "key", "rotate", "platform", "--store", store],
+            true,
+        ),
+        "rotate",
+    );
+    assert!(
+        out.contains("config now tagged with platform version 2"),
+        "{out}"
+    );
+    let (code, r) = verify(&f, true, &[]);
+    assert_eq!(code, 1);
+    assert_exactly(&r, &[("torn", &w, Some(3))]);
+    let m = f.mount();
+    let file = File::open(f.disk("data/w")).expect("open");
+    let mut buf = vec![0u8; BLOCK];
+    file.read_exact_at(&mut buf, 3 * BLOCK as u64)
+        .expect("a torn block of the crashed session reads as found");
+    drop(file);
+    assert!(
+        !m.log().contains("does not authenticate"),
+        "the session record was lost: {}",
+        m.log()
+    );
+    m.unmount();
+}

@@ -796,3 +796,127 @@ fn the_mount_command_and_status_name_the_options() {
     assert!(help.contains("--key-check-interval") && help.contains("--key-grace"));
     assert!(help.contains("[default: 300]"), "{help}");
 }
+
+/// The bytes of the hex dump rows (`6869 2074 6865 …  hi the…`) in a log.
+fn hex_dumped(log: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        for word in line.split(' ') {
+            let ok = word.len() == 4 && word.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            if !ok {
+                continue;
+            }
+            for pair in [&word[..2], &word[2..]] {
+                if let Ok(b) = u8::from_str_radix(pair, 16) {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn logs_at_trace_level_show_neither_the_token_nor_a_dek() {
+    let f = fixture("compliance");
+    let (s, token, _) = served_key(&f, "k", &[]);
+    init(&f, "ext");
+    // Whoever debugs a mount turns every log on.
+    let m = f.mount_under(&[OsStr::new("env"), OsStr::new("RUST_LOG=trace")]);
+    fs::write(f.disk("data").join("f"), b"data").expect("write");
+    let c = config(&f);
+    let store_id = c["store_id"].as_str().expect("store id").to_string();
+    let wrapped = c["disks"]
+        .as_array()
+        .expect("disks")
+        .iter()
+        .find(|d| d["name"] == "data")
+        .and_then(|d| d["layers"].as_array())
+        .and_then(|l| l.iter().find(|w| w["layer"] == "storage-cmk"))
+        .and_then(|w| w["wrapped"].as_str())
+        .expect("storage-cmk DEK")
+        .to_string();
+    let ctx = base64::engine::general_purpose::STANDARD.encode(format!(
+        "strata dek v1\0{store_id}\0data\0storage-cmk\01\0ext"
+    ));
+    let out = s.ok(
+        ROOT,
+        &[
+            "write",
+            "-field=plaintext",
+            "transit/decrypt/k",
+            &format!("ciphertext={wrapped}"),
+            &format!("context={ctx}"),
+        ],
+    );
+    let dek = out.trim().to_string();
+    assert!(dek.len() > 40, "{dek}");
+    m.unmount();
+    let log = f.all_logs();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    let dumped = hex_dumped(&log);
+    for (what, secret) in [("token", token.as_bytes()), ("DEK", dek.as_bytes())] {
+        assert!(
+            !log.as_bytes().windows(secret.len()).any(|w| w == secret)
+                && !dumped.windows(secret.len()).any(|w| w == secret),
+            "the {what} is in the daemon's trace log"
+        );
+    }
+}
+
+/// A server on a free port that answers every request with a status line
+/// and headers at once, then one byte of body every 100 ms, for ever.
+fn dribbling_service() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", l.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten().take(64) {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+                );
+                for _ in 0..600 {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if conn.write_all(b" ").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_service_that_answers_its_body_byte_by_byte_times_out() {
+    let f = fixture("compliance");
+    let token = bao::secret_file(&f.path().join("token"), "s.some-token");
+    let slow = dribbling_service();
+    let t = Instant::now();
+    let token = token.to_str().expect("utf-8");
+    let words = [
+        "vault",
+        "key",
+        "create",
+        "e",
+        "--kms-address",
+        &slow,
+        "--kms-key",
+        "k",
+        "--kms-timeout-ms",
+        "300",
+        "--kms-token-file",
+        token,
+    ];
+    let mut args: Vec<&OsStr> = words.iter().map(OsStr::new).collect();
+    args.extend(f.vault_args());
+    let out = run_for(&mut strata(args), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key service unreachable"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}

@@ -396,3 +396,71 @@ fn an_unlinked_open_file_keeps_its_contents_across_a_revocation() {
     drop(held);
     m.unmount();
 }
+
+#[test]
+fn a_config_write_cut_short_beside_the_mount_leaves_every_disk_served() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"kept").expect("write");
+    let scratch = f.disk("temp").join("t");
+    fs::write(&scratch, b"scratch").expect("write temp");
+    // The rewrap stages the new config and the vault records its
+    // generation; the command dies before strata.conf is replaced. The
+    // staged config is then the store's current one (every reader takes
+    // it): the mount must follow it, not call its config stale.
+    let mut cmd = strata(["vault", "key", "rotate", "host", "--store"]);
+    cmd.arg(&f.store).args(f.vault_args());
+    cmd.env("STRATA_TEST_CRASH_AT", "config-generation-recorded");
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(99), "{}", describe(&out));
+    assert!(f.store.join("strata.conf.next").exists());
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            fs::read(&file).expect("data still served after the cut write"),
+            b"kept",
+            "{}",
+            m.log()
+        );
+        assert_eq!(fs::read(&scratch).expect("temp still served"), b"scratch");
+    }
+    // The mount checks the version the staged config moved to.
+    vault_cmd(&f, &["key", "disable", "host@2"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the mount does not check the key version of the staged config"
+    );
+    vault_cmd(&f, &["key", "enable", "host@2"]);
+    assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
+    m.unmount();
+}
+
+#[test]
+fn the_temp_disk_outlives_a_config_rolled_back_and_put_back_while_mounted() {
+    let f = Fixture::new("full");
+    let m = f.mount();
+    let file = f.disk("data").join("f");
+    fs::write(&file, b"secret").expect("write");
+    let scratch = f.disk("temp").join("t");
+    fs::write(&scratch, b"scratch").expect("write temp");
+    let store = f.store.to_str().expect("utf-8");
+    vault_cmd(&f, &["key", "rotate", "host", "--store", store]);
+    let newer = fs::read(f.config()).expect("config");
+    fs::copy(f.store.join("strata.conf.bak"), f.config()).expect("copy config backup");
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::read(&file))),
+        "the disks of a rolled-back config are refused: {}",
+        m.log()
+    );
+    // temp's key is the mount's own, under no key the config names: it is
+    // never stale, and once refused it could never be served again.
+    assert_eq!(
+        fs::read(&scratch).expect("temp served through the rollback"),
+        b"scratch"
+    );
+    fs::write(f.config(), &newer).expect("put the config back");
+    assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
+    assert_eq!(fs::read(&scratch).expect("temp after"), b"scratch");
+    m.unmount();
+}

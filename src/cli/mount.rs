@@ -423,7 +423,9 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let config_check = crate::control::ConfigCheck::new(
         &opened.path,
         &opened.config,
-        store::config_material(&opened.path, &opened.config, &vault)?,
+        vault
+            .reopened()
+            .context("the vault changed while the mount started: mount again")?,
     );
     let store_path = opened.path.clone();
     let mut store_config = opened.config.clone();

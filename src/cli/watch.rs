@@ -7,6 +7,10 @@
 //! (a backup copied back cannot lift a revocation), the config
 //! authenticated against that vault, never an older generation either (a
 //! rewrap done while mounted moves the keys the disks are checked against).
+//! While the vault records a newer config generation than the one held, the
+//! config is read at every tick even if `strata.conf` did not change: a
+//! write cut short after the vault's record leaves the staged config as the
+//! store's current one.
 //! Every `interval` (and at once after a change) it asks each key's holder
 //! whether the versions the served disks depend on may still be unwrapped:
 //! the vault for its own keys, the key service (with fresh credentials) for
@@ -188,12 +192,14 @@ impl Watcher {
         }
     }
 
-    /// Re-reads the config if its file changed (or could not be
-    /// authenticated last time). Returns whether it changed.
-    fn reread_config(&mut self) -> bool {
+    /// Re-reads the config if its file changed, or (`behind`) whenever the
+    /// vault records a newer generation than the config held: a write cut
+    /// short after the vault's record leaves `strata.conf` as it was and
+    /// the staged config as the current one. Returns whether it changed.
+    fn reread_config(&mut self, behind: bool) -> bool {
         let path = Config::path(&self.store);
         let now = stamp(&path);
-        if now == self.config_stamp {
+        if now == self.config_stamp && !behind {
             return false;
         }
         match store::read_authenticated(&self.store, &self.vault) {
@@ -310,7 +316,8 @@ impl Watcher {
     /// One look at the vault, the config and, when due, the services.
     pub fn tick(&mut self) {
         let vault_changed = self.reread_vault();
-        let config_changed = self.reread_config();
+        let behind = self.vault.store_generation(&self.config.store_id) > self.config.generation;
+        let config_changed = self.reread_config(behind);
         let now = Instant::now();
         let ask_services = now >= self.next_service_check;
         if !(vault_changed || config_changed || ask_services) {
@@ -362,7 +369,9 @@ impl Watcher {
                     _ => {}
                 }
             }
-            if let Some(why) = &stale {
+            // The temp disk's key is the mount's own, under no key a config
+            // names, and a refused temp disk is never served again.
+            if let Some(why) = stale.as_ref().filter(|_| d.kind != DiskKind::Temp) {
                 verdict = Verdict::Refused(format!("{what} is unavailable: {why}"));
             }
             if d.pending.is_some() {

@@ -62,10 +62,21 @@ fn filter(default: &str) -> tracing_subscriber::EnvFilter {
     })
 }
 
+/// The HTTP client's protocol layer dumps every byte it sends and receives
+/// at trace level (a key service's token in the request head, DEKs in
+/// request and reply bodies): those events are dropped whatever `RUST_LOG`
+/// asks for, as a filter of its own that no directive can lift.
+fn no_wire_dumps() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool>
+{
+    tracing_subscriber::filter::filter_fn(|meta| !meta.target().starts_with("ureq_proto"))
+}
+
 /// Installs the global subscriber. A second call (tests) keeps the first
 /// subscriber and reports the sink it would have chosen.
 pub fn init(default_level: &str, sink: Sink<'_>) -> std::io::Result<Chosen> {
-    let registry = tracing_subscriber::registry().with(filter(default_level));
+    let registry = tracing_subscriber::registry()
+        .with(filter(default_level))
+        .with(no_wire_dumps());
     match sink {
         Sink::Stderr => {
             let fmt = tracing_subscriber::fmt::layer()

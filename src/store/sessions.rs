@@ -38,28 +38,67 @@ struct Record {
     tag: String,
 }
 
-/// The key that tags the record.
-pub struct RecordKey(Key32);
+/// The key that tags the record: derived from the version of the config's
+/// vault key that tags the config, which a rewrap moves to the newest
+/// version (by command, beside a mount, or by age at a mount). A record
+/// tagged under an older version of that key still authenticates, so that
+/// the crashed sessions it names survive the move; it is written again
+/// under the current version.
+pub struct RecordKey {
+    /// Under the config's current key version: what writes tag with.
+    current: Key32,
+    /// Under the key's other versions in the vault, for reading.
+    older: Vec<Key32>,
+}
+
+fn record_key(material: &Key32, store_id: &str) -> Key32 {
+    derive(
+        &[material.expose()],
+        store_id.as_bytes(),
+        b"strata sessions v1",
+    )
+}
 
 impl RecordKey {
     /// The record key of the store `config` describes, from `vault`.
     pub fn new(store: &Path, config: &Config, vault: &Vault) -> Result<Self, StoreError> {
         let material = stored_material(vault, store, &config.auth_key)?;
-        Ok(RecordKey(derive(
-            &[material.expose()],
-            config.store_id.as_bytes(),
-            b"strata sessions v1",
-        )))
+        let older = vault
+            .key(&config.auth_key.name)
+            .map(|k| {
+                k.versions
+                    .iter()
+                    .rev()
+                    .filter(|v| v.version != config.auth_key.version)
+                    .map(|v| record_key(v.material(), &config.store_id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RecordKey {
+            current: record_key(material, &config.store_id),
+            older,
+        })
     }
 
-    fn tag(&self, r: &Record) -> String {
+    fn tag_with(key: &Key32, r: &Record) -> String {
         let mut body = Vec::new();
         body.extend_from_slice(r.running.as_deref().unwrap_or("-").as_bytes());
         for c in &r.crashed {
             body.push(0);
             body.extend_from_slice(c.as_bytes());
         }
-        hex::encode(tag::tag(&self.0, b"strata sessions v1", &[&body]))
+        hex::encode(tag::tag(key, b"strata sessions v1", &[&body]))
+    }
+
+    fn tag(&self, r: &Record) -> String {
+        Self::tag_with(&self.current, r)
+    }
+
+    /// Whether `r` carries the tag of any version of the key.
+    fn authenticates(&self, r: &Record) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .any(|k| tag::ct_eq(Self::tag_with(k, r).as_bytes(), r.tag.as_bytes()))
     }
 }
 
@@ -84,7 +123,7 @@ fn read(store: &Path, key: &RecordKey) -> Record {
         }
     };
     match serde_json::from_slice::<Record>(&raw) {
-        Ok(r) if tag::ct_eq(key.tag(&r).as_bytes(), r.tag.as_bytes()) => r,
+        Ok(r) if key.authenticates(&r) => r,
         _ => {
             tracing::warn!(
                 "{}: does not authenticate; taken as empty (torn blocks then read as damage)",
@@ -186,7 +225,10 @@ mod tests {
     use super::*;
 
     fn key() -> RecordKey {
-        RecordKey(Key32::random())
+        RecordKey {
+            current: Key32::random(),
+            older: Vec::new(),
+        }
     }
 
     #[test]

@@ -126,6 +126,16 @@ pub enum VaultError {
         held: u64,
     },
 
+    /// A save refused because another process saved the vault since this
+    /// one read it: writing would undo that save.
+    #[error("vault {} was changed since this command read it ({what}): nothing was saved; run it again", path.display())]
+    ChangedSince {
+        /// The vault file.
+        path: PathBuf,
+        /// What changed.
+        what: String,
+    },
+
     /// The operation needs key material held in the vault, and the key is
     /// held by a key service.
     #[error("key {0:?} is held by a key service: {1}")]

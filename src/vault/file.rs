@@ -150,24 +150,40 @@ fn sync_dir(path: &Path) -> Result<(), VaultError> {
         .map_err(|e| VaultError::io(dir, e))
 }
 
+/// The current file at `path`, if there is one, read under the writers'
+/// lock for a writer's check.
+fn current(path: &Path) -> Result<Option<Vec<u8>>, VaultError> {
+    match fs::read(path) {
+        Ok(old) => Ok(Some(old)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(VaultError::io(path, e)),
+    }
+}
+
 /// Replaces the file at `path` with `bytes` so that a failure at any point
-/// leaves `path` as it was: write `PATH.tmp` and fsync it, copy the current
-/// file to `PATH.bak` (through `PATH.bak.tmp`), rename `PATH.tmp` over
-/// `PATH`, fsync the directory.
-pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+/// leaves `path` as it was: under the writers' lock, `unchanged` looks at
+/// the current file (and refuses when another writer changed it since the
+/// caller read it), then `PATH.tmp` is written and fsynced, the current
+/// file copied to `PATH.bak` (through `PATH.bak.tmp`), `PATH.tmp` renamed
+/// over `PATH` and the directory fsynced.
+pub(crate) fn replace(
+    path: &Path,
+    bytes: &[u8],
+    unchanged: impl FnOnce(&[u8]) -> Result<(), VaultError>,
+) -> Result<(), VaultError> {
     let tmp = with_suffix(path, ".tmp");
     let bak = with_suffix(path, ".bak");
     let bak_tmp = with_suffix(path, ".bak.tmp");
     let _lock = lock(path)?;
+    let old = current(path)?;
+    if let Some(old) = &old {
+        unchanged(old)?;
+    }
     let result = (|| {
         write_synced(&tmp, bytes)?;
-        match fs::read(path) {
-            Ok(old) => {
-                write_synced(&bak_tmp, &old)?;
-                fs::rename(&bak_tmp, &bak).map_err(|e| VaultError::io(&bak, e))?;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(VaultError::io(path, e)),
+        if let Some(old) = &old {
+            write_synced(&bak_tmp, old)?;
+            fs::rename(&bak_tmp, &bak).map_err(|e| VaultError::io(&bak, e))?;
         }
         fs::rename(&tmp, path).map_err(|e| VaultError::io(path, e))?;
         sync_dir(path)
@@ -188,12 +204,20 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
 /// opens it), after it both names hold the new file. Leftover temporary
 /// files are overwritten on the way. (Blocks the filesystem freed are not
 /// wiped: a copy on the raw device, in a filesystem snapshot or in a
-/// backup of the directory outlives this.)
-pub(crate) fn replace_with_backup(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+/// backup of the directory outlives this.) `unchanged` looks at the current
+/// file first, as for [`replace`].
+pub(crate) fn replace_with_backup(
+    path: &Path,
+    bytes: &[u8],
+    unchanged: impl FnOnce(&[u8]) -> Result<(), VaultError>,
+) -> Result<(), VaultError> {
     let tmp = with_suffix(path, ".tmp");
     let bak = with_suffix(path, ".bak");
     let bak_tmp = with_suffix(path, ".bak.tmp");
     let _lock = lock(path)?;
+    if let Some(old) = current(path)? {
+        unchanged(&old)?;
+    }
     let result = (|| {
         write_synced(&tmp, bytes)?;
         write_synced(&bak_tmp, bytes)?;

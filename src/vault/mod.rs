@@ -28,9 +28,11 @@
 //! * Changes made through [`Vault`]'s methods live in memory until
 //!   [`Vault::save`] (or [`Vault::change_secrets`], which saves).
 //!   Saves from several processes are serialized by a lock on `PATH.lock`,
-//!   so the file is never torn, but each save writes its own in-memory
-//!   contents: the last save wins. [`Vault::reload`] picks up another
-//!   process's save, dropping unsaved changes.
+//!   so the file is never torn, and a save is refused
+//!   ([`VaultError::ChangedSince`]) when another process saved since this
+//!   value was read: it would undo that save (a rotation's new version, a
+//!   revocation, a change of passphrase). [`Vault::reload`] picks up
+//!   another process's save, dropping unsaved changes.
 //! * Every save bumps the body's `generation`. [`Vault::reload`] refuses a
 //!   file whose generation is older than the one held
 //!   ([`VaultError::RolledBack`]): a running daemon never goes back to a
@@ -239,14 +241,52 @@ impl Vault {
     /// the directory fsynced. The generation goes up by one. A failure at
     /// any point leaves `PATH` (and the generation held) as it was.
     pub fn save(&mut self) -> Result<(), VaultError> {
+        let held = self.body.generation;
         self.body.generation += 1;
-        let result = self
-            .encode(&self.header, &self.vmk)
-            .and_then(|bytes| file::replace(&self.path, &bytes));
+        let result = self.encode(&self.header, &self.vmk).and_then(|bytes| {
+            file::replace(&self.path, &bytes, |current| {
+                self.unchanged_since(held, current)
+            })
+        });
         if result.is_err() {
             self.body.generation -= 1;
         }
         result
+    }
+
+    /// Whether the file's current bytes are still what this value read
+    /// (generation `held`, under this master key), so that a save does not
+    /// undo a save made since by another process: a key version that DEKs
+    /// were rewrapped to, a revocation, or a change of passphrase (the save
+    /// would bring the old passphrase and master key back). A file that is
+    /// not a vault any more, or one of an older generation (a backup copied
+    /// over it), may be written over.
+    fn unchanged_since(&self, held: u64, current: &[u8]) -> Result<(), VaultError> {
+        let Ok(parsed) = format::parse(&self.path, current) else {
+            return Ok(());
+        };
+        let changed = |what: String| VaultError::ChangedSince {
+            path: self.path.clone(),
+            what,
+        };
+        if parsed.header.id != self.header.id {
+            return Err(changed(format!(
+                "it now holds vault {}",
+                hex::encode(parsed.header.id)
+            )));
+        }
+        let Ok(body) = open_body(&self.path, &self.vmk, &parsed) else {
+            return Err(changed(
+                "its master key was changed (vault passwd or recovery-key)".into(),
+            ));
+        };
+        if body.generation > held {
+            return Err(changed(format!(
+                "another strata command saved generation {} over generation {held}",
+                body.generation
+            )));
+        }
+        Ok(())
     }
 
     /// Argon2id parameters of the slot of `kind`, if there is one.
@@ -341,10 +381,13 @@ impl Vault {
                 )?,
             ],
         };
+        let held = self.body.generation;
         self.body.generation += 1;
-        let written = self
-            .encode(&header, &vmk)
-            .and_then(|bytes| file::replace_with_backup(&self.path, &bytes));
+        let written = self.encode(&header, &vmk).and_then(|bytes| {
+            file::replace_with_backup(&self.path, &bytes, |current| {
+                self.unchanged_since(held, current)
+            })
+        });
         if let Err(e) = written {
             self.body.generation -= 1;
             return Err(e);
@@ -360,6 +403,28 @@ impl Vault {
     /// vault, is damaged, or holds an older generation than this value
     /// ([`VaultError::RolledBack`]).
     pub fn reload(&mut self) -> Result<(), VaultError> {
+        let (header, body) = self.read_again()?;
+        self.header = header;
+        self.body = body;
+        Ok(())
+    }
+
+    /// A second handle on this vault, read from its file again with the
+    /// master key held (no Argon2id), for a part of a running mount that
+    /// follows the file on its own. Refused as [`Vault::reload`] refuses.
+    pub fn reopened(&self) -> Result<Vault, VaultError> {
+        let (header, body) = self.read_again()?;
+        Ok(Vault {
+            path: self.path.clone(),
+            header,
+            vmk: self.vmk.duplicate(),
+            body,
+        })
+    }
+
+    /// The file's header and body, opened with the master key held: the
+    /// same vault, and no older generation than this value's.
+    fn read_again(&self) -> Result<(Header, Body), VaultError> {
         let bytes = file::read(&self.path)?;
         let parsed = format::parse(&self.path, &bytes)?;
         if parsed.header.id != self.header.id {
@@ -380,9 +445,7 @@ impl Vault {
                 held: self.body.generation,
             });
         }
-        self.header = parsed.header;
-        self.body = body;
-        Ok(())
+        Ok((parsed.header, body))
     }
 
     /// How many saves this vault has seen (0 for a vault written before the

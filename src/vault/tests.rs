@@ -425,23 +425,39 @@ fn files_are_0600_and_new_directories_0700() {
 }
 
 #[test]
-fn concurrent_saves_never_tear_the_file() {
+fn concurrent_saves_never_tear_the_file_nor_undo_each_other() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, mut a, _) = new_vault(dir.path());
-    a.create_key("a", KeyKind::Host).expect("key");
+    a.save().expect("save");
     let mut b = Vault::open(&path, &pass("correct horse")).expect("open");
-    b.create_key("b", KeyKind::Host).expect("key");
     std::thread::scope(|s| {
-        for v in [&mut a, &mut b] {
+        for (v, prefix) in [(&mut a, "a"), (&mut b, "b")] {
             s.spawn(move || {
-                for _ in 0..25 {
-                    v.save().expect("save");
+                for i in 0..25 {
+                    let name = format!("{prefix}{i}");
+                    loop {
+                        v.create_key(&name, KeyKind::Host).expect("key");
+                        match v.save() {
+                            Ok(()) => break,
+                            // The other writer saved since: read its save
+                            // and make the change again.
+                            Err(VaultError::ChangedSince { .. }) => v.reload().expect("reload"),
+                            Err(e) => panic!("save: {e}"),
+                        }
+                    }
                 }
             });
         }
     });
     let last = Vault::open(&path, &pass("correct horse")).expect("whole file");
-    assert!(last.key("a").is_some() != last.key("b").is_some());
+    for prefix in ["a", "b"] {
+        for i in 0..25 {
+            assert!(
+                last.key(&format!("{prefix}{i}")).is_some(),
+                "{prefix}{i} lost"
+            );
+        }
+    }
     Vault::open(&file::with_suffix(&path, ".bak"), &pass("correct horse")).expect("whole backup");
 }
 
@@ -778,4 +794,65 @@ fn default_kdf_cost() {
     drop(kek);
     println!("Argon2id {} took {took:?}", KdfParams::default());
     assert!(took < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_save_over_a_vault_saved_since_it_was_read_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut a, _) = new_vault(dir.path());
+    a.create_key("host", KeyKind::Host).expect("key");
+    a.save().expect("save");
+    // Two commands at once: a rotation (whose new version a store's DEKs
+    // are then rewrapped to) and an unrelated change.
+    let mut b = Vault::open(&path, &pass("correct horse")).expect("open");
+    assert_eq!(a.rotate_key("host").expect("rotate"), 2);
+    a.save().expect("save");
+    b.set_rotation_days("host", Some(30)).expect("policy");
+    let e = b.save().expect_err("b read the vault before a saved");
+    assert!(matches!(e, VaultError::ChangedSince { .. }), "{e:?}: {e}");
+    assert!(e.to_string().contains("run it again"), "{e}");
+    let on_disk = Vault::open(&path, &pass("correct horse")).expect("open");
+    assert!(
+        on_disk.key("host").expect("host").version(2).is_some(),
+        "the rotation's new version was lost"
+    );
+    // Read again, the change goes in beside the rotation.
+    b.reload().expect("reload");
+    b.set_rotation_days("host", Some(30)).expect("policy");
+    b.save().expect("save after reading again");
+    let on_disk = Vault::open(&path, &pass("correct horse")).expect("open");
+    let host = on_disk.key("host").expect("host");
+    assert!(host.version(2).is_some());
+    assert_eq!(host.rotation_days, Some(30));
+}
+
+#[test]
+fn a_save_after_a_passphrase_change_elsewhere_cannot_bring_the_old_passphrase_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _, recovery) = new_vault(dir.path());
+    // A long command (a re-encryption) opened the vault with the old
+    // passphrase; meanwhile the passphrase is changed because it leaked.
+    let mut long = Vault::open(&path, &pass("correct horse")).expect("open");
+    let mut other = Vault::open(&path, &pass("correct horse")).expect("open");
+    other
+        .change_secrets(&pass("a new passphrase"), FAST, &recovery, FAST)
+        .expect("change");
+    long.set_store_generation("00aa", 7);
+    let e = long.save().expect_err("saved under the old master key");
+    assert!(matches!(e, VaultError::ChangedSince { .. }), "{e:?}: {e}");
+    assert!(matches!(
+        Vault::open(&path, &pass("correct horse")),
+        Err(VaultError::WrongPassphrase(_))
+    ));
+    assert!(matches!(
+        Vault::open(&file::with_suffix(&path, ".bak"), &pass("correct horse")),
+        Err(VaultError::WrongPassphrase(_))
+    ));
+    Vault::open(&path, &pass("a new passphrase")).expect("the new passphrase opens it");
+    // Nor can a second change of secrets from the stale handle.
+    let e = long
+        .change_secrets(&pass("yet another one"), FAST, &recovery, FAST)
+        .expect_err("stale handle");
+    assert!(matches!(e, VaultError::ChangedSince { .. }), "{e:?}");
+    Vault::open(&path, &pass("a new passphrase")).expect("still the new passphrase");
 }
