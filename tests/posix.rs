@@ -776,7 +776,7 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     fs::remove_file(d.join("gone")).expect("unlink");
     assert_errno(
         get_xattr(&file, "user.missing"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "getxattr missing",
     );
     let user_names = |p: &Path| {
@@ -799,12 +799,12 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     remove_xattr(&file, "user.beta").expect("removexattr");
     assert_errno(
         get_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "getxattr removed",
     );
     assert_errno(
         remove_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "removexattr twice",
     );
     want.retain(|n| n != "user.beta");
@@ -818,7 +818,7 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     assert_eq!(get_xattr(&dir, "user.d").expect("getxattr"), b"dirval");
     assert_errno(
         get_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "removed xattr after remount",
     );
     m.unmount();

@@ -94,7 +94,7 @@ fn open_lock(store: &Path) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(crate::platform::oflags::O_NOFOLLOW)
         .open(&path)
         .map_err(super::io(&path))?;
     // The holder line is written into this file, by root too: never into a
@@ -223,7 +223,7 @@ pub fn holder(store: &Path) -> Result<Option<Holder>, StoreError> {
     let path = lock_path(store);
     let mut file = match File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(crate::platform::oflags::O_NOFOLLOW)
         .open(&path)
     {
         Ok(f) => f,
@@ -240,6 +240,13 @@ pub fn holder(store: &Path) -> Result<Option<Holder>, StoreError> {
         }))),
         Err(e) => Err(super::io(&path)(e.into())),
     }
+}
+
+/// Whether a mount's daemon serves `store` now: its lock is held, by a
+/// holder that names a mountpoint. (A store held by an offline command, or
+/// by this process itself, is not mounted.)
+pub fn held_by_mount(store: &Path) -> bool {
+    matches!(holder(store), Ok(Some(h)) if h.mount.is_some())
 }
 
 #[cfg(test)]

@@ -58,12 +58,10 @@ fn invalid<T>(m: String) -> Result<T, StoreError> {
     Err(StoreError::Invalid(m))
 }
 
-/// Whether a strata mount of `store` is up (its fsname names the store).
+/// Whether a strata mount of `store` is up: its daemon holds the store's
+/// lock (the lock says so wherever the mount is, in any mount namespace).
 pub fn store_mounted(store: &Path) -> bool {
-    let Ok(canon) = store.canonicalize() else {
-        return false;
-    };
-    super::strata_mounts().iter().any(|(_, s)| *s == canon)
+    super::lock::held_by_mount(store)
 }
 
 struct Side {
@@ -461,7 +459,7 @@ impl Copier<'_> {
             old_id.as_ref().zip(new_id.as_ref()),
         )
         .map_err(|e| e.named(&shown))?;
-        fd.sync_all().map_err(io(&shown))?;
+        crate::platform::sync_all(&fd).map_err(io(&shown))?;
         t.dir
             .rename(tmp, &t.dir, name, crate::platform::Rename::Replace)
             .map_err(io(&shown))
