@@ -164,7 +164,7 @@ for t in "${targets[@]}"; do
     set +e
     env "CC_$tu=$fakes/cc" "AR_$tu=$fakes/ar" \
         "PKG_CONFIG_ALLOW_CROSS_$tu=1" "PKG_CONFIG_LIBDIR_$tu=$fakes/pkgconfig" \
-        cargo check --locked --quiet -Zbuild-std=std,panic_abort --target "$t" \
+        cargo check --locked --quiet --keep-going -Zbuild-std=std,panic_abort --target "$t" \
         --all-targets --manifest-path "$project/Cargo.toml" >"$log" 2>&1
     rc=$?
     set -e

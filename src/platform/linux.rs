@@ -59,6 +59,10 @@ pub fn mknodat(
     )?)
 }
 
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    rfs::makedev(major, minor)
+}
+
 /// fchmodat() cannot refuse symlinks on Linux (no AT_SYMLINK_NOFOLLOW
 /// before fchmodat2), and a FIFO or device cannot be opened to fchmod it
 /// without side effects. An `O_PATH` descriptor opens nothing; after
@@ -139,6 +143,22 @@ pub fn copy_file(
     }
     std::io::copy(src, &mut dst)?;
     Ok((dst, false))
+}
+
+pub fn copy_file_range(
+    src: BorrowedFd<'_>,
+    off_in: &mut u64,
+    dst: BorrowedFd<'_>,
+    off_out: &mut u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    Ok(rfs::copy_file_range(
+        src,
+        Some(off_in),
+        dst,
+        Some(off_out),
+        len,
+    )?)
 }
 
 pub fn peer_uid(sock: BorrowedFd<'_>) -> std::io::Result<u32> {

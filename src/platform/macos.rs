@@ -144,6 +144,12 @@ pub fn mknodat(
     Ok(())
 }
 
+/// makedev(3): major in the top 8 bits, minor in the low 24, as dev_t's
+/// 32 bits.
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    u64::from(rfs::makedev(major, minor) as u32)
+}
+
 /// fchmodat(2) with AT_SYMLINK_NOFOLLOW, which macOS supports (it would
 /// change a symlink's own mode: refused first with ELOOP, as on Linux).
 pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::Result<()> {
@@ -345,6 +351,17 @@ pub fn copy_file(
     let mut dst = File::from(open(OFlags::CREATE | OFlags::EXCL)?);
     std::io::copy(src, &mut dst)?;
     Ok((dst, false))
+}
+
+/// macOS has no copy_file_range(2).
+pub fn copy_file_range(
+    _src: BorrowedFd<'_>,
+    _off_in: &mut u64,
+    _dst: BorrowedFd<'_>,
+    _off_out: &mut u64,
+    _len: usize,
+) -> std::io::Result<usize> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 // --------------------------------------------------------------- sockets

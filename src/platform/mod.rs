@@ -118,6 +118,11 @@ pub fn mknodat(
     imp::mknodat(dir, name, kind, mode, dev)
 }
 
+/// The device number of `major`:`minor` in the form [`mknodat`] takes.
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    imp::makedev(major, minor)
+}
+
 /// Changes the permission bits of entry `name` of `dir` without following
 /// a symlink (used for special files, which cannot be opened safely).
 pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::Result<()> {
@@ -224,6 +229,20 @@ pub fn copy_file(
     name: &OsStr,
 ) -> std::io::Result<(File, bool)> {
     imp::copy_file(src, dst_dir, name)
+}
+
+/// copy_file_range(2) where the system has it (Linux: the kernel copies,
+/// or clones, between two open files at the given offsets, which it
+/// advances); ENOSYS on macOS, which has no such call (and macFUSE no such
+/// request).
+pub fn copy_file_range(
+    src: impl AsFd,
+    off_in: &mut u64,
+    dst: impl AsFd,
+    off_out: &mut u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    imp::copy_file_range(src.as_fd(), off_in, dst.as_fd(), off_out, len)
 }
 
 // --------------------------------------------------------------- sockets
