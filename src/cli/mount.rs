@@ -28,8 +28,7 @@ pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
         .map(|(_, store)| store)
 }
 
-/// Whether `path` is a mountpoint now (read from the mount table, without
-/// touching the mount itself).
+/// Whether `path` is a mountpoint now, by the mount table.
 fn is_mounted(path: &Path) -> bool {
     path.canonicalize()
         .is_ok_and(|canon| crate::platform::is_mountpoint(&canon))
@@ -41,8 +40,11 @@ fn is_mounted(path: &Path) -> bool {
 fn raise_open_file_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
-    if l.current < l.maximum {
-        l.current = l.maximum;
+    let Some(want) = crate::platform::open_files_ceiling(l.maximum) else {
+        return;
+    };
+    if l.current.is_some_and(|c| c < want) {
+        l.current = Some(want);
         if let Err(e) = setrlimit(Resource::Nofile, l) {
             tracing::info!("open-file limit left as it was: {e}");
         }

@@ -164,9 +164,9 @@ impl Fs {
         position: u32,
     ) -> FsResult<()> {
         self.writable_at(ino)?;
-        let mode = names::set_mode(flags, position).map_err(Errno)?;
         let name = names::stored_name(name.as_bytes()).map_err(Errno)?;
         let name = name.as_str();
+        let mode = names::set_mode(flags, position).map_err(Errno)?;
         let (disk, id, target) = self.xattr_owner(ino, Access::Write)?.ok_or(Errno::EPERM)?;
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;

@@ -283,6 +283,10 @@ pub fn tune_readahead(mountpoint: &Path, bytes: u32) {
     }
 }
 
+pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
+    hard
+}
+
 pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
     let threads = requested.unwrap_or_else(|| {
         std::thread::available_parallelism()

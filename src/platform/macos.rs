@@ -460,6 +460,15 @@ pub fn tune_readahead(mountpoint: &Path, _bytes: u32) {
     );
 }
 
+/// OPEN_MAX of <sys/syslimits.h>.
+const OPEN_MAX: u64 = 10240;
+
+/// setrlimit(2), COMPATIBILITY: RLIMIT_NOFILE no longer takes
+/// `rlim_cur = RLIM_INFINITY`; "use rlim_cur = min(OPEN_MAX, rlim_max)".
+pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
+    Some(hard.map_or(OPEN_MAX, |h| h.min(OPEN_MAX)))
+}
+
 /// fuser serves a macFUSE mount with a single thread (its Session refuses
 /// more than one outside Linux, and /dev/macfuse has no FUSE_DEV_IOC_CLONE).
 pub fn serving(requested: Option<usize>) -> Result<Serving, String> {

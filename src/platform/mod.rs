@@ -329,6 +329,14 @@ pub fn tune_readahead(mountpoint: &Path, bytes: u32) {
     imp::tune_readahead(mountpoint, bytes)
 }
 
+/// The soft open-file limit a daemon can raise itself to, given the hard
+/// limit (`None`: unlimited): the hard limit on Linux (unlimited: left
+/// alone); on macOS at most OPEN_MAX (10240), since setrlimit(2) refuses a
+/// soft RLIMIT_NOFILE above it ("use rlim_cur = min(OPEN_MAX, rlim_max)").
+pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
+    imp::open_files_ceiling(hard)
+}
+
 // ------------------------------------------------------------ the mount
 
 /// How a mount is served on this system.

@@ -266,6 +266,29 @@ fn readahead_of_what_is_not_a_mount_is_left_alone() {
 }
 
 #[test]
+fn the_open_file_ceiling_is_the_hard_limit() {
+    assert_eq!(platform::open_files_ceiling(Some(1 << 20)), Some(1 << 20));
+    assert_eq!(platform::open_files_ceiling(None), None);
+    // What a daemon of this process could raise itself to.
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    assert_eq!(platform::open_files_ceiling(l.maximum), l.maximum);
+}
+
+#[test]
+fn makedev_and_copy_file_range_are_the_kernel_ones() {
+    assert_eq!(platform::makedev(1, 3), rustix::fs::makedev(1, 3));
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::write(d.path().join("a"), b"0123456789").expect("a");
+    let a = File::open(d.path().join("a")).expect("open a");
+    let b = File::create(d.path().join("b")).expect("create b");
+    let (mut off_in, mut off_out) = (2u64, 0u64);
+    let n = platform::copy_file_range(&a, &mut off_in, &b, &mut off_out, 5).expect("copy");
+    assert_eq!(n, 5);
+    assert_eq!((off_in, off_out), (7, 5));
+    assert_eq!(std::fs::read(d.path().join("b")).expect("b"), b"23456");
+}
+
+#[test]
 fn serving_defaults_to_several_threads_each_with_its_descriptor() {
     let s = platform::serving(None).expect("default");
     assert!(s.threads >= 2);
