@@ -379,7 +379,7 @@ fn sticky_bit_on_non_directories(preset: &str) {
 
 fn syncfs(dir: &Path) -> std::io::Result<()> {
     let d = File::open(dir)?;
-    strata::platform::sync_filesystem(&d)?;
+    strata::platform::sync_filesystem(d.as_fd())?;
     Ok(())
 }
 

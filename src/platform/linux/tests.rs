@@ -130,7 +130,7 @@ fn syncs_of_files_directories_and_filesystems_succeed_and_keep_the_data() {
     platform::sync_all(&f).expect("fsync");
     let dir = dir_fd(&d);
     platform::sync_all(&dir).expect("fsync dir");
-    platform::sync_filesystem(&dir).expect("syncfs");
+    platform::sync_filesystem(dir.as_fd()).expect("syncfs");
     assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"durable");
     // A descriptor that is not open for anything durable fails as the
     // kernel says, never silently.
