@@ -86,7 +86,7 @@ pub fn open_stored(
     backing: &str,
     stored: &[u8],
 ) -> FsResult<(String, Vec<u8>)> {
-    if backing.starts_with(LONG) {
+    if codec.is_encrypted() && backing.starts_with(LONG) {
         let (sealed, value) = split_long(stored)?;
         let raw = codec.decrypt_xattr_value(id, LONG_NAME_AD, sealed)?;
         let name = String::from_utf8(raw).map_err(|_| Errno::EIO)?;
@@ -213,7 +213,9 @@ impl Fs {
             if !b.starts_with(USER) {
                 continue;
             }
-            let stored = if b.starts_with(LONG) {
+            // Only encrypted names have a long form: a plaintext name may
+            // begin with `~L` itself.
+            let stored = if codec.is_encrypted() && b.starts_with(LONG) {
                 match self.long_xattr_name(disk, &id, &target, b) {
                     Ok(n) => n,
                     Err(e) => {
