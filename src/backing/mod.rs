@@ -5,6 +5,7 @@
 mod dir;
 mod dircache;
 pub mod walk;
+pub mod xattrs;
 
 use std::ffi::OsStr;
 use std::io::Write;

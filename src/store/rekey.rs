@@ -614,24 +614,18 @@ fn copy_meta(
 ) -> Result<(), MetaError> {
     let (src, st) = src;
     if let Some((oid, nid)) = ids {
-        let mut list = vec![0u8; 1 << 16];
-        let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
-        let mut val = vec![0u8; 1 << 16];
-        for bname in list[..n]
-            .split(|&b| b == 0)
-            .filter(|b| b.starts_with(b"user."))
-        {
-            let Ok(bname) = std::str::from_utf8(bname) else {
-                continue;
-            };
-            let Ok(len) = rustix::fs::fgetxattr(src, bname, &mut val[..]) else {
+        // Every one, whatever its size: an xattr that cannot be read fails
+        // the object rather than being left behind.
+        let names = crate::backing::xattrs::names(src).map_err(MetaError::Io)?;
+        for bname in names.iter().filter(|n| n.starts_with("user.")) {
+            let Some(val) = crate::backing::xattrs::get(src, bname).map_err(MetaError::Io)? else {
                 continue;
             };
             let (name, value) =
-                crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val[..len])
+                crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val)
                     .map_err(|e| {
-                    MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
-                })?;
+                        MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
+                    })?;
             let stn = crate::fs::xattr::backing_name(&new.pipeline, &new.codec, nid, &name)
                 .map_err(|e| MetaError::Invalid(format!("errno {}", e.0)))?;
             let stored = crate::fs::xattr::seal_value(&new.codec, nid, &name, stn.long, &value)

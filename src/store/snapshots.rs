@@ -81,20 +81,22 @@ pub fn image_root(store: &Path, name: &str) -> PathBuf {
 
 // ------------------------------------------------------------ raw copies
 
-/// Largest xattr list and value carried over (the kernel's own limit).
-const XATTR_MAX: usize = 1 << 16;
-
-/// Copies every raw xattr of the open file or directory `src` to `dst`.
+/// Copies the raw xattrs of the open file or directory `src` to `dst`:
+/// every `user.` one (strata's own: encrypted names and values), whatever
+/// its size, failing if one cannot be copied; others (labels and marks the
+/// system puts on backing files, such as SELinux's or macOS's protected
+/// `com.apple.*` ones) as far as they can be set.
 fn copy_raw_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
-    let mut list = vec![0u8; XATTR_MAX];
-    let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
-    let mut val = vec![0u8; XATTR_MAX];
-    for name in list[..n].split(|&b| b == 0).filter(|b| !b.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
+    for name in crate::backing::xattrs::names(src)? {
+        let Some(value) = crate::backing::xattrs::get(src, &name)? else {
             continue;
         };
-        if let Ok(len) = rustix::fs::fgetxattr(src, name, &mut val[..]) {
-            rustix::fs::fsetxattr(dst, name, &val[..len], rustix::fs::XattrFlags::empty())?;
+        let set =
+            rustix::fs::fsetxattr(dst, name.as_str(), &value, rustix::fs::XattrFlags::empty());
+        match set {
+            Ok(()) => {}
+            Err(e) if name.starts_with("user.") => return Err(e.into()),
+            Err(e) => tracing::debug!("backing xattr {name} not carried over: {e}"),
         }
     }
     Ok(())
