@@ -8,6 +8,8 @@
 # then runs formatting, lint and every test, including the ones that mount
 # real FUSE filesystems (they need /dev/fuse and root, or a user allowed to
 # mount) and the ones that start their own OpenBao servers on loopback ports.
+# Before the tests, the macOS type check (scripts/macos-check.sh: Debian's
+# rustc-web and its standard library source, unpacked into $STRATA_TOOLS).
 # Last, the install paths: `cargo install --locked --path .` and the Debian
 # package (cargo-deb, pinned, cached in $STRATA_TOOLS, default
 # ~/.cache/strata-tools), built, checked with dpkg-deb --contents and, as
@@ -63,6 +65,10 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+# The same crate, every target, type-checked for macOS (both Apple targets,
+# warnings denied); its toolchain and target directory are cached in
+# $STRATA_TOOLS, so only the first run takes minutes.
+bash scripts/macos-check.sh
 cargo test --locked --no-fail-fast 2>&1
 
 # --- install paths -----------------------------------------------------

@@ -257,13 +257,10 @@ fn serve(
     check: &ConfigCheck,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    match rustix::net::sockopt::socket_peercred(&conn) {
-        Ok(cred) if cred.uid.as_raw() == owner => {}
-        Ok(cred) => {
-            tracing::warn!(
-                uid = cred.uid.as_raw(),
-                "control socket: refused another user"
-            );
+    match crate::platform::peer_uid(std::os::fd::AsFd::as_fd(&conn)) {
+        Ok(uid) if uid == owner => {}
+        Ok(uid) => {
+            tracing::warn!(uid, "control socket: refused another user");
             return error(
                 &mut conn,
                 "permission denied: the control socket serves only the user who mounted the store",

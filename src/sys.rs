@@ -25,9 +25,10 @@ pub fn fork() -> std::io::Result<Forked> {
 
 /// Keeps this process (and the children it forks) out of core dumps, which
 /// would write its keys to disk: the core size limit goes to 0, soft and
-/// hard, and on Linux the process is marked not dumpable (which also keeps
-/// other processes of the same user from reading its memory through
-/// /proc or ptrace).
+/// hard, and the system's own mark goes on where it has one (Linux: not
+/// dumpable, which also keeps other processes of the same user from
+/// reading its memory through /proc or ptrace; see
+/// [`crate::platform::forbid_dumping`]).
 pub fn no_core_dumps() -> std::io::Result<()> {
     use rustix::process::{setrlimit, Resource, Rlimit};
     setrlimit(
@@ -37,24 +38,12 @@ pub fn no_core_dumps() -> std::io::Result<()> {
             maximum: Some(0),
         },
     )?;
-    #[cfg(target_os = "linux")]
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
-    Ok(())
+    crate::platform::forbid_dumping()
 }
 
 /// Whether this process can dump core: a core size limit above 0, or (on
 /// Linux) the dumpable mark set.
 pub fn may_dump_core() -> bool {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Core);
-    if limit.current != Some(0) {
-        return true;
-    }
-    #[cfg(target_os = "linux")]
-    if !matches!(
-        rustix::process::dumpable_behavior(),
-        Ok(rustix::process::DumpableBehavior::NotDumpable)
-    ) {
-        return true;
-    }
-    false
+    limit.current != Some(0) || crate::platform::dumpable()
 }

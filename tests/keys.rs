@@ -139,7 +139,7 @@ fn rotation_without_store_rewraps_at_next_mount() {
 }
 
 fn revoked(r: std::io::Result<Vec<u8>>) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+    matches!(r, Err(e) if e.raw_os_error() == Some(strata::platform::errno::REVOKED))
 }
 
 #[test]

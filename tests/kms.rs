@@ -63,7 +63,7 @@ fn init(f: &Fixture, cmk: &str) {
 }
 
 fn revoked<T>(r: std::io::Result<T>) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+    matches!(r, Err(e) if e.raw_os_error() == Some(strata::platform::errno::REVOKED))
 }
 
 fn config(f: &Fixture) -> serde_json::Value {

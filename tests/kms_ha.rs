@@ -63,7 +63,7 @@ fn create_key(f: &Fixture, addrs: &[String], token_file: &Path, manage: bool) ->
 }
 
 fn revoked<T>(r: std::io::Result<T>) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+    matches!(r, Err(e) if e.raw_os_error() == Some(strata::platform::errno::REVOKED))
 }
 
 #[test]

@@ -254,7 +254,7 @@ journalctl -D /run/log/journal --no-pager -o export > "$EXPORT"
         "no ENOSPC entry:\n{}",
         shown()
     );
-    let revoked = libc::EKEYREVOKED.to_string();
+    let revoked = strata::platform::errno::REVOKED.to_string();
     assert!(
         has(&|e| is(e, "DISK", "data") && is(e, "ERRNO", &revoked) && says(e, "platform")),
         "no revocation entry naming the key:\n{}",

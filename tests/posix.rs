@@ -27,6 +27,7 @@ per_preset!(
     chmod_chown_utimens_read_back,
     statfs_reports_a_sane_filesystem,
     user_xattrs_set_get_list_remove,
+    xattr_create_replace_flags_and_names_like_the_long_form_are_kept,
     fifos_can_be_made_and_used,
     shared_writable_mmap_reaches_the_store,
     fsync_and_fdatasync_succeed_on_files_and_directories,
@@ -776,7 +777,7 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     fs::remove_file(d.join("gone")).expect("unlink");
     assert_errno(
         get_xattr(&file, "user.missing"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "getxattr missing",
     );
     let user_names = |p: &Path| {
@@ -799,12 +800,12 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     remove_xattr(&file, "user.beta").expect("removexattr");
     assert_errno(
         get_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "getxattr removed",
     );
     assert_errno(
         remove_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "removexattr twice",
     );
     want.retain(|n| n != "user.beta");
@@ -818,9 +819,51 @@ fn user_xattrs_set_get_list_remove(preset: &str) {
     assert_eq!(get_xattr(&dir, "user.d").expect("getxattr"), b"dirval");
     assert_errno(
         get_xattr(&file, "user.beta"),
-        &[libc::ENODATA],
+        &[strata::platform::errno::ENOATTR],
         "removed xattr after remount",
     );
+    m.unmount();
+}
+
+/// setxattr's XATTR_CREATE and XATTR_REPLACE reach the store as such (a
+/// flag is never dropped), other namespaces are not stored, and a name
+/// that begins like the stored form of a long name (`user.~L…`) is listed
+/// like any other, on the temp disk (names in plaintext without host
+/// encryption) as on a data disk.
+fn xattr_create_replace_flags_and_names_like_the_long_form_are_kept(preset: &str) {
+    use rustix::fs::XattrFlags;
+    let f = Fixture::new(preset);
+    let m = f.mount();
+    for disk in ["data", "temp"] {
+        let file = f.disk(disk).join("x");
+        fs::write(&file, b"x").expect("write");
+        let set = |name: &str, v: &[u8], fl: XattrFlags| {
+            rustix::fs::lsetxattr(&file, name, v, fl).map_err(std::io::Error::from)
+        };
+        assert_errno(
+            set("user.c", b"1", XattrFlags::REPLACE),
+            &[strata::platform::errno::ENOATTR],
+            "replace of a missing xattr",
+        );
+        set("user.c", b"1", XattrFlags::CREATE).expect("create");
+        assert_errno(
+            set("user.c", b"2", XattrFlags::CREATE),
+            &[libc::EEXIST],
+            "create over an existing xattr",
+        );
+        set("user.c", b"3", XattrFlags::REPLACE).expect("replace");
+        assert_eq!(get_xattr(&file, "user.c").expect("get"), b"3");
+        assert_errno(
+            set("trusted.strata", b"1", XattrFlags::empty()),
+            &[libc::ENOTSUP, libc::EPERM],
+            "another namespace",
+        );
+        set_xattr(&file, "user.~Lookalike", b"v").expect("set ~L");
+        let mut names = list_xattr(&file).expect("list");
+        names.sort();
+        assert_eq!(names, ["user.c", "user.~Lookalike"], "{disk}");
+        assert_eq!(get_xattr(&file, "user.~Lookalike").expect("get ~L"), b"v");
+    }
     m.unmount();
 }
 

@@ -25,7 +25,7 @@ fn vault_cmd(f: &Fixture, args: &[&str]) -> String {
 }
 
 fn revoked<T>(r: std::io::Result<T>) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED))
+    matches!(r, Err(e) if e.raw_os_error() == Some(strata::platform::errno::REVOKED))
 }
 
 /// `strata status --json` of the fixture's mount.

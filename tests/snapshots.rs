@@ -552,7 +552,7 @@ fn snapshot_and_image_keys_follow_rotation_and_revocation() {
     let m = f.mount();
     let r = fs::read(f.mnt.join(".snapshots/data/s/f"));
     assert!(
-        matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED)),
+        matches!(&r, Err(e) if e.raw_os_error() == Some(strata::platform::errno::REVOKED)),
         "a revoked snapshot: {r:?}"
     );
     m.unmount();

@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::platform::errno;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
 
 /// An open backing directory.
@@ -61,7 +62,7 @@ impl Dir {
             match c {
                 std::path::Component::Normal(name) => d = d.open_dir(name)?,
                 std::path::Component::CurDir => {}
-                _ => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+                _ => return Err(std::io::Error::from_raw_os_error(crate::platform::errno::EINVAL)),
             }
         }
         Ok(d)
@@ -110,7 +111,7 @@ impl Dir {
         .map_err(io)?;
         let st = rfs::fstat(&fd).map_err(io)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(std::io::Error::from_raw_os_error(errno::EINVAL));
         }
         Ok(File::from(fd))
     }
@@ -215,7 +216,7 @@ impl Dir {
             let _ = self.unlink(&tmp);
             let mut f = self.create_file(&tmp, 0o600)?;
             f.write_all(data)?;
-            f.sync_all()?;
+            crate::platform::sync_all(&f)?;
             self.rename(&tmp, self, name, crate::platform::Rename::Replace)?;
             self.sync()
         })();
@@ -291,7 +292,7 @@ impl Dir {
 
     /// Makes the directory's entries durable.
     pub fn sync(&self) -> std::io::Result<()> {
-        rfs::fsync(&self.fd).map_err(io)
+        crate::platform::sync_all(&self.fd)
     }
 
     /// Statistics of the filesystem the directory is on.

@@ -5,6 +5,7 @@
 mod dir;
 mod dircache;
 pub mod walk;
+pub mod xattrs;
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -44,13 +45,13 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(crate::platform::oflags::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        crate::platform::sync_all(&f)?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        crate::platform::sync_all(std::fs::File::open(dir)?)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -81,7 +82,7 @@ pub fn init_dirid(dir: &Dir) -> std::io::Result<[u8; 16]> {
     for name in [DIRID_BACKUP, DIRID_NAME] {
         let mut f = dir.create_file(OsStr::new(name), 0o600)?;
         f.write_all(&id)?;
-        f.sync_data()?;
+        crate::platform::sync_data(&f)?;
     }
     dir.sync()?;
     Ok(id)

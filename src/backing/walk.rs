@@ -287,11 +287,12 @@ mod tests {
         let outside = tempfile::tempdir().expect("tmp");
         std::fs::write(outside.path().join("secret"), b"").expect("write");
         std::os::unix::fs::symlink(outside.path(), t.path().join("l")).expect("symlink");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            t.path().join("p"),
+        let dir = std::fs::File::open(t.path()).expect("open");
+        crate::platform::mknodat(
+            std::os::fd::AsFd::as_fd(&dir),
+            std::ffi::OsStr::new("p"),
             FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
+            0o600,
             0,
         )
         .expect("mkfifo");

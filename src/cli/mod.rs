@@ -78,7 +78,13 @@ journalctl SYSLOG_IDENTIFIER=strata), else to syslog. A block that fails its che
 a file name, contents or a key.
 
 --idle DURATION unmounts after that long without an open file or a request; a mount in \
-use (an open file, a running request, a working directory inside) is never unmounted.";
+use (an open file, a running request, a working directory inside) is never unmounted.
+
+macOS (macFUSE): one FUSE thread (--threads other than 1 is refused); no mount(8), fstab \
+or systemd form (a launchd agent is in contrib/launchd/, running `strata mount -f`); logs \
+go to syslog (/var/run/syslog, into the unified log); fsync is F_FULLFSYNC on the \
+backing file; a revoked key answers EACCES; `._*` and .DS_Store files are refused \
+(noappledouble) and extended attributes of any name are stored as user.NAME.";
 
 /// Arguments of `mount`. The same options are accepted from mount(8) and
 /// /etc/fstab as `-o name=value,flag,…`, named after the long flags (see
@@ -108,10 +114,11 @@ pub struct MountArgs {
     #[arg(long)]
     pub noatime: bool,
     /// Append logs to FILE [default: with -f stderr, else the journal when
-    /// journald runs, else syslog].
+    /// journald runs, else syslog; on macOS syslog].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// FUSE worker threads [default: number of CPUs, at least 2].
+    /// FUSE worker threads [default: number of CPUs, at least 2; on macOS
+    /// one, the only number there].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Unmount after DURATION (e.g. 90s, 10m, 1h30m) in which no file was

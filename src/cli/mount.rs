@@ -17,19 +17,6 @@ use crate::fs::{DiskRt, Fs, FsOptions};
 use crate::fuse::watch::Activity;
 use crate::store::{self, DiskKind};
 
-/// The `major:minor` device of the mount at `path`, from
-/// /proc/self/mountinfo (without touching the mount itself).
-fn mount_device(path: &Path) -> Option<String> {
-    let canon = path.canonicalize().ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rev().find_map(|l| {
-        let mut fields = l.split(' ');
-        let dev = fields.nth(2)?;
-        let point = store::unescape_mountinfo(fields.nth(1)?);
-        (Path::new(&point) == canon).then(|| dev.to_string())
-    })
-}
-
 /// The store of the strata mount at `path`.
 pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
     let canon = path.canonicalize().ok()?;
@@ -41,24 +28,10 @@ pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
         .map(|(_, store)| store)
 }
 
-/// Whether `path` is a mountpoint now.
+/// Whether `path` is a mountpoint now, by the mount table.
 fn is_mounted(path: &Path) -> bool {
-    mount_device(path).is_some()
-}
-
-/// Raises the kernel's readahead for the new mount to the largest request
-/// size (the default 128 KiB caps sequential reads at a fraction of what
-/// the ciphers can do). Best effort: needs root.
-fn raise_readahead(mountpoint: &Path) {
-    let Some(dev) = mount_device(mountpoint) else {
-        return;
-    };
-    let kb = crate::fuse::MAX_WRITE / 1024;
-    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    match std::fs::write(&knob, kb.to_string()) {
-        Ok(()) => tracing::info!(read_ahead_kb = kb, "raised readahead"),
-        Err(e) => tracing::info!("readahead left at the default: {e}"),
-    }
+    path.canonicalize()
+        .is_ok_and(|canon| crate::platform::is_mountpoint(&canon))
 }
 
 /// Lets the daemon hold as many open files as the system allows it: every
@@ -67,8 +40,11 @@ fn raise_readahead(mountpoint: &Path) {
 fn raise_open_file_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut l = getrlimit(Resource::Nofile);
-    if l.current < l.maximum {
-        l.current = l.maximum;
+    let Some(want) = crate::platform::open_files_ceiling(l.maximum) else {
+        return;
+    };
+    if l.current.is_some_and(|c| c < want) {
+        l.current = Some(want);
         if let Err(e) = setrlimit(Resource::Nofile, l) {
             tracing::info!("open-file limit left as it was: {e}");
         }
@@ -81,7 +57,7 @@ fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("mountpoint {} does not exist", m.display())
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        Err(e) if e.raw_os_error() == Some(crate::platform::errno::ENOTCONN) => {
             bail!(
                 "mountpoint {} is a dead mount (its daemon died): run `strata umount {}` first",
                 m.display(),
@@ -291,22 +267,6 @@ fn upgrade(
     Ok(())
 }
 
-/// The mount option that makes the mount's type `fuse.strata` in
-/// /proc/mounts, findmnt and `df -T`. fuser hands its own `Subtype` only to
-/// fusermount3; on the mount(2) path it takes as root it drops it, and the
-/// type showed as plain `fuse`. The kernel reads `subtype=` among the
-/// options of the FUSE filesystem itself, and fusermount3 accepts it too.
-#[cfg(target_os = "linux")]
-fn subtype() -> fuser::MountOption {
-    fuser::MountOption::CUSTOM("subtype=strata".into())
-}
-
-/// The mount option that names the filesystem type `strata`.
-#[cfg(not(target_os = "linux"))]
-fn subtype() -> fuser::MountOption {
-    fuser::MountOption::Subtype("strata".into())
-}
-
 /// How often the idle watcher looks at the mount: often enough to unmount
 /// within a small fraction of the idle time, at least once a second.
 fn idle_tick(idle: Duration) -> Duration {
@@ -344,30 +304,17 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
     }
 }
 
-/// Unmounts `m` unless something uses it: umount(2) without MNT_DETACH as
-/// root, `fusermount3 -u` (which is not lazy either) otherwise.
+/// Unmounts `m` unless something uses it: never lazily, never forced
+/// (umount(2) as root or `fusermount3 -u` on Linux, unmount(2) on macOS).
 fn unmount_if_unused(m: &Path) -> anyhow::Result<()> {
-    if rustix::process::geteuid().is_root() {
-        rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty())
-            .with_context(|| format!("unmounting {}", m.display()))?;
-        return Ok(());
-    }
-    let out = std::process::Command::new("fusermount3")
-        .arg("-u")
-        .arg(m)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context("running fusermount3")?;
-    if !out.success() {
-        bail!("fusermount3 -u {} failed", m.display());
-    }
-    Ok(())
+    crate::platform::unmount(m, crate::platform::Unmount::Plain)
+        .with_context(|| format!("unmounting {}", m.display()))
 }
 
 /// Runs `mount`.
 pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    // Options this system cannot honour are refused before anything else.
+    let serving = crate::platform::serving(a.threads).map_err(anyhow::Error::msg)?;
     // Before any key is in memory: the daemon never dumps core.
     crate::sys::no_core_dumps().context("turning core dumps off")?;
     check_mountpoint(&a.mountpoint)?;
@@ -499,13 +446,12 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             device,
         },
     ));
-    let mut options = vec![
-        fuser::MountOption::FSName(format!("strata:{}", store_path.display())),
-        subtype(),
+    let mut options = crate::platform::mount_options(&store_path);
+    options.extend([
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
-    ];
+    ]);
     if a.ro {
         options.push(fuser::MountOption::RO);
     }
@@ -522,14 +468,9 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     } else {
         fuser::SessionACL::Owner
     };
-    let threads = a.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2)
-    });
+    let threads = serving.threads;
     config.n_threads = Some(threads);
-    config.clone_fd = threads > 1;
+    config.clone_fd = serving.clone_fd;
 
     let activity = Arc::new(Activity::new());
     let session = fuser::Session::new(
@@ -549,7 +490,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
-    raise_readahead(&a.mountpoint);
+    crate::platform::tune_readahead(&a.mountpoint, crate::fuse::MAX_WRITE);
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
     let _control = match crate::control::Server::start(
@@ -663,52 +604,36 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
-    if !rustix::process::geteuid().is_root() {
-        let st = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(m)
-            .status()
-            .or_else(|_| {
-                std::process::Command::new("fusermount")
-                    .arg("-u")
-                    .arg(m)
-                    .status()
-            });
-        return match st {
-            Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
-            Ok(_) => bail!("cannot unmount {}", m.display()),
-            Err(e) => bail!(
-                "cannot unmount {}: fusermount3 is not available: {e}",
-                m.display()
-            ),
-        };
-    }
+    use crate::platform::{Unmount, UnmountError};
     // The kernel releases a just-closed file asynchronously; give it a
     // moment before calling the mount busy.
-    let mut result = rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty());
+    let mut result = crate::platform::unmount(m, Unmount::Plain);
     for _ in 0..100 {
-        if result != Err(rustix::io::Errno::BUSY) {
+        if !matches!(result, Err(UnmountError::Busy)) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        result = rustix::mount::unmount(m, rustix::mount::UnmountFlags::empty());
+        result = crate::platform::unmount(m, Unmount::Plain);
     }
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e == rustix::io::Errno::BUSY => bail!(
+        Err(UnmountError::Busy) => bail!(
             "{} is busy: close the files open under it and try again",
             m.display()
         ),
-        Err(e) if e == rustix::io::Errno::INVAL => bail!("{} is not mounted", m.display()),
-        Err(e) if e == rustix::io::Errno::NOENT => {
+        Err(UnmountError::NotMounted) => bail!("{} is not mounted", m.display()),
+        Err(UnmountError::NoSuchPath) => {
             bail!("mountpoint {} does not exist", m.display())
         }
-        Err(e) if e == rustix::io::Errno::NOTCONN => {
-            rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH)
+        Err(UnmountError::Dead) => {
+            crate::platform::unmount(m, Unmount::Dead)
                 .with_context(|| format!("unmounting the dead mount {}", m.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(e).with_context(|| format!("unmounting {}", m.display())),
+        Err(UnmountError::Helper(msg)) => bail!("cannot unmount {}: {msg}", m.display()),
+        Err(UnmountError::Other(e)) => {
+            Err(e).with_context(|| format!("unmounting {}", m.display()))
+        }
     }
 }
 

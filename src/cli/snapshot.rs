@@ -132,7 +132,7 @@ fn create(store: &Path, disk: &str, name: &str, vault: &VaultArgs) -> anyhow::Re
     // written before this command is in the snapshot, fsynced or not.
     if let Ok(st) = crate::control::status(store) {
         if let Ok(dir) = std::fs::File::open(&st.mountpoint) {
-            let _ = rustix::fs::syncfs(&dir);
+            let _ = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&dir));
         }
     }
     let reply = crate::control::request(

@@ -434,7 +434,7 @@ impl Watcher {
         // kernel's page cache: write them with the keys still here.
         match std::fs::File::open(&self.mountpoint) {
             Ok(f) => {
-                if let Err(e) = rustix::fs::syncfs(&f) {
+                if let Err(e) = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&f)) {
                     tracing::warn!("flushing the mount before a revocation failed: {e}");
                 }
             }

@@ -1,6 +1,8 @@
 //! Errors of one encrypted file, each with the errno the kernel is answered
 //! with. Messages name the backing file and block, never data or keys.
 
+use crate::platform::errno;
+
 /// Errors of one encrypted file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -72,14 +74,14 @@ impl FileError {
     /// The errno to answer the kernel with.
     pub fn errno(&self) -> i32 {
         match self {
-            FileError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            FileError::Io { source, .. } => source.raw_os_error().unwrap_or(errno::EIO),
             FileError::Header { .. }
             | FileError::WrongType { .. }
             | FileError::BlockTag { .. }
             | FileError::Zeroed { .. }
-            | FileError::Truncated { .. } => libc::EIO,
-            FileError::TooLarge(_) => libc::EFBIG,
-            FileError::ReadOnly(_) => libc::EROFS,
+            | FileError::Truncated { .. } => errno::EIO,
+            FileError::TooLarge(_) => errno::EFBIG,
+            FileError::ReadOnly(_) => errno::EROFS,
         }
     }
 }

@@ -551,7 +551,7 @@ impl EncFile {
             session,
         };
         self.store_header(st, size)?;
-        self.fd.sync_data().map_err(self.io_err())
+        crate::platform::sync_data(&self.fd).map_err(self.io_err())
     }
 
     /// Makes the blocks of a crashed session's window whole: a torn block
@@ -639,7 +639,7 @@ impl EncFile {
                 .cache
                 .invalidate_from(&self.key(&file_id), range.first);
         }
-        self.fd.sync_data().map_err(self.io_err())?;
+        crate::platform::sync_data(&self.fd).map_err(self.io_err())?;
         st.crashed = BlockRange::EMPTY;
         Ok(())
     }
@@ -658,28 +658,20 @@ impl EncFile {
         let size = st.size;
         self.header_mut(&mut st)?.window = WriteWindow::default();
         self.store_header(&mut st, size)?;
-        self.fd.sync_data().map_err(self.io_err())?;
+        crate::platform::sync_data(&self.fd).map_err(self.io_err())?;
         Ok(true)
     }
 
     /// Reserves backing space for `[from, to)` so that later writes there
-    /// cannot fail for lack of space.
+    /// cannot fail for lack of space (see [`crate::platform::preallocate`]
+    /// for what each system reserves). A backing filesystem that cannot
+    /// reserve is written and hoped for.
     fn reserve(&self, from: u64, to: u64) -> Result<(), FileError> {
-        if to <= from {
-            return Ok(());
-        }
-        match rustix::fs::fallocate(
-            &self.fd,
-            rustix::fs::FallocateFlags::KEEP_SIZE,
-            from,
-            to - from,
-        ) {
-            Ok(()) => Ok(()),
-            // Filesystems without fallocate: fall back to writing and hoping.
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
-            Err(e) => Err(FileError::Io {
+        match crate::platform::preallocate(&self.fd, from, to, true) {
+            Ok(_) => Ok(()),
+            Err(source) => Err(FileError::Io {
                 file: self.label.clone(),
-                source: e.into(),
+                source,
             }),
         }
     }
@@ -905,31 +897,26 @@ impl EncFile {
         if len == 0 {
             return Err(FileError::Io {
                 file: self.label.clone(),
-                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                source: std::io::Error::from_raw_os_error(crate::platform::errno::EINVAL),
             });
         }
         let mut st = self.write_state();
         self.ensure_header(&mut st)?;
         let from = BlockIndex::containing(offset).backing_offset();
         let to = backing_len(end);
-        let mode = if keep_size {
-            rustix::fs::FallocateFlags::KEEP_SIZE
-        } else {
-            rustix::fs::FallocateFlags::empty()
-        };
-        match rustix::fs::fallocate(&self.fd, mode, from, to - from) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+        match crate::platform::preallocate(&self.fd, from, to, keep_size) {
+            Ok(crate::platform::Allocated::Reserved) => {}
+            Ok(crate::platform::Allocated::Unsupported) => {
                 // No preallocation here: at least make the size right, so
                 // the call keeps its meaning (posix_fallocate then writes).
                 if !keep_size && to > self.fd.metadata().map_err(self.io_err())?.len() {
                     self.fd.set_len(to).map_err(self.io_err())?;
                 }
             }
-            Err(e) => {
+            Err(source) => {
                 return Err(FileError::Io {
                     file: self.label.clone(),
-                    source: e.into(),
+                    source,
                 })
             }
         }
@@ -964,9 +951,9 @@ impl EncFile {
     pub fn sync(&self, datasync: bool) -> Result<(), FileError> {
         let _st = self.read_state();
         if datasync {
-            self.fd.sync_data()
+            crate::platform::sync_data(&self.fd)
         } else {
-            self.fd.sync_all()
+            crate::platform::sync_all(&self.fd)
         }
         .map_err(self.io_err())
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 use super::*;
 use crate::crypto::Key64;
 use crate::layers::{DiskKeys, Layer};
+use crate::platform::errno;
 
 fn pipeline() -> Arc<Pipeline> {
     let mut k = DiskKeys::default();
@@ -383,15 +384,15 @@ fn sizes_past_the_limit_are_efbig() {
     let f = open(dir.path(), &pipeline());
     assert_eq!(
         f.truncate(MAX_SIZE + 1).map_err(|e| e.errno()),
-        Err(libc::EFBIG)
+        Err(errno::EFBIG)
     );
     assert_eq!(
         f.write(MAX_SIZE, b"x").map_err(|e| e.errno()),
-        Err(libc::EFBIG)
+        Err(errno::EFBIG)
     );
     assert_eq!(
         f.allocate(MAX_SIZE, 1, false).map_err(|e| e.errno()),
-        Err(libc::EFBIG)
+        Err(errno::EFBIG)
     );
     assert_eq!(f.size(), 0);
 }

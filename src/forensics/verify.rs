@@ -44,6 +44,7 @@ use crate::format::{
     BlockIndex, BlockRange, FileType, Header, BLOCK_SIZE, HEADER_LEN, STORED_BLOCK,
 };
 use crate::names::{self, BackingName};
+use crate::platform::errno;
 use crate::store::config::HEADERS_AT_CREATE;
 use crate::store::{Config, DiskKind};
 use crate::vault::Vault;
@@ -852,7 +853,7 @@ fn repair(disks: &[Disk<'_>], issues: &[Issue]) -> Result<Vec<String>, Forensics
 /// The open parent directory of the entry `rel` of disk `d`, and its name.
 fn parent_of<'r>(d: &Disk<'_>, rel: &'r [OsString]) -> std::io::Result<(Dir, &'r OsStr)> {
     let Some((name, dirs)) = rel.split_last() else {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        return Err(std::io::Error::from_raw_os_error(errno::EINVAL));
     };
     let root = Dir::open(&d.root)?;
     Ok((walk::open_rel(&root, dirs)?, name.as_os_str()))

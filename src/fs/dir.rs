@@ -17,6 +17,7 @@ use super::{
 use crate::backing::Dir;
 use crate::file::{EncFile, OpenSpec};
 use crate::names;
+use crate::platform::{errno, oflags};
 use crate::platform::{mode as fmode, Rename};
 
 /// One entry of a directory listing.
@@ -447,7 +448,7 @@ impl Fs {
         match dir.chown_at(name, Some(uid), Some(gid)) {
             Ok(()) => Ok(()),
             // An unprivileged daemon can only own what it creates itself.
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(errno::EPERM) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -485,7 +486,7 @@ impl Fs {
         }
         c.write_sidecar()?;
         if let Err(e) = c.dir.mkdir(c.entry(), 0o700) {
-            if e.raw_os_error() != Some(libc::EEXIST) {
+            if e.raw_os_error() != Some(errno::EEXIST) {
                 c.remove_sidecar();
             }
             return Err(e.into());
@@ -544,8 +545,13 @@ impl Fs {
         self.writable_at(parent)?;
         let kind = mode & fmode::S_IFMT;
         if kind == fmode::S_IFREG || kind == 0 {
-            let (attr, fh) =
-                self.create(parent, name, mode, libc::O_WRONLY | libc::O_EXCL, caller)?;
+            let (attr, fh) = self.create(
+                parent,
+                name,
+                mode,
+                oflags::O_WRONLY | oflags::O_EXCL,
+                caller,
+            )?;
             self.release(fh)?;
             return Ok(attr);
         }
@@ -561,7 +567,7 @@ impl Fs {
         let owner = self.owner_of_new(&c.dir, caller)?;
         c.write_sidecar()?;
         if let Err(e) = c.dir.mknod(c.entry(), ft, 0o600, u64::from(rdev)) {
-            if e.raw_os_error() != Some(libc::EEXIST) {
+            if e.raw_os_error() != Some(errno::EEXIST) {
                 c.remove_sidecar();
             }
             return Err(e.into());
@@ -588,10 +594,10 @@ impl Fs {
         self.writable_at(parent)?;
         let target = target.as_os_str().as_bytes();
         if target.is_empty() {
-            return Err(Errno(libc::ENOENT));
+            return Err(Errno(errno::ENOENT));
         }
-        if target.len() >= libc::PATH_MAX as usize {
-            return Err(Errno(libc::ENAMETOOLONG));
+        if target.len() >= crate::platform::PATH_MAX {
+            return Err(Errno(errno::ENAMETOOLONG));
         }
         let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
@@ -603,7 +609,7 @@ impl Fs {
         let fd = match c.dir.create_file(c.entry(), 0o600 | SYMLINK_MARK) {
             Ok(fd) => fd,
             Err(e) => {
-                if e.raw_os_error() != Some(libc::EEXIST) {
+                if e.raw_os_error() != Some(errno::EEXIST) {
                     c.remove_sidecar();
                 }
                 return Err(e.into());
@@ -718,7 +724,8 @@ impl Fs {
         Ok(())
     }
 
-    /// Renames, with RENAME_NOREPLACE and RENAME_EXCHANGE.
+    /// Renames, with no-replace and exchange (RENAME_NOREPLACE and
+    /// RENAME_EXCHANGE on Linux, RENAME_EXCL and RENAME_SWAP on macOS).
     pub fn rename(
         &self,
         parent: u64,
@@ -729,22 +736,17 @@ impl Fs {
     ) -> FsResult<()> {
         self.writable_at(parent)?;
         self.writable_at(newparent)?;
-        let how = match flags {
-            0 => Rename::Replace,
-            f if f == libc::RENAME_NOREPLACE => Rename::NoReplace,
-            f if f == libc::RENAME_EXCHANGE => Rename::Exchange,
-            _ => return Err(Errno::EINVAL),
-        };
+        let how = Rename::from_fuse_flags(flags).map_err(Errno)?;
         let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
         if from.disk != to.disk {
-            return Err(Errno(libc::EXDEV));
+            return Err(Errno(errno::EXDEV));
         }
         let src = from.dir.stat_at(from.entry())?;
         let dst = match to.dir.stat_at(to.entry()) {
             Ok(st) => Some(st),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) if e.raw_os_error() == Some(errno::ENOENT) => None,
             Err(e) => return Err(e.into()),
         };
         if from.parent == to.parent && from.entry() == to.entry() {
@@ -830,7 +832,7 @@ impl Fs {
         let label = self.label_at(to.disk, to.parent, to.entry());
         let mut writable = self.disk_writable(to.disk);
         let fd = match to.dir.open_file(to.entry(), writable) {
-            Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
+            Err(e) if writable && e.raw_os_error() == Some(errno::EACCES) => {
                 writable = false;
                 to.dir.open_file(to.entry(), false)
             }
@@ -868,11 +870,11 @@ impl Fs {
         let src_dir = self.dir_fd(src.parent)?;
         let to = self.child(newparent, newname)?;
         if to.disk != disk {
-            return Err(Errno(libc::EXDEV));
+            return Err(Errno(errno::EXDEV));
         }
         to.write_sidecar()?;
         if let Err(e) = src_dir.link(&src.name, &to.dir, to.entry()) {
-            if e.raw_os_error() != Some(libc::EEXIST) {
+            if e.raw_os_error() != Some(errno::EEXIST) {
                 to.remove_sidecar();
             }
             return Err(e.into());

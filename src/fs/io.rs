@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::resolve::fuse_ino;
 use super::{Attr, Caller, DirEntry, Errno, Fs, FsResult, Kind};
 use crate::file::{EncFile, OpenSpec};
+use crate::platform::{errno, oflags};
 
 /// What a file handle refers to.
 pub(super) enum Handle {
@@ -101,7 +102,7 @@ impl Fs {
 
     /// Opens a regular file.
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let write = flags & oflags::O_ACCMODE != oflags::O_RDONLY;
         if write {
             self.writable_at(ino)?;
         }
@@ -118,9 +119,9 @@ impl Fs {
         self.disk(disk)?.check()?;
         let file = self.file_of(ino)?;
         if write && !file.writable() {
-            return Err(Errno(libc::EACCES));
+            return Err(Errno(errno::EACCES));
         }
-        if flags & libc::O_TRUNC != 0 && write {
+        if flags & oflags::O_TRUNC != 0 && write {
             file.truncate(0)?;
         }
         self.attach(ino, disk, file, write)
@@ -143,8 +144,8 @@ impl Fs {
         c.write_sidecar()?;
         let fd = match c.dir.create_file(c.entry(), 0o600) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                if flags & libc::O_EXCL != 0 {
+            Err(e) if e.raw_os_error() == Some(errno::EEXIST) => {
+                if flags & oflags::O_EXCL != 0 {
                     return Err(Errno::EEXIST);
                 }
                 drop(ns);
@@ -243,17 +244,15 @@ impl Fs {
         Ok(n)
     }
 
-    /// Allocates space (fallocate modes 0 and FALLOC_FL_KEEP_SIZE).
+    /// Allocates space (fallocate modes 0 and, on Linux,
+    /// FALLOC_FL_KEEP_SIZE).
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
         let (f, write) = self.served_file(fh)?;
         if !write {
             return Err(Errno::EBADF);
         }
-        let keep_size = match mode {
-            0 => false,
-            m if m == libc::FALLOC_FL_KEEP_SIZE => true,
-            _ => return Err(Errno(libc::EOPNOTSUPP)),
-        };
+        let keep_size =
+            crate::platform::fallocate_keeps_size(mode).ok_or(Errno(errno::EOPNOTSUPP))?;
         Ok(f.allocate(offset, len, keep_size)?)
     }
 
@@ -280,7 +279,7 @@ impl Fs {
             .checked_add(len)
             .is_none_or(|end| end > crate::file::MAX_SIZE)
         {
-            return Err(Errno(libc::EFBIG));
+            return Err(Errno(errno::EFBIG));
         }
         let mut done = 0u64;
         while done < len {

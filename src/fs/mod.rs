@@ -24,6 +24,7 @@ mod nodes;
 mod resolve;
 pub mod xattr;
 
+use crate::platform::errno;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,27 +49,27 @@ pub struct Errno(pub i32);
 
 impl Errno {
     /// EIO.
-    pub const EIO: Errno = Errno(libc::EIO);
+    pub const EIO: Errno = Errno(errno::EIO);
     /// ENOENT.
-    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const ENOENT: Errno = Errno(errno::ENOENT);
     /// EPERM.
-    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const EPERM: Errno = Errno(errno::EPERM);
     /// EROFS.
-    pub const EROFS: Errno = Errno(libc::EROFS);
+    pub const EROFS: Errno = Errno(errno::EROFS);
     /// EBADF.
-    pub const EBADF: Errno = Errno(libc::EBADF);
+    pub const EBADF: Errno = Errno(errno::EBADF);
     /// EINVAL.
-    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const EINVAL: Errno = Errno(errno::EINVAL);
     /// ENOTEMPTY.
-    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
+    pub const ENOTEMPTY: Errno = Errno(errno::ENOTEMPTY);
     /// EEXIST.
-    pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const EEXIST: Errno = Errno(errno::EEXIST);
     /// ENOTSUP.
-    pub const ENOTSUP: Errno = Errno(libc::ENOTSUP);
+    pub const ENOTSUP: Errno = Errno(errno::ENOTSUP);
     /// ENOTDIR.
-    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
+    pub const ENOTDIR: Errno = Errno(errno::ENOTDIR);
     /// EISDIR.
-    pub const EISDIR: Errno = Errno(libc::EISDIR);
+    pub const EISDIR: Errno = Errno(errno::EISDIR);
     /// The answer for a disk whose key is revoked: EKEYREVOKED on Linux,
     /// EACCES where that does not exist.
     pub const REVOKED: Errno = Errno(crate::platform::ERRNO_REVOKED);
@@ -76,7 +77,7 @@ impl Errno {
 
 impl From<std::io::Error> for Errno {
     fn from(e: std::io::Error) -> Self {
-        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+        Errno(e.raw_os_error().unwrap_or(errno::EIO))
     }
 }
 
@@ -88,7 +89,7 @@ impl From<rustix::io::Errno> for Errno {
 
 impl From<FileError> for Errno {
     fn from(e: FileError) -> Self {
-        if e.errno() == libc::EIO {
+        if e.errno() == errno::EIO {
             tracing::error!("{e}");
         }
         Errno(e.errno())
@@ -97,7 +98,7 @@ impl From<FileError> for Errno {
 
 impl From<NameError> for Errno {
     fn from(e: NameError) -> Self {
-        if e.errno() == libc::EIO {
+        if e.errno() == errno::EIO {
             tracing::error!("{e}");
         }
         Errno(e.errno())

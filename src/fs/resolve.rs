@@ -16,6 +16,7 @@ use crate::backing::{Dir, DirIdSource};
 use crate::file::{EncFile, OpenSpec, Stored, SIZE_UNKNOWN};
 use crate::format::FileType;
 use crate::names::NameCodec;
+use crate::platform::errno;
 
 /// Deepest chain of directories walked (a PATH_MAX-long path has at most
 /// 2048 components; this only stops a damaged table from looping).
@@ -58,7 +59,7 @@ impl Fs {
                     break (Start::Cached(d), chain);
                 }
                 if chain.len() > MAX_DEPTH {
-                    return Err(Errno(libc::ELOOP));
+                    return Err(Errno(errno::ELOOP));
                 }
                 cur = l.parent;
             }
@@ -295,7 +296,7 @@ impl Fs {
                 let dir = dir?;
                 let mut writable = self.disk_writable(disk);
                 let fd = match dir.open_file(&name, writable) {
-                    Err(e) if writable && e.raw_os_error() == Some(libc::EACCES) => {
+                    Err(e) if writable && e.raw_os_error() == Some(errno::EACCES) => {
                         // A daemon without root cannot write a file its mode
                         // makes read-only: serve it read-only.
                         writable = false;

@@ -1,11 +1,15 @@
 //! Extended attributes in the `user.` namespace, stored on the backing
 //! object with encrypted names and values bound to the owner's id (a file's
-//! id, a directory's id).
+//! id, a directory's id). Which names a caller may use and how they map to
+//! the stored `user.` names (macOS names have no namespace) is
+//! [`crate::platform::xattr`]'s to say.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use super::{Errno, Fs, FsResult, Kind};
+use crate::platform::errno;
+use crate::platform::xattr as names;
 
 const USER: &str = "user.";
 /// Backing-name prefix of an xattr whose encrypted name would not fit the
@@ -65,7 +69,7 @@ pub fn seal_value(
     let mut stored = Vec::new();
     if long {
         let sealed = codec.encrypt_xattr_value(id, LONG_NAME_AD, name.as_bytes());
-        let len = u16::try_from(sealed.len()).map_err(|_| Errno(libc::ERANGE))?;
+        let len = u16::try_from(sealed.len()).map_err(|_| Errno(errno::ERANGE))?;
         stored.extend_from_slice(&len.to_le_bytes());
         stored.extend_from_slice(&sealed);
     }
@@ -82,7 +86,7 @@ pub fn open_stored(
     backing: &str,
     stored: &[u8],
 ) -> FsResult<(String, Vec<u8>)> {
-    if backing.starts_with(LONG) {
+    if codec.is_encrypted() && backing.starts_with(LONG) {
         let (sealed, value) = split_long(stored)?;
         let raw = codec.decrypt_xattr_value(id, LONG_NAME_AD, sealed)?;
         let name = String::from_utf8(raw).map_err(|_| Errno::EIO)?;
@@ -134,7 +138,8 @@ impl Fs {
                 };
                 Ok(Some((disk, id, XTarget::File(f))))
             }
-            // Linux allows user xattrs only on files and directories.
+            // Linux allows user xattrs only on files and directories; strata
+            // keeps to that on every system.
             _ => match access {
                 Access::Read => Ok(None),
                 Access::Write => Err(Errno::EPERM),
@@ -148,33 +153,39 @@ impl Fs {
         backing_name(&pipeline, &codec, id, name)
     }
 
-    fn user_name(name: &OsStr) -> FsResult<&str> {
-        let s = std::str::from_utf8(name.as_bytes()).map_err(|_| Errno::ENOTSUP)?;
-        if s.starts_with(USER) && s.len() > USER.len() {
-            Ok(s)
-        } else {
-            Err(Errno::ENOTSUP)
-        }
-    }
-
-    /// Sets an xattr (`flags`: XATTR_CREATE / XATTR_REPLACE).
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+    /// Sets an xattr: `flags` and `position` as the system's setxattr
+    /// gives them (XATTR_CREATE / XATTR_REPLACE; a position only macOS has).
+    pub fn setxattr(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+    ) -> FsResult<()> {
         self.writable_at(ino)?;
-        let name = Self::user_name(name)?;
+        let name = names::stored_name(name.as_bytes()).map_err(Errno)?;
+        let name = name.as_str();
+        let mode = names::set_mode(flags, position).map_err(Errno)?;
         let (disk, id, target) = self.xattr_owner(ino, Access::Write)?.ok_or(Errno::EPERM)?;
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
         let stored = seal_value(&codec, &id, name, st.long, value)?;
-        let f = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
-        rustix::fs::fsetxattr(target.fd(), st.backing.as_str(), &stored, f)?;
+        rustix::fs::fsetxattr(
+            target.fd(),
+            st.backing.as_str(),
+            &stored,
+            mode.backing_flags(),
+        )?;
         Ok(())
     }
 
     /// Gets an xattr's value.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
-        let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
+        let name = names::stored_name(name.as_bytes()).map_err(|_| Errno(errno::ENOATTR))?;
+        let name = name.as_str();
         let Some((disk, id, target)) = self.xattr_owner(ino, Access::Read)? else {
-            return Err(Errno(libc::ENODATA));
+            return Err(Errno(errno::ENOATTR));
         };
         let (_, codec) = self.disk(disk)?.check()?;
         let st = self.xattr_backing(disk, &id, name)?;
@@ -202,25 +213,31 @@ impl Fs {
             if !b.starts_with(USER) {
                 continue;
             }
-            if b.starts_with(LONG) {
+            // Only encrypted names have a long form: a plaintext name may
+            // begin with `~L` itself.
+            let stored = if codec.is_encrypted() && b.starts_with(LONG) {
                 match self.long_xattr_name(disk, &id, &target, b) {
-                    Ok(n) => {
-                        out.extend_from_slice(n.as_bytes());
-                        out.push(0);
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(
+                            "skipping a long xattr whose name does not decrypt: errno {}",
+                            e.0
+                        );
+                        continue;
                     }
-                    Err(e) => tracing::error!(
-                        "skipping a long xattr whose name does not decrypt: errno {}",
-                        e.0
-                    ),
                 }
-                continue;
-            }
-            match codec.decrypt_xattr_name(&id, b) {
-                Ok(n) => {
-                    out.extend_from_slice(n.as_bytes());
-                    out.push(0);
+            } else {
+                match codec.decrypt_xattr_name(&id, b) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!("skipping an xattr whose name does not decrypt: {e}");
+                        continue;
+                    }
                 }
-                Err(e) => tracing::error!("skipping an xattr whose name does not decrypt: {e}"),
+            };
+            if let Some(n) = names::visible_name(&stored) {
+                out.extend_from_slice(n.as_bytes());
+                out.push(0);
             }
         }
         Ok(out)
@@ -229,9 +246,10 @@ impl Fs {
     /// Removes an xattr.
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
         self.writable_at(ino)?;
-        let name = Self::user_name(name).map_err(|_| Errno(libc::ENODATA))?;
+        let name = names::stored_name(name.as_bytes()).map_err(|_| Errno(errno::ENOATTR))?;
+        let name = name.as_str();
         let Some((disk, id, target)) = self.xattr_owner(ino, Access::Read)? else {
-            return Err(Errno(libc::ENODATA));
+            return Err(Errno(errno::ENOATTR));
         };
         let st = self.xattr_backing(disk, &id, name)?;
         rustix::fs::fremovexattr(target.fd(), st.backing.as_str())?;

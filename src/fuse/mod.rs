@@ -175,9 +175,15 @@ impl Filesystem for StrataFuse {
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
-        _flags: Option<BsdFileFlags>,
+        flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // BSD file flags (chflags(2), macOS only) are not stored: setting
+        // any is refused rather than dropped, so that nobody believes a
+        // file immutable or hidden when it is not. Clearing them is a no-op.
+        if flags.is_some_and(|f| !f.is_empty()) {
+            return reply.error(FErrno::from_i32(crate::platform::errno::ENOTSUP));
+        }
         let _gate = self.fs.change_gate(ino.0);
         let s = SetAttr {
             mode,
@@ -545,7 +551,7 @@ impl Filesystem for StrataFuse {
         name: &OsStr,
         value: &[u8],
         flags: i32,
-        _position: u32,
+        position: u32,
         reply: ReplyEmpty,
     ) {
         let _gate = self.fs.change_gate(ino.0);
@@ -553,7 +559,7 @@ impl Filesystem for StrataFuse {
             self,
             "setxattr",
             ino.0,
-            self.fs.setxattr(ino.0, name, value, flags),
+            self.fs.setxattr(ino.0, name, value, flags, position),
             |()| reply.ok(),
             reply
         )
@@ -677,7 +683,7 @@ fn xattr_reply(reply: ReplyXattr, size: u32, v: &[u8]) {
     if size == 0 {
         reply.size(len);
     } else if len > size {
-        reply.error(FErrno::from_i32(libc::ERANGE));
+        reply.error(FErrno::from_i32(crate::platform::errno::ERANGE));
     } else {
         reply.data(v);
     }

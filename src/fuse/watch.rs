@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::fs::Errno;
+use crate::platform::errno;
 
 /// Least time between two log lines for the same disk and errno.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -81,15 +82,16 @@ impl Activity {
 /// line; `None` for the ones that are an answer, not a problem.
 fn meaning(e: Errno) -> Option<&'static str> {
     match e.0 {
-        libc::EIO => Some(
+        errno::EIO => Some(
             "I/O error: a block or header failed its check or could not be read (the backing file and block are named in the line before)",
         ),
-        libc::ENOSPC => Some("the backing store is full"),
-        libc::EDQUOT => Some("the backing store's disk quota is exhausted"),
-        // Elsewhere a revoked disk answers EACCES, which is also an ordinary
-        // permission answer: only Linux's own errno is reported.
-        #[cfg(target_os = "linux")]
-        libc::EKEYREVOKED => Some("the disk's key is revoked or disabled"),
+        errno::ENOSPC => Some("the backing store is full"),
+        errno::EDQUOT => Some("the backing store's disk quota is exhausted"),
+        // On macOS a revoked disk answers EACCES, which is also an ordinary
+        // permission answer: only a system's own revoked errno is reported.
+        e if e == errno::REVOKED && errno::REVOKED_IS_DISTINCT => {
+            Some("the disk's key is revoked or disabled")
+        }
         _ => None,
     }
 }
@@ -148,7 +150,7 @@ impl Failures {
         let Some(left_out) = self.due((disk.clone(), e.0), Instant::now()) else {
             return;
         };
-        if e.0 == libc::EIO {
+        if e.0 == errno::EIO {
             tracing::error!(disk = %disk, errno = e.0, op, ino, left_out, "{what}");
         } else {
             tracing::warn!(disk = %disk, errno = e.0, op, ino, left_out, "{what}");
@@ -184,26 +186,32 @@ mod tests {
     fn repeated_failures_are_counted_not_repeated() {
         let f = Failures::default();
         let t0 = Instant::now();
-        let key = || ("data".to_string(), libc::ENOSPC);
+        let key = || ("data".to_string(), errno::ENOSPC);
         assert_eq!(f.due(key(), t0), Some(0));
         assert_eq!(f.due(key(), t0 + Duration::from_secs(1)), None);
         assert_eq!(f.due(key(), t0 + Duration::from_secs(2)), None);
-        assert_eq!(f.due(("os".into(), libc::ENOSPC), t0), Some(0));
+        assert_eq!(f.due(("os".into(), errno::ENOSPC), t0), Some(0));
         assert_eq!(f.due(key(), t0 + REPORT_EVERY), Some(2));
     }
 
     #[test]
     fn ordinary_answers_are_not_failures() {
         for e in [
-            libc::ENOENT,
-            libc::EEXIST,
-            libc::EACCES,
-            libc::EROFS,
-            libc::ENOTEMPTY,
+            errno::ENOENT,
+            errno::EEXIST,
+            errno::EACCES,
+            errno::EROFS,
+            errno::ENOTEMPTY,
         ] {
             assert!(meaning(Errno(e)).is_none(), "{e}");
         }
-        for e in [libc::EIO, libc::ENOSPC, libc::EDQUOT, libc::EKEYREVOKED] {
+        let mut failures = vec![errno::EIO, errno::ENOSPC, errno::EDQUOT];
+        // On Linux a revoked key has its own errno (on macOS it is EACCES,
+        // an ordinary answer).
+        if errno::REVOKED_IS_DISTINCT {
+            failures.push(errno::REVOKED);
+        }
+        for e in failures {
             assert!(meaning(Errno(e)).is_some(), "{e}");
         }
     }

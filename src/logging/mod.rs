@@ -1,6 +1,7 @@
 //! Where logs go: stderr, a file, or — for a daemon — the systemd journal
-//! when journald runs (native protocol, with structured fields), else
-//! syslog (`/dev/log`). What a log line may carry is the same everywhere:
+//! when journald runs (Linux; native protocol, with structured fields),
+//! else syslog (`/dev/log` on Linux; on macOS syslogd's `/var/run/syslog`,
+//! from which the lines reach the unified log). What a log line may carry is the same everywhere:
 //! the store and backing-file paths (ciphertext names only), disk names,
 //! inode numbers, errnos and counts; never a plaintext name, file contents
 //! or a key.
@@ -18,8 +19,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// The journald socket of the native protocol.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
-/// The syslog socket.
-pub const SYSLOG_SOCKET: &str = "/dev/log";
+/// The syslog socket of this system.
+pub const SYSLOG_SOCKET: &str = crate::platform::SYSLOG_SOCKET;
 /// Identifier of every entry in the journal or syslog.
 pub const IDENTIFIER: &str = "strata";
 
@@ -30,7 +31,7 @@ pub enum Sink<'a> {
     Stderr,
     /// Append to a file.
     File(&'a Path),
-    /// A daemon without a terminal: the journal, else syslog.
+    /// A daemon without a terminal: the journal (Linux), else syslog.
     System {
         /// The store served (a field of every entry).
         store: &'a Path,
@@ -103,7 +104,10 @@ pub fn init(default_level: &str, sink: Sink<'_>) -> std::io::Result<Chosen> {
                 ("STORE", store.display().to_string()),
                 ("MOUNTPOINT", mountpoint.display().to_string()),
             ];
-            if let Some(journal) = journal_layer(&fields) {
+            if let Some(journal) = crate::platform::HAS_JOURNAL
+                .then(|| journal_layer(&fields))
+                .flatten()
+            {
                 let _ = registry.with(journal).try_init();
                 return Ok(Chosen::Journal);
             }

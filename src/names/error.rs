@@ -5,6 +5,8 @@
 //! its length or by what is wrong with it, a corrupt backing entry by its
 //! backing (encrypted) name.
 
+use crate::platform::errno;
+
 /// Why a name or extended attribute could not be encrypted or decrypted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -47,10 +49,10 @@ impl NameError {
     /// The errno to answer the kernel with.
     pub fn errno(&self) -> i32 {
         match self {
-            NameError::Invalid { .. } => libc::EINVAL,
-            NameError::TooLong { .. } => libc::ENAMETOOLONG,
-            NameError::XattrNameTooLong { .. } => libc::ERANGE,
-            NameError::Corrupt { .. } => libc::EIO,
+            NameError::Invalid { .. } => errno::EINVAL,
+            NameError::TooLong { .. } => errno::ENAMETOOLONG,
+            NameError::XattrNameTooLong { .. } => errno::ERANGE,
+            NameError::Corrupt { .. } => errno::EIO,
         }
     }
 
@@ -79,16 +81,16 @@ mod tests {
 
     #[test]
     fn errno_per_kind() {
-        assert_eq!(NameError::invalid("x").errno(), libc::EINVAL);
+        assert_eq!(NameError::invalid("x").errno(), errno::EINVAL);
         assert_eq!(
             NameError::TooLong { len: 256, max: 255 }.errno(),
-            libc::ENAMETOOLONG
+            errno::ENAMETOOLONG
         );
         assert_eq!(
             NameError::XattrNameTooLong { len: 200, max: 159 }.errno(),
-            libc::ERANGE
+            errno::ERANGE
         );
-        assert_eq!(NameError::corrupt_name(b"abc").errno(), libc::EIO);
+        assert_eq!(NameError::corrupt_name(b"abc").errno(), errno::EIO);
     }
 
     #[test]

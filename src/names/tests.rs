@@ -12,6 +12,7 @@ use base64::Engine as _;
 
 use super::*;
 use crate::crypto::Key64;
+use crate::platform::errno;
 
 /// Deterministic test randomness (SplitMix64), so failures reproduce.
 struct Rng(u64);
@@ -229,13 +230,13 @@ fn invalid_names_are_refused_with_the_right_kind() {
     for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"nul\0here"] {
         let err = c.encrypt(&DIR_A, OsStr::from_bytes(bad)).expect_err("bad");
         assert!(matches!(err, NameError::Invalid { .. }), "{bad:?}");
-        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(err.errno(), errno::EINVAL);
     }
     let err = c
         .encrypt(&DIR_A, &OsString::from("x".repeat(256)))
         .expect_err("too long");
     assert_eq!(err, NameError::TooLong { len: 256, max: 255 });
-    assert_eq!(err.errno(), libc::ENAMETOOLONG);
+    assert_eq!(err.errno(), errno::ENAMETOOLONG);
     // Dot names are fine for users of an encrypted disk: they never reach
     // the backing directory as such.
     let backing = c.encrypt(&DIR_A, OsStr::new(".dirid")).expect("encrypt");
@@ -263,7 +264,7 @@ fn tampered_names_are_corrupt_never_a_panic() {
                     .decrypt(&DIR_A, OsStr::from_bytes(&t))
                     .expect_err("tampered");
                 assert!(matches!(err, NameError::Corrupt { .. }));
-                assert_eq!(err.errno(), libc::EIO);
+                assert_eq!(err.errno(), errno::EIO);
                 if name.len() > 3 {
                     assert!(!err.to_string().contains(name));
                 }
@@ -401,7 +402,7 @@ fn xattr_names_round_trip_and_are_deterministic() {
     let err = c
         .encrypt_xattr_name(&owner, &"n".repeat(XATTR_NAME_MAX + 1))
         .expect_err("too long");
-    assert_eq!(err.errno(), libc::ERANGE);
+    assert_eq!(err.errno(), errno::ERANGE);
     assert!(matches!(
         c.encrypt_xattr_name(&owner, ""),
         Err(NameError::Invalid { .. })
@@ -439,7 +440,7 @@ fn xattr_values_round_trip_and_are_bound_to_owner_and_name() {
         let err = c
             .decrypt_xattr_value(&owner, "user.a", &t)
             .expect_err("tampered");
-        assert_eq!(err.errno(), libc::EIO);
+        assert_eq!(err.errno(), errno::EIO);
     }
     assert!(c.decrypt_xattr_value(&owner, "user.a", &[0u8; 5]).is_err());
 }

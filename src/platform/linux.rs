@@ -1,14 +1,32 @@
-//! Linux: renameat2, mknodat, chmod of special files through an
-//! `O_PATH` descriptor, and syncfs.
+//! Linux: renameat2, mknodat, chmod of special files through an `O_PATH`
+//! descriptor, fallocate, FICLONE, SO_PEERCRED, /proc/self/mountinfo,
+//! umount2 or fusermount3, the bdi readahead knob, the journal, and the
+//! dumpable mark. Everything through rustix: no unsafe code here.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{self as rfs, FallocateFlags, FileType, Mode, OFlags, RenameFlags};
 
-use super::Rename;
+use super::{Allocated, MountEntry, Rename, Serving, Unmount, UnmountError};
 
+pub const SYSTEM: &str = "Linux";
+pub const ENOATTR: i32 = libc::ENODATA;
 pub const ERRNO_REVOKED: i32 = libc::EKEYREVOKED;
+pub const REVOKED_IS_DISTINCT: bool = true;
+pub const HAS_JOURNAL: bool = true;
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+pub fn rename_from_flags(flags: u32) -> Result<Rename, i32> {
+    match flags {
+        0 => Ok(Rename::Replace),
+        f if f == libc::RENAME_NOREPLACE => Ok(Rename::NoReplace),
+        f if f == libc::RENAME_EXCHANGE => Ok(Rename::Exchange),
+        _ => Err(libc::EINVAL),
+    }
+}
 
 pub fn renameat(
     from_dir: BorrowedFd<'_>,
@@ -41,6 +59,10 @@ pub fn mknodat(
     )?)
 }
 
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    rfs::makedev(major, minor)
+}
+
 /// fchmodat() cannot refuse symlinks on Linux (no AT_SYMLINK_NOFOLLOW
 /// before fchmodat2), and a FIFO or device cannot be opened to fchmod it
 /// without side effects. An `O_PATH` descriptor opens nothing; after
@@ -61,6 +83,275 @@ pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::
     Ok(rfs::chmod(link.as_str(), Mode::from_raw_mode(mode))?)
 }
 
-pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
-    Ok(rustix::fs::syncfs(dir)?)
+pub fn sync_data(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    Ok(rfs::fdatasync(fd)?)
 }
+
+pub fn sync_all(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    Ok(rfs::fsync(fd)?)
+}
+
+pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    Ok(rfs::syncfs(dir)?)
+}
+
+pub fn preallocate(
+    fd: BorrowedFd<'_>,
+    from: u64,
+    to: u64,
+    keep_size: bool,
+) -> std::io::Result<Allocated> {
+    let mode = if keep_size {
+        FallocateFlags::KEEP_SIZE
+    } else {
+        FallocateFlags::empty()
+    };
+    match rfs::fallocate(fd, mode, from, to - from) {
+        Ok(()) => Ok(Allocated::Reserved),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+            Ok(Allocated::Unsupported)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn fallocate_keeps_size(mode: i32) -> Option<bool> {
+    match mode {
+        0 => Some(false),
+        m if m == libc::FALLOC_FL_KEEP_SIZE => Some(true),
+        _ => None,
+    }
+}
+
+/// A new file, then FICLONE (btrfs, XFS, bcachefs… share the extents),
+/// else a byte copy (std uses copy_file_range, itself a reflink or an
+/// in-kernel copy where it can).
+pub fn copy_file(
+    src: &mut File,
+    dst_dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> std::io::Result<(File, bool)> {
+    let fd = rfs::openat(
+        dst_dir,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut dst = File::from(fd);
+    if rfs::ioctl_ficlone(&dst, &*src).is_ok() {
+        return Ok((dst, true));
+    }
+    std::io::copy(src, &mut dst)?;
+    Ok((dst, false))
+}
+
+pub fn copy_file_range(
+    src: BorrowedFd<'_>,
+    off_in: &mut u64,
+    dst: BorrowedFd<'_>,
+    off_out: &mut u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    Ok(rfs::copy_file_range(
+        src,
+        Some(off_in),
+        dst,
+        Some(off_out),
+        len,
+    )?)
+}
+
+pub fn peer_uid(sock: BorrowedFd<'_>) -> std::io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(sock)?.uid.as_raw())
+}
+
+/// Undoes the octal escapes (`\040` for a space…) of /proc/self/mountinfo.
+pub fn unescape_mountinfo(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One mountinfo line: (mount point, major:minor, source, fstype).
+fn parse_mountinfo_line(l: &str) -> Option<(PathBuf, &str, String, &str)> {
+    let (head, tail) = l.split_once(" - ")?;
+    let mut h = head.split(' ');
+    let dev = h.nth(2)?;
+    let point = unescape_mountinfo(h.nth(1)?);
+    let mut t = tail.split(' ');
+    let fstype = t.next()?;
+    let source = unescape_mountinfo(t.next()?);
+    Some((PathBuf::from(point), dev, source, fstype))
+}
+
+pub fn mounts() -> Vec<MountEntry> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(parse_mountinfo_line)
+        .map(|(point, _, source, fstype)| MountEntry {
+            point,
+            source,
+            fuse: fstype.starts_with("fuse"),
+        })
+        .collect()
+}
+
+/// The `major:minor` device of the newest mount at `path`, from
+/// /proc/self/mountinfo (without touching the mount itself).
+fn mount_device(path: &Path) -> Option<String> {
+    let canon = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let (point, dev, _, _) = parse_mountinfo_line(l)?;
+        (point == canon).then(|| dev.to_string())
+    })
+}
+
+pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
+    if !rustix::process::geteuid().is_root() {
+        return fusermount(path, how);
+    }
+    let flags = match how {
+        Unmount::Plain => rustix::mount::UnmountFlags::empty(),
+        Unmount::Dead => rustix::mount::UnmountFlags::DETACH,
+    };
+    match rustix::mount::unmount(path, flags) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => Err(UnmountError::Busy),
+        Err(rustix::io::Errno::INVAL) => Err(UnmountError::NotMounted),
+        Err(rustix::io::Errno::NOENT) => Err(UnmountError::NoSuchPath),
+        Err(rustix::io::Errno::NOTCONN) => Err(UnmountError::Dead),
+        Err(e) => Err(UnmountError::Other(e.into())),
+    }
+}
+
+/// `fusermount3 -u` (`-uz` for a dead mount), else the older `fusermount`:
+/// the setuid helper that lets the user who mounted unmount.
+fn fusermount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
+    let flag = match how {
+        Unmount::Plain => "-u",
+        Unmount::Dead => "-uz",
+    };
+    let run = |prog: &str| {
+        std::process::Command::new(prog)
+            .arg(flag)
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+    };
+    let out = run("fusermount3")
+        .or_else(|_| run("fusermount"))
+        .map_err(|e| UnmountError::Helper(format!("fusermount3 is not available: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.lines().next().unwrap_or("").trim();
+    Err(UnmountError::Helper(if said.is_empty() {
+        "fusermount3 -u failed".to_string()
+    } else {
+        said.to_string()
+    }))
+}
+
+pub fn tune_readahead(mountpoint: &Path, bytes: u32) {
+    let Some(dev) = mount_device(mountpoint) else {
+        return;
+    };
+    let kb = bytes / 1024;
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&knob, kb.to_string()) {
+        Ok(()) => tracing::info!(read_ahead_kb = kb, "raised readahead"),
+        Err(e) => tracing::info!("readahead left at the default: {e}"),
+    }
+}
+
+pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
+    hard
+}
+
+pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
+    let threads = requested.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2)
+    });
+    Ok(Serving {
+        threads,
+        clone_fd: threads > 1,
+    })
+}
+
+/// The source `strata:<store>`, and the type `fuse.strata` in
+/// /proc/mounts, findmnt and `df -T`. fuser hands its own `Subtype` only to
+/// fusermount3; on the mount(2) path it takes as root it drops it, and the
+/// type showed as plain `fuse`. The kernel reads `subtype=` among the
+/// options of the FUSE filesystem itself, and fusermount3 accepts it too.
+pub fn mount_options(store: &Path) -> Vec<fuser::MountOption> {
+    vec![
+        fuser::MountOption::FSName(format!("strata:{}", store.display())),
+        fuser::MountOption::CUSTOM("subtype=strata".into()),
+    ]
+}
+
+pub fn forbid_dumping() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
+pub fn dumpable() -> bool {
+    !matches!(
+        rustix::process::dumpable_behavior(),
+        Ok(rustix::process::DumpableBehavior::NotDumpable)
+    )
+}
+
+const USER: &str = "user.";
+
+/// `user.*` names only, as they are (the `trusted`, `security` and `system`
+/// namespaces are not strata's to store).
+pub fn xattr_stored_name(name: &[u8]) -> Result<String, i32> {
+    let s = std::str::from_utf8(name).map_err(|_| libc::ENOTSUP)?;
+    if s.starts_with(USER) && s.len() > USER.len() {
+        Ok(s.to_string())
+    } else {
+        Err(libc::ENOTSUP)
+    }
+}
+
+pub fn xattr_visible_name(stored: &str) -> Option<&str> {
+    Some(stored)
+}
+
+/// setxattr(2): XATTR_CREATE, XATTR_REPLACE, or neither; Linux has no
+/// position.
+pub fn xattr_set_mode(flags: i32, _position: u32) -> Result<super::xattr::SetMode, i32> {
+    use super::xattr::SetMode;
+    match flags {
+        0 => Ok(SetMode::Any),
+        f if f == libc::XATTR_CREATE => Ok(SetMode::Create),
+        f if f == libc::XATTR_REPLACE => Ok(SetMode::Replace),
+        _ => Err(libc::EINVAL),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -386,7 +386,7 @@ impl Config {
         }
         std::fs::rename(&staged, &path).map_err(io(&staged))?;
         std::fs::File::open(store)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| crate::platform::sync_all(&d))
             .map_err(io(store))
     }
 

@@ -94,7 +94,7 @@ fn open_lock(store: &Path) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(crate::platform::oflags::O_NOFOLLOW)
         .open(&path)
         .map_err(super::io(&path))?;
     // The holder line is written into this file, by root too: never into a
@@ -223,7 +223,7 @@ pub fn holder(store: &Path) -> Result<Option<Holder>, StoreError> {
     let path = lock_path(store);
     let mut file = match File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(crate::platform::oflags::O_NOFOLLOW)
         .open(&path)
     {
         Ok(f) => f,
@@ -240,6 +240,13 @@ pub fn holder(store: &Path) -> Result<Option<Holder>, StoreError> {
         }))),
         Err(e) => Err(super::io(&path)(e.into())),
     }
+}
+
+/// Whether a mount's daemon serves `store` now: its lock is held, by a
+/// holder that names a mountpoint. (A store held by an offline command,
+/// this process's own included, is not mounted.)
+pub fn held_by_mount(store: &Path) -> bool {
+    matches!(holder(store), Ok(Some(h)) if h.mount.is_some())
 }
 
 #[cfg(test)]
@@ -295,6 +302,35 @@ mod tests {
             "{e}"
         );
         drop(again);
+    }
+
+    #[test]
+    fn a_store_counts_as_mounted_only_while_a_mount_holds_its_lock() {
+        let d = store();
+        assert!(!held_by_mount(d.path()), "no lock file yet");
+        let mount = StoreLock::acquire(
+            d.path(),
+            Holder {
+                pid: 42,
+                mount: Some("/mnt/one".into()),
+                command: None,
+            },
+            "mounting",
+        )
+        .expect("mount");
+        assert!(held_by_mount(d.path()));
+        assert!(super::super::rekey::store_mounted(d.path()));
+        drop(mount);
+        assert!(
+            !held_by_mount(d.path()),
+            "the lock file stays, the lock goes"
+        );
+        // An offline command (this process's own) is not a mount.
+        let offline = StoreLock::offline(d.path(), "disk rekey", "x").expect("offline");
+        assert!(!held_by_mount(d.path()));
+        assert!(!super::super::rekey::store_mounted(d.path()));
+        drop(offline);
+        assert!(!held_by_mount(&d.path().join("not-a-store")));
     }
 
     #[test]

@@ -323,45 +323,18 @@ pub fn disk_pipeline(
     std::sync::Arc::new(crate::layers::Pipeline::new(keys, salt.as_bytes()))
 }
 
-/// Every strata mount of this machine as (mountpoint, store), from
-/// /proc/self/mountinfo: a mount's source is `strata:<absolute store path>`.
+/// Every strata mount of this machine as (mountpoint, store), from the
+/// system's mount table: a strata mount is a FUSE mount whose source is
+/// `strata:<absolute store path>`.
 pub fn strata_mounts() -> Vec<(PathBuf, PathBuf)> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|l| {
-            let (head, tail) = l.split_once(" - ")?;
-            let point = unescape_mountinfo(head.split(' ').nth(4)?);
-            let mut t = tail.split(' ');
-            if !t.next()?.starts_with("fuse") {
-                return None;
-            }
-            let source = unescape_mountinfo(t.next()?);
-            let store = source.strip_prefix("strata:")?;
-            Some((PathBuf::from(point), PathBuf::from(store)))
+    crate::platform::mounts()
+        .into_iter()
+        .filter(|m| m.fuse)
+        .filter_map(|m| {
+            let store = m.source.strip_prefix("strata:")?;
+            Some((m.point, PathBuf::from(store)))
         })
         .collect()
-}
-
-/// Undoes the octal escapes (`\040` for a space…) of /proc/self/mountinfo.
-pub(crate) fn unescape_mountinfo(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl From<crate::backing::walk::WalkError> for StoreError {

@@ -58,12 +58,10 @@ fn invalid<T>(m: String) -> Result<T, StoreError> {
     Err(StoreError::Invalid(m))
 }
 
-/// Whether a strata mount of `store` is up (its fsname names the store).
+/// Whether a strata mount of `store` is up: its daemon holds the store's
+/// lock (the lock says so wherever the mount is, in any mount namespace).
 pub fn store_mounted(store: &Path) -> bool {
-    let Ok(canon) = store.canonicalize() else {
-        return false;
-    };
-    super::strata_mounts().iter().any(|(_, s)| *s == canon)
+    super::lock::held_by_mount(store)
 }
 
 struct Side {
@@ -461,7 +459,7 @@ impl Copier<'_> {
             old_id.as_ref().zip(new_id.as_ref()),
         )
         .map_err(|e| e.named(&shown))?;
-        fd.sync_all().map_err(io(&shown))?;
+        crate::platform::sync_all(&fd).map_err(io(&shown))?;
         t.dir
             .rename(tmp, &t.dir, name, crate::platform::Rename::Replace)
             .map_err(io(&shown))
@@ -616,24 +614,18 @@ fn copy_meta(
 ) -> Result<(), MetaError> {
     let (src, st) = src;
     if let Some((oid, nid)) = ids {
-        let mut list = vec![0u8; 1 << 16];
-        let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
-        let mut val = vec![0u8; 1 << 16];
-        for bname in list[..n]
-            .split(|&b| b == 0)
-            .filter(|b| b.starts_with(b"user."))
-        {
-            let Ok(bname) = std::str::from_utf8(bname) else {
-                continue;
-            };
-            let Ok(len) = rustix::fs::fgetxattr(src, bname, &mut val[..]) else {
+        // Every one, whatever its size: an xattr that cannot be read fails
+        // the object rather than being left behind.
+        let names = crate::backing::xattrs::names(src).map_err(MetaError::Io)?;
+        for bname in names.iter().filter(|n| n.starts_with("user.")) {
+            let Some(val) = crate::backing::xattrs::get(src, bname).map_err(MetaError::Io)? else {
                 continue;
             };
             let (name, value) =
-                crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val[..len])
+                crate::fs::xattr::open_stored(&old.pipeline, &old.codec, oid, bname, &val)
                     .map_err(|e| {
-                    MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
-                })?;
+                        MetaError::Invalid(format!("an xattr does not decrypt (errno {})", e.0))
+                    })?;
             let stn = crate::fs::xattr::backing_name(&new.pipeline, &new.codec, nid, &name)
                 .map_err(|e| MetaError::Invalid(format!("errno {}", e.0)))?;
             let stored = crate::fs::xattr::seal_value(&new.codec, nid, &name, stn.long, &value)

@@ -81,31 +81,22 @@ pub fn image_root(store: &Path, name: &str) -> PathBuf {
 
 // ------------------------------------------------------------ raw copies
 
-/// Copies one file's bytes: a reflink (FICLONE, sharing extents on btrfs,
-/// XFS…) where the filesystem offers it, else a plain copy (which uses
-/// copy_file_range on Linux). True when reflinked.
-fn copy_bytes(from: &mut std::fs::File, to: &mut std::fs::File) -> std::io::Result<bool> {
-    if rustix::fs::ioctl_ficlone(&*to, &*from).is_ok() {
-        return Ok(true);
-    }
-    std::io::copy(from, to)?;
-    Ok(false)
-}
-
-/// Largest xattr list and value carried over (the kernel's own limit).
-const XATTR_MAX: usize = 1 << 16;
-
-/// Copies every raw xattr of the open file or directory `src` to `dst`.
+/// Copies the raw xattrs of the open file or directory `src` to `dst`:
+/// every `user.` one (strata's own: encrypted names and values), whatever
+/// its size, failing if one cannot be copied; others (labels and marks the
+/// system puts on backing files, such as SELinux's or macOS's protected
+/// `com.apple.*` ones) as far as they can be set.
 fn copy_raw_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
-    let mut list = vec![0u8; XATTR_MAX];
-    let n = rustix::fs::flistxattr(src, &mut list[..]).unwrap_or(0);
-    let mut val = vec![0u8; XATTR_MAX];
-    for name in list[..n].split(|&b| b == 0).filter(|b| !b.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
+    for name in crate::backing::xattrs::names(src)? {
+        let Some(value) = crate::backing::xattrs::get(src, &name)? else {
             continue;
         };
-        if let Ok(len) = rustix::fs::fgetxattr(src, name, &mut val[..]) {
-            rustix::fs::fsetxattr(dst, name, &val[..len], rustix::fs::XattrFlags::empty())?;
+        let set =
+            rustix::fs::fsetxattr(dst, name.as_str(), &value, rustix::fs::XattrFlags::empty());
+        match set {
+            Ok(()) => {}
+            Err(e) if name.starts_with("user.") => return Err(e.into()),
+            Err(e) => tracing::debug!("backing xattr {name} not carried over: {e}"),
         }
     }
     Ok(())
@@ -204,9 +195,9 @@ impl Cloner<'_> {
         let kind = n.kind();
         if st.st_nlink > 1 {
             if let Some(first) = self.links.get(&walk::inode_key(st)) {
-                let (first_name, first_dir) = first
-                    .split_last()
-                    .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+                let (first_name, first_dir) = first.split_last().ok_or_else(|| {
+                    std::io::Error::from_raw_os_error(crate::platform::errno::EINVAL)
+                })?;
                 let at = walk::open_rel(&self.root, first_dir)?;
                 return at.link(first_name, dst, n.name);
             }
@@ -214,13 +205,15 @@ impl Cloner<'_> {
         match kind {
             FileType::RegularFile => {
                 let mut from = n.parent.open_file(n.name, false)?;
-                let mut to = dst.create_file(n.name, 0o600)?;
-                if copy_bytes(&mut from, &mut to)? {
+                // A clone (FICLONE, clonefile) where the filesystem shares
+                // blocks, else a copy.
+                let (to, cloned) = crate::platform::copy_file(&mut from, dst.fd(), n.name)?;
+                if cloned {
                     self.stats.reflinked += 1;
                 }
                 copy_raw_xattrs(from.as_fd(), to.as_fd())?;
                 set_owner_mode_times(to.as_fd(), st)?;
-                to.sync_all()?;
+                crate::platform::sync_all(&to)?;
                 self.stats.bytes += st.st_size as u64;
             }
             FileType::Symlink => {

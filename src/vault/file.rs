@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::VaultError;
 use super::format::MAX_FILE_LEN;
+use crate::platform::{errno, oflags};
 
 /// `path` with `suffix` appended to its file name.
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -67,7 +68,7 @@ fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     f.set_permissions(Permissions::from_mode(0o600))
         .map_err(io)?;
     f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)
+    crate::platform::sync_all(&f).map_err(io)
 }
 
 /// Takes the writers' lock for `path`, blocking until it is free. Released
@@ -104,12 +105,12 @@ pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<Option<File>, 
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(oflags::O_NOFOLLOW)
         .open(&lock_path);
     let read_only_dir = |e: &std::io::Error| {
         matches!(
             e.raw_os_error(),
-            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+            Some(errno::EROFS | errno::EACCES | errno::EPERM)
         )
     };
     let f = match opened {
@@ -117,7 +118,7 @@ pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<Option<File>, 
         Err(e) if !exclusive && read_only_dir(&e) => {
             match OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(oflags::O_NOFOLLOW)
                 .open(&lock_path)
             {
                 Ok(f) => f,
@@ -146,7 +147,7 @@ pub(crate) fn lock_in_use(path: &Path, exclusive: bool) -> Result<Option<File>, 
 fn sync_dir(path: &Path) -> Result<(), VaultError> {
     let dir = parent_dir(path);
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| crate::platform::sync_all(&d))
         .map_err(|e| VaultError::io(dir, e))
 }
 

@@ -677,59 +677,33 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(usize::try_from(r).expect("non-negative"))
-    }
-}
-
-/// lsetxattr(2).
+/// lsetxattr(2) (rustix: the same call on every system strata runs on).
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = cpath(path);
-    let n = CString::new(name).expect("name without NUL");
-    // SAFETY: valid NUL-terminated strings and a slice with its true length.
-    cvt(unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-    .map(|_| ())
+    Ok(rustix::fs::lsetxattr(
+        path,
+        name,
+        value,
+        rustix::fs::XattrFlags::empty(),
+    )?)
 }
 
 /// lgetxattr(2), sized by a first call.
 pub fn get_xattr(path: &Path, name: &str) -> io::Result<Vec<u8>> {
-    let p = cpath(path);
-    let n = CString::new(name).expect("name without NUL");
-    // SAFETY: a null buffer of length 0 asks only for the size.
-    let len =
-        cvt_size(unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) })?;
+    let len = rustix::fs::lgetxattr_query(path, name)?;
     let mut buf = vec![0u8; len.max(1)];
-    // SAFETY: buf is writable for buf.len() bytes.
-    let got = cvt_size(unsafe {
-        libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    })?;
+    let got = rustix::fs::lgetxattr(path, name, &mut buf[..])?;
     buf.truncate(got);
     Ok(buf)
 }
 
 /// llistxattr(2), split into names.
 pub fn list_xattr(path: &Path) -> io::Result<Vec<String>> {
-    let p = cpath(path);
-    // SAFETY: a null buffer of length 0 asks only for the size.
-    let len = cvt_size(unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+    let len = rustix::fs::llistxattr_query(path)?;
     if len == 0 {
         return Ok(Vec::new());
     }
     let mut buf = vec![0u8; len];
-    // SAFETY: buf is writable for buf.len() bytes.
-    let got =
-        cvt_size(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let got = rustix::fs::llistxattr(path, &mut buf[..])?;
     buf.truncate(got);
     Ok(buf
         .split(|&b| b == 0)
@@ -740,10 +714,7 @@ pub fn list_xattr(path: &Path) -> io::Result<Vec<String>> {
 
 /// lremovexattr(2).
 pub fn remove_xattr(path: &Path, name: &str) -> io::Result<()> {
-    let p = cpath(path);
-    let n = CString::new(name).expect("name without NUL");
-    // SAFETY: valid NUL-terminated strings.
-    cvt(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(|_| ())
+    Ok(rustix::fs::lremovexattr(path, name)?)
 }
 
 /// mkfifo(3).
@@ -754,13 +725,8 @@ pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// statvfs(3).
-pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
-    let p = cpath(path);
-    // SAFETY: statvfs fills the zeroed struct we own.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and a pointer to our struct.
-    cvt(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
-    Ok(st)
+pub fn statvfs(path: &Path) -> io::Result<rustix::fs::StatVfs> {
+    Ok(rustix::fs::statvfs(path)?)
 }
 
 /// Every regular file, directory and symlink below `dir`, recursively

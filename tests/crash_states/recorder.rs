@@ -34,6 +34,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use strata::platform::{Allocated, Rename, Unmount, UnmountError};
+
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -517,10 +519,16 @@ impl Filesystem for RecFs {
             let to = self.child(newparent.0, newname)?;
             let (src, _) = self.entry_of(parent.0, name)?;
             let dst = self.entry_of(newparent.0, newname).ok().map(|(i, _)| i);
-            let how = rustix::fs::RenameFlags::from_bits_retain(flags.bits());
-            rustix::fs::renameat_with(rustix::fs::CWD, &from, rustix::fs::CWD, &to, how)
-                .map_err(|e| Errno::from_i32(e.raw_os_error()))?;
-            let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+            let how = Rename::from_fuse_flags(flags.bits()).map_err(Errno::from_i32)?;
+            strata::platform::renameat(
+                rustix::fs::CWD,
+                from.as_os_str(),
+                rustix::fs::CWD,
+                to.as_os_str(),
+                how,
+            )
+            .map_err(|e| errno(&e))?;
+            let exchange = how == Rename::Exchange;
             let mut st = self.st();
             if let Some(d) = dst.filter(|&d| d != src) {
                 let n = st.nodes.entry(d).or_insert(Node {
@@ -881,18 +889,19 @@ impl Filesystem for RecFs {
     ) {
         // Only allocation (growing the size or not) is forwarded: the other
         // modes change contents, which the log does not model.
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+        let Some(keep_size) = strata::platform::fallocate_keeps_size(mode) else {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
-        }
+        };
         let r = self.with_file(fh, |ino, f| {
             let before = f.metadata()?.len();
-            rustix::fs::fallocate(
-                f,
-                rustix::fs::FallocateFlags::from_bits_retain(mode as u32),
-                offset,
-                length,
-            )?;
+            let end = offset.saturating_add(length);
+            match strata::platform::preallocate(f, offset, end, keep_size)? {
+                Allocated::Reserved => {}
+                Allocated::Unsupported => {
+                    return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+                }
+            }
             let after = f.metadata()?.len();
             Ok((ino, before, after))
         });
@@ -1286,14 +1295,12 @@ impl Recorder {
     pub fn finish(mut self) -> Recorded {
         let mut gone = false;
         for _ in 0..100 {
-            match rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty()) {
+            match strata::platform::unmount(&self.mnt, Unmount::Plain) {
                 Ok(()) => {
                     gone = true;
                     break;
                 }
-                Err(e) if e == rustix::io::Errno::BUSY => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
+                Err(UnmountError::Busy) => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => panic!("unmount the recorder: {e}"),
             }
         }
