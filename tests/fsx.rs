@@ -99,7 +99,7 @@ fn all_names() -> Vec<String> {
 fn read_through(p: &Path) -> io::Result<Vec<u8>> {
     let f = File::open(p)?;
     f.sync_all()?;
-    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+    strata::platform::uncache(&f);
     let mut out = Vec::new();
     io::Read::read_to_end(&mut &f, &mut out)?;
     Ok(out)
@@ -249,12 +249,9 @@ impl Run<'_> {
                 if keep { " keep size" } else { "" }
             );
             self.log.push(what.clone());
-            let mode = if keep {
-                rustix::fs::FallocateFlags::KEEP_SIZE
-            } else {
-                rustix::fs::FallocateFlags::empty()
-            };
-            let r = self.each_open(i, |f| Ok(rustix::fs::fallocate(f, mode, off, len)?));
+            let r = self.each_open(i, |f| {
+                strata::platform::preallocate(f, off, off + len, keep).map(|_| ())
+            });
             self.check(&what, r);
         } else if op < 61 && self.open.len() >= 2 {
             let i = self.rng.below(self.open.len() as u64) as usize;
@@ -277,16 +274,11 @@ impl Run<'_> {
                     if done >= len {
                         break Ok(done);
                     }
-                    match rustix::fs::copy_file_range(
-                        src,
-                        Some(&mut oi),
-                        dst,
-                        Some(&mut oo),
-                        len - done,
-                    ) {
+                    match strata::platform::copy_file_range(src, &mut oi, dst, &mut oo, len - done)
+                    {
                         Ok(0) => break Ok(done),
                         Ok(n) => done += n,
-                        Err(e) => break Err(io::Error::from(e)),
+                        Err(e) => break Err(e),
                     }
                 };
                 r.push(outcome(res));

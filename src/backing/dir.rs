@@ -62,7 +62,11 @@ impl Dir {
             match c {
                 std::path::Component::Normal(name) => d = d.open_dir(name)?,
                 std::path::Component::CurDir => {}
-                _ => return Err(std::io::Error::from_raw_os_error(crate::platform::errno::EINVAL)),
+                _ => {
+                    return Err(std::io::Error::from_raw_os_error(
+                        crate::platform::errno::EINVAL,
+                    ))
+                }
             }
         }
         Ok(d)

@@ -283,6 +283,10 @@ pub fn tune_readahead(mountpoint: &Path, bytes: u32) {
     }
 }
 
+pub fn uncache(fd: BorrowedFd<'_>) {
+    let _ = rfs::fadvise(fd, 0, None, rfs::Advice::DontNeed);
+}
+
 pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
     hard
 }

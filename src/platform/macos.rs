@@ -460,6 +460,12 @@ pub fn tune_readahead(mountpoint: &Path, _bytes: u32) {
     );
 }
 
+pub fn uncache(fd: BorrowedFd<'_>) {
+    // SAFETY: F_NOCACHE takes an int argument and touches no memory of
+    // ours; the descriptor is borrowed, so it stays open for the call.
+    let _ = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_NOCACHE, 1) };
+}
+
 /// OPEN_MAX of <sys/syslimits.h>.
 const OPEN_MAX: u64 = 10240;
 

@@ -329,6 +329,15 @@ pub fn tune_readahead(mountpoint: &Path, bytes: u32) {
     imp::tune_readahead(mountpoint, bytes)
 }
 
+/// Makes the next reads of the open file `fd` ask its filesystem rather
+/// than the page cache, best effort (what a check of the data a daemon
+/// serves needs). Linux: posix_fadvise DONTNEED drops its clean cached
+/// pages. macOS: F_NOCACHE on the descriptor, so reads through it skip the
+/// cache (there is no call that drops one file's cached pages).
+pub fn uncache(fd: impl AsFd) {
+    imp::uncache(fd.as_fd())
+}
+
 /// The soft open-file limit a daemon can raise itself to, given the hard
 /// limit (`None`: unlimited): the hard limit on Linux (unlimited: left
 /// alone); on macOS at most OPEN_MAX (10240), since setrlimit(2) refuses a
