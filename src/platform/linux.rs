@@ -309,9 +309,32 @@ pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
 /// fusermount3; on the mount(2) path it takes as root it drops it, and the
 /// type showed as plain `fuse`. The kernel reads `subtype=` among the
 /// options of the FUSE filesystem itself, and fusermount3 accepts it too.
+///
+/// Root mounts with mount(2), which takes the source as it is; any other
+/// user goes through fusermount3, which splits its option list at commas
+/// and takes a backslash in `fsname=` as quoting the next character: there
+/// a store path with a comma is escaped, else its tail would be read as
+/// mount options of its own.
 pub fn mount_options(store: &Path) -> Vec<fuser::MountOption> {
+    mount_options_for(store, rustix::process::geteuid().is_root())
+}
+
+fn mount_options_for(store: &Path, by_mount_syscall: bool) -> Vec<fuser::MountOption> {
+    let source = format!("strata:{}", store.display());
+    let source = if by_mount_syscall {
+        source
+    } else {
+        let mut escaped = String::with_capacity(source.len());
+        for c in source.chars() {
+            if c == ',' || c == '\\' {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        escaped
+    };
     vec![
-        fuser::MountOption::FSName(format!("strata:{}", store.display())),
+        fuser::MountOption::FSName(source),
         fuser::MountOption::CUSTOM("subtype=strata".into()),
     ]
 }

@@ -312,6 +312,19 @@ fn mount_options_name_the_store_and_the_type() {
 }
 
 #[test]
+fn a_store_path_with_commas_is_escaped_for_fusermount3_only() {
+    let store = std::path::Path::new("/srv/a,allow_other\\b");
+    assert_eq!(
+        super::mount_options_for(store, false)[0],
+        fuser::MountOption::FSName("strata:/srv/a\\,allow_other\\\\b".into())
+    );
+    assert_eq!(
+        super::mount_options_for(store, true)[0],
+        fuser::MountOption::FSName("strata:/srv/a,allow_other\\b".into())
+    );
+}
+
+#[test]
 fn the_dumpable_mark_goes_off_and_is_seen() {
     assert!(platform::dumpable(), "a test process starts dumpable");
     platform::forbid_dumping().expect("forbid");
