@@ -34,6 +34,8 @@ have_any /lib/systemd/systemd-journald /usr/lib/systemd/systemd-journald || need
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# fincore: in util-linux-extra since Debian 12, in util-linux before.
+command -v fincore >/dev/null 2>&1 || need+=(util-linux-extra)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

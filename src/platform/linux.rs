@@ -141,7 +141,7 @@ pub fn copy_file(
     if rfs::ioctl_ficlone(&dst, &*src).is_ok() {
         return Ok((dst, true));
     }
-    std::io::copy(src, &mut dst)?;
+    super::copy_bytes(src, &mut dst, dst_dir, name)?;
     Ok((dst, false))
 }
 
@@ -292,6 +292,9 @@ pub fn open_files_ceiling(hard: Option<u64>) -> Option<u64> {
 }
 
 pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
+    if requested == Some(0) {
+        return Err("--threads 0: a mount needs at least one FUSE thread".into());
+    }
     let threads = requested.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

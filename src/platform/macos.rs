@@ -204,68 +204,88 @@ pub fn sync_all(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 }
 
 extern "C" {
-    /// `int sync_volume_np(const char *path, int flags)` (<unistd.h>,
-    /// macOS 10.8): syncs the volume holding `path`; returns 0 or an errno.
-    fn sync_volume_np(path: *const c_char, flags: c_int) -> c_int;
+    /// `int fsync_volume_np(int fd, int flags)` (<unistd.h>, macOS 10.8):
+    /// syncs the volume holding the open file `fd`; returns 0 or an errno
+    /// (Libc's gen/sync_volume_np.c: a wrapper of
+    /// `ffsctl(fd, FSCTL_SYNC_VOLUME, ...)` that returns the errno rather
+    /// than setting it).
+    fn fsync_volume_np(fd: c_int, flags: c_int) -> c_int;
 }
 /// Flush data and metadata to the medium, not just to the drive's cache.
 const SYNC_VOLUME_FULLSYNC: c_int = 0x01;
 /// Wait for the volume's sync to complete.
 const SYNC_VOLUME_WAIT: c_int = 0x02;
 
-fn sync_volume(path: &std::ffi::CStr, flags: c_int) -> std::io::Result<()> {
-    // SAFETY: a NUL-terminated path that lives for the call.
-    let r = unsafe { sync_volume_np(path.as_ptr(), flags) };
+static VOLUME_FLUSH_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// fsync_volume_np(SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT) on the
+/// descriptor itself (no path is looked up again): macOS has no syncfs(2).
+/// The kernel (xnu, vfs_syscalls.c `handle_sync_volume`) first syncs the
+/// whole volume and waits (MNT_WAIT; errors of that sync are dropped, not
+/// returned, unlike Linux's syncfs), then asks the volume's root for
+/// F_FULLFSYNC, the drive's cache flush; the result of that flush is what
+/// the call returns. A volume that cannot flush a drive (a macFUSE mount,
+/// whose every dirty vnode the sync has pushed to its daemon; a network
+/// filesystem) answers ENOTSUP, EINVAL or ENOTTY for the flush alone: the
+/// sync is done then, and that is success with one warning. Asking again
+/// without SYNC_VOLUME_FULLSYNC would not help: current xnu tests the
+/// flush flag against its MNT_WAIT argument (both bit 0), so a waiting
+/// sync always asks for the flush.
+pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    // SAFETY: a descriptor borrowed for the call and two integers; the
+    // function touches no memory of ours.
+    let r = unsafe { fsync_volume_np(dir.as_raw_fd(), SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT) };
     match r {
         0 => Ok(()),
+        libc::ENOTSUP | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOTTY => {
+            if !VOLUME_FLUSH_WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the volume cannot flush its drive's cache (errno {r}): a volume sync is as durable as its own"
+                );
+            }
+            Ok(())
+        }
         -1 => Err(std::io::Error::last_os_error()),
         e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
 
-/// sync_volume_np(SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT): macOS has no
-/// syncfs(2); this syncs the volume the directory is on, then has its
-/// drive flush (the volume's F_FULLFSYNC), and waits. A volume that cannot
-/// flush a drive (a macFUSE mount, whose every dirty vnode the sync pushes
-/// to its daemon; a network filesystem) answers ENOTSUP, EINVAL or ENOTTY
-/// for the flush: the sync alone is done then.
-pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
-    let path = rfs::getpath(dir)?;
-    match sync_volume(&path, SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT) {
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOTSUP | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOTTY)
-            ) =>
-        {
-            sync_volume(&path, SYNC_VOLUME_WAIT)
-        }
-        r => r,
-    }
-}
-
 // --------------------------------------------------------- allocation
 
-/// fcntl(F_PREALLOCATE) from the physical end of the file (F_PEOFPOSMODE),
-/// all of it or nothing (F_ALLOCATEALL), contiguous first and in pieces if
-/// that fails. It reserves space beyond what the file holds, which is what
-/// strata asks for (the end of a growing file); only the part beyond the
-/// file's current size is asked, so rewriting inside a file reserves
-/// nothing. A backing file whose end is a hole (a size set by truncate)
-/// gets its reservation at its physical end: writes past the hole may still
-/// need space, as on a Linux filesystem without fallocate. Then, unless
-/// `keep_size`, ftruncate to `to`.
+/// fcntl(F_PREALLOCATE) with F_PEOFPOSMODE: fcntl(2) says "Allocate from
+/// the physical end of file. In this case, fst_length indicates the number
+/// of newly allocated bytes desired", and the kernel refuses any
+/// fst_offset but 0 (EINVAL). So space can only be reserved right after
+/// the blocks the file has, never at an offset of our choosing:
+///
+/// - `from` at or before the file's size (an append, a growing write):
+///   `to - size` bytes are asked beyond the physical end, which covers
+///   `[size, to)` (the physical end is at or past the size unless the
+///   file ends in a hole), all of it or nothing (F_ALLOCATEALL),
+///   contiguous first (F_ALLOCATECONTIG) and in pieces if that fails.
+///   ENOSPC is returned as such.
+/// - `from` past the size (a write after a gap): space reserved at the
+///   physical end would not be where the write lands, and reserving up to
+///   `to` would allocate the whole gap (a write at 1 TiB would ask for
+///   1 TiB): nothing is reserved, [`Allocated::Unsupported`], as on a
+///   Linux filesystem without fallocate.
+///
+/// The space lies past the end of file and is released at the last
+/// close(2) (no F_ALLOCATEPERSIST): strata writes through the same
+/// descriptor right after reserving. Unless `keep_size`, ftruncate to `to`
+/// then makes it part of the file (F_PREALLOCATE never changes the size).
 pub fn preallocate(
     fd: BorrowedFd<'_>,
     from: u64,
     to: u64,
     keep_size: bool,
 ) -> std::io::Result<Allocated> {
-    let size = rfs::fstat(fd)?.st_size;
-    let size = u64::try_from(size).unwrap_or(0);
-    let start = from.max(size);
-    if to > start {
-        let length = libc::off_t::try_from(to - start)
+    let size = u64::try_from(rfs::fstat(fd)?.st_size).unwrap_or(0);
+    if from > size {
+        return Ok(Allocated::Unsupported);
+    }
+    if to > size {
+        let length = libc::off_t::try_from(to - size)
             .map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
         let mut last = Errno::NOTSUP;
         let mut reserved = false;
@@ -280,8 +300,10 @@ pub fn preallocate(
                 fst_length: length,
                 fst_bytesalloc: 0,
             };
-            // SAFETY: F_PREALLOCATE reads and writes the fstore_t passed by
-            // pointer, which lives on this stack for the call.
+            // SAFETY: F_PREALLOCATE copies in and back out exactly one
+            // fstore_t (xnu kern_descrip.c), passed by pointer to a local
+            // that lives for the call; libc's fstore_t has <sys/fcntl.h>'s
+            // layout (unsigned int, int, then three off_t).
             let r = unsafe {
                 libc::fcntl(
                     fd.as_raw_fd(),
@@ -305,9 +327,9 @@ pub fn preallocate(
             }
             return Err(last.into());
         }
-    }
-    if !keep_size && to > size {
-        rfs::ftruncate(fd, to)?;
+        if !keep_size {
+            rfs::ftruncate(fd, to)?;
+        }
     }
     Ok(Allocated::Reserved)
 }
@@ -349,7 +371,7 @@ pub fn copy_file(
         Err(e) => return Err(e.into()),
     }
     let mut dst = File::from(open(OFlags::CREATE | OFlags::EXCL)?);
-    std::io::copy(src, &mut dst)?;
+    super::copy_bytes(src, &mut dst, dst_dir, name)?;
     Ok((dst, false))
 }
 
@@ -460,10 +482,12 @@ pub fn tune_readahead(mountpoint: &Path, _bytes: u32) {
     );
 }
 
+/// F_NOCACHE ("turns data caching off", fcntl(2)) on the descriptor:
+/// reads through it go to the filesystem rather than the unified buffer
+/// cache where they can (page-aligned ones). macOS has no call that drops
+/// one file's cached pages, so this is best effort.
 pub fn uncache(fd: BorrowedFd<'_>) {
-    // SAFETY: F_NOCACHE takes an int argument and touches no memory of
-    // ours; the descriptor is borrowed, so it stays open for the call.
-    let _ = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_NOCACHE, 1) };
+    let _ = rfs::fcntl_nocache(fd, true);
 }
 
 /// OPEN_MAX of <sys/syslimits.h>.
@@ -483,6 +507,7 @@ pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
             threads: 1,
             clone_fd: false,
         }),
+        Some(0) => Err("--threads 0: a mount needs at least one FUSE thread".into()),
         Some(n) => Err(format!(
             "--threads {n}: on macOS a mount is served by one FUSE thread; leave --threads out"
         )),

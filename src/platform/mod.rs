@@ -18,6 +18,9 @@ mod macos;
 #[cfg(target_os = "macos")]
 use macos as imp;
 
+#[cfg(test)]
+mod tests;
+
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 compile_error!("strata runs on Linux and on macOS (with macFUSE)");
 
@@ -169,10 +172,13 @@ pub fn sync_all(fd: impl AsFd) -> std::io::Result<()> {
 /// Makes everything written to the filesystem holding the open directory
 /// `dir` durable, and waits: the backing store's filesystem at a clean
 /// unmount, or a strata mount itself, whose dirty pages the kernel then
-/// hands to the daemon. syncfs(2) on Linux; on macOS
-/// `sync_volume_np(SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT)`, the volume's
-/// F_FULLFSYNC (a volume that cannot flush its drive's cache, such as a
-/// macFUSE mount, gets the sync without it).
+/// hands to the daemon. syncfs(2) on Linux, which also returns the write
+/// errors of the sync; on macOS
+/// `fsync_volume_np(SYNC_VOLUME_FULLSYNC | SYNC_VOLUME_WAIT)`, the volume's
+/// sync and then its F_FULLFSYNC (a volume that cannot flush its drive's
+/// cache, such as a macFUSE mount, gets the sync without it); the kernel
+/// drops the errors of that sync, so only [`sync_all`] or [`sync_data`]
+/// of each file reports them there.
 pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
     imp::sync_filesystem(dir)
 }
@@ -184,8 +190,8 @@ pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
 pub enum Allocated {
     /// The space is reserved: writes there cannot fail for lack of space.
     Reserved,
-    /// The backing filesystem cannot reserve space: nothing was done (the
-    /// size was not changed either).
+    /// The backing filesystem cannot reserve space (or not for this
+    /// range): nothing was done (the size was not changed either).
     Unsupported,
 }
 
@@ -193,9 +199,10 @@ pub enum Allocated {
 /// `from` at or beyond what the file holds now (the end of a growing file).
 /// Unless `keep_size`, the file then reaches at least `to`. ENOSPC and
 /// EDQUOT come back as errors. Linux: fallocate(2). macOS:
-/// `fcntl(F_PREALLOCATE)` from the physical end of the file, contiguous if
-/// it can be, else in pieces (fcntl(2): F_ALLOCATECONTIG, F_ALLOCATEALL,
-/// F_PEOFPOSMODE).
+/// `fcntl(F_PREALLOCATE)`, which can only add space after the file's last
+/// block (fcntl(2): F_PEOFPOSMODE): `[size, to)` is reserved, and a range
+/// that starts past the size (after a gap) gets
+/// [`Allocated::Unsupported`].
 pub fn preallocate(
     fd: impl AsFd,
     from: u64,
@@ -218,17 +225,36 @@ pub fn fallocate_keeps_size(mode: i32) -> Option<bool> {
 
 // ---------------------------------------------------------------- copies
 
-/// Makes `name` in `dst_dir` (which must not exist) a copy of the open
-/// regular file `src`, sharing its blocks where the filesystem can
-/// (FICLONE on btrfs, XFS…; clonefile(2) on APFS), else by copying bytes.
-/// Returns the new file, open for reading and writing, and whether it was
-/// cloned. The new file's owner, mode and times are the caller's to set.
+/// Makes `name` in `dst_dir` (which must not exist: EEXIST) a copy of the
+/// whole open regular file `src`, wherever its offset stands, sharing its
+/// blocks where the filesystem can (FICLONE on btrfs, XFS…; clonefile(2)
+/// on APFS), else by copying bytes. Returns the new file, open for reading
+/// and writing, and whether it was cloned. A copy that fails half-way
+/// leaves no file behind. The new file's owner, mode and times are the
+/// caller's to set.
 pub fn copy_file(
     src: &mut File,
     dst_dir: BorrowedFd<'_>,
     name: &OsStr,
 ) -> std::io::Result<(File, bool)> {
+    std::io::Seek::rewind(src)?;
     imp::copy_file(src, dst_dir, name)
+}
+
+/// The byte copy both systems fall back to: `src` from its offset into the
+/// new file `dst` (entry `name` of `dst_dir`), which is removed again if
+/// the copy fails.
+fn copy_bytes(
+    src: &mut File,
+    dst: &mut File,
+    dst_dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> std::io::Result<()> {
+    if let Err(e) = std::io::copy(src, dst) {
+        let _ = rustix::fs::unlinkat(dst_dir, name, rustix::fs::AtFlags::empty());
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// copy_file_range(2) where the system has it (Linux: the kernel copies,
@@ -360,7 +386,7 @@ pub struct Serving {
 /// The worker threads for `--threads` (`None`: the default). Linux: the
 /// number of CPUs, at least 2, each with its own descriptor. macOS: fuser
 /// serves a macFUSE mount with one thread, so the default is 1 and any
-/// other number is refused with one line.
+/// other number is refused with one line. 0 is refused everywhere.
 pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
     imp::serving(requested)
 }
