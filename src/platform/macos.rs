@@ -43,7 +43,10 @@ fn cstring(name: &OsStr) -> std::io::Result<CString> {
 /// negotiate them and passes 0 (macOS then answers renamex_np with those
 /// flags itself, ENOTSUP for a swap on a volume that does not announce
 /// VOL_CAP_INT_RENAME_SWAP); should a later fuser pass them, they mean what
-/// renamex_np(2) says, and anything else is refused.
+/// renamex_np(2) says, and anything else is refused. fuser 0.18 reads
+/// macFUSE's extended `fuse_rename_in` (with these flags) without
+/// negotiating FUSE_RENAME_SWAP/EXCL: macFUSE 4 sends that layout anyway,
+/// macFUSE 5 does not, and its renames arrive misread (README: macOS).
 pub fn rename_from_flags(flags: u32) -> Result<Rename, i32> {
     match flags {
         0 => Ok(Rename::Replace),
