@@ -139,12 +139,21 @@ fn mknodat_makes_a_fifo_with_its_mode_and_refuses_an_existing_name() {
 
 #[test]
 fn mknodat_makes_a_character_device_with_the_number_makedev_gives() {
-    assert!(is_root(), "device nodes need root (the test suite runs as root)");
+    assert!(
+        is_root(),
+        "device nodes need root (the test suite runs as root)"
+    );
     let d = tempfile::tempdir().expect("tmp");
     let fd = dir_fd(&d);
     let dev = platform::makedev(1, 3);
-    platform::mknodat(fd.as_fd(), OsStr::new("null"), FileType::CharacterDevice, 0o600, dev)
-        .expect("mknod");
+    platform::mknodat(
+        fd.as_fd(),
+        OsStr::new("null"),
+        FileType::CharacterDevice,
+        0o600,
+        dev,
+    )
+    .expect("mknod");
     let st = rustix::fs::lstat(d.path().join("null")).expect("stat");
     assert_eq!(
         FileType::from_raw_mode(st.st_mode),
@@ -507,7 +516,11 @@ fn every_stored_xattr_name_is_user_and_shows_again_as_the_name_given() {
         }
     }
     // Every `user.` name is stored on every system.
-    for name in [&b"user.a"[..], long.as_bytes(), b"user.com.apple.FinderInfo"] {
+    for name in [
+        &b"user.a"[..],
+        long.as_bytes(),
+        b"user.com.apple.FinderInfo",
+    ] {
         assert!(xattr::stored_name(name).is_ok());
     }
     // Names that are not text, or empty, are never stored.

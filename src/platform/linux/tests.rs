@@ -196,7 +196,10 @@ fn copy_file_range_copies_at_the_offsets_and_advances_them() {
     let n = platform::copy_file_range(&a, &mut off_in, &b, &mut off_out, 5).expect("copy");
     assert_eq!(n, 5);
     assert_eq!((off_in, off_out), (7, 8));
-    assert_eq!(std::fs::read(d.path().join("b")).expect("b"), b"\x00\x00\x0023456");
+    assert_eq!(
+        std::fs::read(d.path().join("b")).expect("b"),
+        b"\x00\x00\x0023456"
+    );
     // At the end of the source: nothing more, offsets stay.
     let (mut off_in, mut off_out) = (10u64, 0u64);
     let n = platform::copy_file_range(&a, &mut off_in, &b, &mut off_out, 5).expect("at end");
