@@ -315,6 +315,7 @@ fn unmount_if_unused(m: &Path) -> anyhow::Result<()> {
 pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     // Options this system cannot honour are refused before anything else.
     let serving = crate::platform::serving(a.threads).map_err(anyhow::Error::msg)?;
+    crate::platform::check_fuse().map_err(anyhow::Error::msg)?;
     // Before any key is in memory: the daemon never dumps core.
     crate::sys::no_core_dumps().context("turning core dumps off")?;
     check_mountpoint(&a.mountpoint)?;

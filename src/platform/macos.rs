@@ -493,6 +493,22 @@ pub fn uncache(fd: BorrowedFd<'_>) {
     let _ = rfs::fcntl_nocache(fd, true);
 }
 
+/// macFUSE's bundle, whose Info.plist names the installed version.
+const MACFUSE_INFO: &str = "/Library/Filesystems/macfuse.fs/Contents/Info.plist";
+
+pub fn check_fuse() -> Result<(), String> {
+    // No bundle: the mount itself then says what is missing.
+    let Ok(plist) = std::fs::read_to_string(MACFUSE_INFO) else {
+        return Ok(());
+    };
+    match super::bundle_major_version(&plist) {
+        Some(major) if major >= 5 => Err(format!(
+            "macFUSE {major} is installed ({MACFUSE_INFO}): strata needs macFUSE 4 until its FUSE library reads macFUSE 5's rename requests (README, \"macOS\")"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// OPEN_MAX of <sys/syslimits.h>.
 const OPEN_MAX: u64 = 10240;
 

@@ -364,6 +364,27 @@ pub fn uncache(fd: impl AsFd) {
     imp::uncache(fd.as_fd())
 }
 
+/// Refuses, with one line, a FUSE installation strata cannot serve right.
+/// Linux: every kernel FUSE is fine. macOS: macFUSE 5 and later are
+/// refused (found by the version in macFUSE's bundle), since fuser reads
+/// their rename requests at the wrong offsets (README, "macOS").
+pub fn check_fuse() -> Result<(), String> {
+    imp::check_fuse()
+}
+
+/// The major version an XML Info.plist gives its bundle: the string after
+/// the CFBundleShortVersionString key, else after CFBundleVersion.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+pub(crate) fn bundle_major_version(plist: &str) -> Option<u32> {
+    ["CFBundleShortVersionString", "CFBundleVersion"]
+        .iter()
+        .find_map(|key| {
+            let after = plist.split(&format!("<key>{key}</key>")).nth(1)?;
+            let value = after.split("<string>").nth(1)?.split("</string>").next()?;
+            value.trim().split('.').next()?.parse().ok()
+        })
+}
+
 /// The soft open-file limit a daemon can raise itself to, given the hard
 /// limit (`None`: unlimited): the hard limit on Linux (unlimited: left
 /// alone); on macOS at most OPEN_MAX (10240), since setrlimit(2) refuses a

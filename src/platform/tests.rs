@@ -565,3 +565,25 @@ fn xattr_set_flags_map_to_the_backing_stores_and_unknown_ones_are_refused() {
     let n = rustix::fs::fgetxattr(&f, "user.t", &mut v).expect("get");
     assert_eq!(&v[..n], b"5");
 }
+
+#[test]
+fn a_bundle_version_is_read_from_its_info_plist() {
+    let plist = |key: &str, v: &str| {
+        format!(
+            "<?xml version=\"1.0\"?>\n<plist version=\"1.0\"><dict>\n\t<key>CFBundleIdentifier</key>\n\t<string>io.macfuse.filesystems.macfuse</string>\n\t<key>{key}</key>\n\t<string>{v}</string>\n</dict></plist>\n"
+        )
+    };
+    assert_eq!(
+        platform::bundle_major_version(&plist("CFBundleShortVersionString", "4.10.2")),
+        Some(4)
+    );
+    assert_eq!(
+        platform::bundle_major_version(&plist("CFBundleVersion", "5.0.1")),
+        Some(5)
+    );
+    assert_eq!(
+        platform::bundle_major_version(&plist("CFBundleShortVersionString", "beta")),
+        None
+    );
+    assert_eq!(platform::bundle_major_version("not a plist"), None);
+}
