@@ -180,13 +180,16 @@ class Cryfs(Fs):
 
 
 class Strata(Fs):
-    def __init__(self, name, base, preset, binary):
+    def __init__(self, name, base, preset, binary, cache_size):
         super().__init__(name, base)
         self.preset = preset
         self.bin = binary
+        self.cache_size = cache_size
         self.store = os.path.join(self.base, "store")
         self.vault = os.path.join(self.base, "vault")
         self.peak = 0
+        self.peaks = {}  # workload -> peak resident bytes of its daemons
+        self.workload = None
 
     def setup(self):
         sh([self.bin, "init", self.store, "--vault", self.vault, "--passphrase-file", self.passfile,
@@ -194,7 +197,8 @@ class Strata(Fs):
 
     def mount(self):
         sh([self.bin, "mount", self.store, self.mnt, "--vault", self.vault, "--passphrase-file",
-            self.passfile, "--log-file", os.path.join(self.base, "log")])
+            self.passfile, "--log-file", os.path.join(self.base, "log"),
+            "--cache-size", str(self.cache_size)])
         wait_mounted(self.mnt)
 
     def pid(self):
@@ -208,7 +212,10 @@ class Strata(Fs):
                 with open(f"/proc/{pid}/status") as f:
                     m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
                     if m:
-                        self.peak = max(self.peak, int(m.group(1)) * 1024)
+                        rss = int(m.group(1)) * 1024
+                        self.peak = max(self.peak, rss)
+                        if self.workload:
+                            self.peaks[self.workload] = max(self.peaks.get(self.workload, 0), rss)
             except OSError:
                 pass
         sh([self.bin, "umount", self.mnt], check=False)
@@ -219,11 +226,15 @@ class Strata(Fs):
 
 
 # ---------------------------------------------------------------- workloads
-# Each returns {metric: value}. METRICS says which direction is better.
+# Each returns {metric: value}. METRICS says which direction is better for
+# the main table; SCALE metrics (per-item costs as the work grows) have
+# their own table and chart.
 
 METRICS = {
-    "seq write MB/s": "high",
-    "seq read MB/s": "high",
+    "seq write fio MB/s": "high",
+    "seq read fio MB/s": "high",
+    "seq write dd MB/s": "high",
+    "seq read dd MB/s": "high",
     "rand read 1 job IOPS": "high",
     "rand read 2 jobs IOPS": "high",
     "rand write 1 job IOPS": "high",
@@ -239,10 +250,66 @@ METRICS = {
     "append 4 KiB + fsync ops/s": "high",
 }
 
+# Scaling metrics are named "scale: <what> <count>"; all are per-item costs
+# (lower is better) except the MB/s and IOPS ones.
+SCALE = "scale: "
+
+
+def scale_metrics(q):
+    out = {}
+    for n in q.scale_counts:
+        for layout in ("flat", "tree"):
+            for op in ("create", "stat", "delete"):
+                out[f"{SCALE}{op} {layout} {count_label(n)} µs/file"] = "low"
+    for n in q.scale_counts:
+        out[f"{SCALE}ls -l {count_label(n)} µs/entry"] = "low"
+    for size in big_sizes(q):
+        out[f"{SCALE}seq write {size} MB/s"] = "high"
+        out[f"{SCALE}seq read {size} MB/s"] = "high"
+    out[f"{SCALE}rand read 4k over {rand_big_size(q)} µs/read"] = "low"
+    return out
+
+
+def count_label(n):
+    return f"{n // 1000}k" if n % 1000 == 0 and n >= 1000 else str(n)
+
+
+def big_sizes(q):
+    return ["256 MiB", "1 GiB"] if q.quick else ["1 GiB", "8 GiB"]
+
+
+def rand_big_size(q):
+    return "256 MiB" if q.quick else "1 GiB"
+
+
+def mib(size):
+    n, unit = size.split()
+    return int(n) * (1024 if unit == "GiB" else 1)
+
+
+def remount_cold(fs):
+    fs.umount()
+    drop_caches()
+    fs.mount()
+
 
 def fio(args):
-    out = sh(["fio", "--output-format=json", "--ioengine=psync", "--group_reporting"] + args, timeout=900)
+    out = sh(["fio", "--output-format=json", "--ioengine=psync", "--group_reporting"] + args, timeout=1800)
     return json.loads(out[out.index("{"):])["jobs"][0]
+
+
+def dd_write(path, size_mib):
+    """Writes size_mib MiB in 1 MiB requests, fsync at the end; MB/s."""
+    t0 = time.perf_counter()
+    sh(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}", "conv=fsync", "status=none"],
+       timeout=3600)
+    return size_mib * 2**20 / (time.perf_counter() - t0) / 1e6
+
+
+def dd_read(path, size_mib):
+    t0 = time.perf_counter()
+    sh(["dd", f"if={path}", "of=/dev/null", "bs=1M", "status=none"], timeout=3600)
+    return size_mib * 2**20 / (time.perf_counter() - t0) / 1e6
 
 
 def w_seq(fs, q):
@@ -250,13 +317,22 @@ def w_seq(fs, q):
     size = "256M" if q.quick else "1G"
     j = fio(["--name=w", f"--filename={path}", "--rw=write", "--bs=1M", f"--size={size}", "--end_fsync=1"])
     write = j["write"]["bw_bytes"] / 1e6
-    fs.umount()
-    drop_caches()
-    fs.mount()
+    remount_cold(fs)
     j = fio(["--name=r", f"--filename={path}", "--rw=read", "--bs=1M", f"--size={size}"])
     read = j["read"]["bw_bytes"] / 1e6
     os.unlink(path)
-    return {"seq write MB/s": write, "seq read MB/s": read}
+    return {"seq write fio MB/s": write, "seq read fio MB/s": read}
+
+
+def w_dd(fs, q):
+    """The same sizes as `seq`, through dd with 1 MiB requests."""
+    path = os.path.join(fs.work(), "seq-dd")
+    size = 256 if q.quick else 1024
+    write = dd_write(path, size)
+    remount_cold(fs)
+    read = dd_read(path, size)
+    os.unlink(path)
+    return {"seq write dd MB/s": write, "seq read dd MB/s": read}
 
 
 def w_rand(fs, q):
@@ -266,9 +342,7 @@ def w_rand(fs, q):
     fio(["--name=fill", f"--filename={path}", "--rw=write", "--bs=1M", f"--size={size}", "--end_fsync=1"])
     out = {}
     for jobs in (1, 2):
-        fs.umount()
-        drop_caches()
-        fs.mount()
+        remount_cold(fs)
         j = fio(["--name=rr", f"--filename={path}", "--rw=randread", "--bs=4k", f"--size={size}",
                  f"--numjobs={jobs}", "--time_based", f"--runtime={rt}"])
         out[f"rand read {jobs} job{'s' if jobs > 1 else ''} IOPS"] = j["read"]["iops"]
@@ -280,37 +354,96 @@ def w_rand(fs, q):
     return out
 
 
+def tree_paths(top, n, layout):
+    """The directories and file paths of n files: all in `top` (flat), or
+    100 per directory (tree)."""
+    if layout == "flat":
+        return [top], [os.path.join(top, f"f{i:06}") for i in range(n)]
+    dirs = [os.path.join(top, f"d{d:04}") for d in range((n + 99) // 100)]
+    return [top] + dirs, [os.path.join(dirs[i // 100], f"f{i % 100:03}") for i in range(n)]
+
+
+def create_files(dirs, files, body):
+    t0 = time.perf_counter()
+    for d in dirs:
+        os.mkdir(d)
+    for p in files:
+        with open(p, "wb") as f:
+            f.write(body)
+    return time.perf_counter() - t0
+
+
+def stat_files(files):
+    t0 = time.perf_counter()
+    for p in files:
+        os.stat(p)
+    return time.perf_counter() - t0
+
+
+def delete_files(dirs, files):
+    t0 = time.perf_counter()
+    for p in files:
+        os.unlink(p)
+    for d in reversed(dirs):
+        os.rmdir(d)
+    return time.perf_counter() - t0
+
+
 def w_meta(fs, q):
-    top = os.path.join(fs.work(), "tree")
-    n_dirs, per = (20, 50) if q.quick else (100, 100)
-    body = os.urandom(4096)
-    t0 = time.perf_counter()
-    os.mkdir(top)
-    for d in range(n_dirs):
-        dd = os.path.join(top, f"d{d:03}")
-        os.mkdir(dd)
-        for i in range(per):
-            with open(os.path.join(dd, f"f{i:04}"), "wb") as f:
-                f.write(body)
-    create = time.perf_counter() - t0
-    fs.umount()
-    drop_caches()
-    fs.mount()
-    t0 = time.perf_counter()
-    for d in range(n_dirs):
-        dd = os.path.join(top, f"d{d:03}")
-        for i in range(per):
-            os.stat(os.path.join(dd, f"f{i:04}"))
-    stat = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for d in range(n_dirs):
-        dd = os.path.join(top, f"d{d:03}")
-        for i in range(per):
-            os.unlink(os.path.join(dd, f"f{i:04}"))
-        os.rmdir(dd)
-    os.rmdir(top)
-    delete = time.perf_counter() - t0
+    n = 1000 if q.quick else 10000
+    dirs, files = tree_paths(os.path.join(fs.work(), "tree"), n, "tree")
+    create = create_files(dirs, files, os.urandom(4096))
+    remount_cold(fs)
+    stat = stat_files(files)
+    delete = delete_files(dirs, files)
     return {"create 10k files s": create, "stat 10k files s": stat, "delete 10k files s": delete}
+
+
+def w_scale(fs, q):
+    """Create, stat (cold) and delete of 1k, 10k and 100k files in one
+    directory and in a tree of 100 files per directory, and `ls -l` (cold)
+    of each flat directory: per-item costs."""
+    out = {}
+    body = os.urandom(4096)
+    for n in q.scale_counts:
+        label = count_label(n)
+        for layout in ("flat", "tree"):
+            dirs, files = tree_paths(os.path.join(fs.work(), f"scale-{layout}"), n, layout)
+            out[f"{SCALE}create {layout} {label} µs/file"] = create_files(dirs, files, body) / n * 1e6
+            if layout == "flat":
+                remount_cold(fs)
+                t0 = time.perf_counter()
+                sh(["ls", "-l", "--color=never", dirs[0]], timeout=3600)
+                out[f"{SCALE}ls -l {label} µs/entry"] = (time.perf_counter() - t0) / n * 1e6
+            remount_cold(fs)
+            out[f"{SCALE}stat {layout} {label} µs/file"] = stat_files(files) / n * 1e6
+            out[f"{SCALE}delete {layout} {label} µs/file"] = delete_files(dirs, files) / n * 1e6
+    return out
+
+
+def w_big(fs, q):
+    """Sequential write and read (cold) of 1 and 8 GiB with dd, and 4 KiB
+    random reads over a file larger than strata's block cache."""
+    out = {}
+    for size in big_sizes(q):
+        free = shutil.disk_usage(fs.work()).free
+        if free < (2 * mib(size) + 2048) * 2**20:
+            print(f"{fs.name}: skipping {size}: only {free / 2**30:.1f} GiB free", flush=True)
+            continue
+        path = os.path.join(fs.work(), "big")
+        out[f"{SCALE}seq write {size} MB/s"] = dd_write(path, mib(size))
+        remount_cold(fs)
+        out[f"{SCALE}seq read {size} MB/s"] = dd_read(path, mib(size))
+        os.unlink(path)
+    size = rand_big_size(q)
+    path = os.path.join(fs.work(), "rand-big")
+    fio(["--name=fill", f"--filename={path}", "--rw=write", "--bs=1M", f"--size={mib(size)}M", "--end_fsync=1"])
+    remount_cold(fs)
+    j = fio(["--name=rr", f"--filename={path}", "--rw=randread", "--bs=4k", f"--size={mib(size)}M",
+             "--time_based", f"--runtime={2 if q.quick else 5}"])
+    out[f"{SCALE}rand read 4k over {size} µs/read"] = 1e6 / j["read"]["iops"]
+    os.unlink(path)
+    return out
 
 
 SQLITE_CHILD = r"""
@@ -376,7 +509,11 @@ def w_append(fs, q):
     return out
 
 
-WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("meta", w_meta), ("sqlite", w_sqlite), ("append", w_append)]
+# The default set; "scale" and "big" (long: 100k files, 8 GiB) run when
+# named in --workloads.
+WORKLOADS = [("seq", w_seq), ("dd", w_dd), ("rand", w_rand), ("meta", w_meta), ("sqlite", w_sqlite),
+             ("append", w_append), ("scale", w_scale), ("big", w_big)]
+DEFAULT_WORKLOADS = ["seq", "dd", "rand", "meta", "sqlite", "append"]
 
 
 # ---------------------------------------------------------------- report
@@ -418,35 +555,77 @@ def fmt(v):
     return f"{v:.3f}"
 
 
-def report(samples, names, info, q, out_dir, extra):
+def ratio_cell(a, b, better):
+    if a is None or b is None or a == 0 or b == 0:
+        return "–"
+    return f"{(a / b) if better == 'high' else (b / a):.2f}"
+
+
+def report(samples, names, info, q, out_dir, extra, memory, directions):
     os.makedirs(out_dir, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d")
     med = {(n, m): statistics.median(v) for (n, m), v in samples.items() if v}
-    stratas = [n for n in names if n.startswith("strata")]
+    stratas = [n for n in names if n.startswith("strata") and "@" not in n]
+    baselines = [n for n in names if "@" in n]
     peers = [n for n in names if not n.startswith("strata")]
+    core = [m for m in METRICS if any((n, m) in med for n in names)]
+    scale = [m for m in directions if m.startswith(SCALE) and any((n, m) in med for n in names)]
     lines = [f"# strata benchmarks, {stamp}", "",
              f"Machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}. "
              f"Backing store: ext4. Medians of {q.reps} interleaved repetitions"
              + (" (quick mode: reduced sizes)" if q.quick else "") + ".", "",
-             "Versions: " + "; ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores", "kernel")), "",
-             "## Medians", "",
-             "| metric | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]
-    for m in METRICS:
-        row = [fmt(med[(n, m)]) if (n, m) in med else "–" for n in names]
-        lines.append(f"| {m} ({'higher' if METRICS[m] == 'high' else 'lower'} is better) | " + " | ".join(row) + " |")
-    for s in stratas:
-        lines += ["", f"## {s} against each peer (speed ratio: above 1.00 means {s} is faster)", "",
-                  "| metric | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
-        for m in METRICS:
-            cells = []
-            for p in peers:
-                a, b = med.get((s, m)), med.get((p, m))
-                if a is None or b is None or a == 0 or b == 0:
-                    cells.append("–")
-                else:
-                    cells.append(f"{(a / b) if METRICS[m] == 'high' else (b / a):.2f}")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+             "Versions: " + "; ".join(f"{k} {v}" for k, v in info.items() if k not in ("cpu", "cores", "kernel")), ""]
+    if core:
+        lines += ["## Medians", "",
+                  "| metric | " + " | ".join(names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for m in core:
+            row = [fmt(med[(n, m)]) if (n, m) in med else "–" for n in names]
+            lines.append(f"| {m} ({'higher' if METRICS[m] == 'high' else 'lower'} is better) | " + " | ".join(row) + " |")
+        for s in stratas:
+            lines += ["", f"## {s} against each peer (speed ratio: above 1.00 means {s} is faster)", "",
+                      "| metric | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+            for m in core:
+                cells = [ratio_cell(med.get((s, m)), med.get((p, m)), METRICS[m]) for p in peers]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for b in baselines:
+        s = b.split("@")[0]
+        if s not in names:
+            continue
+        lines += ["", f"## {s} against {b} (speed ratio: above 1.00 means {s} is faster)", "",
+                  "| metric | ratio |", "|---|---:|"]
+        for m in core + scale:
+            lines.append(f"| {m} | {ratio_cell(med.get((s, m)), med.get((b, m)), directions[m])} |")
+    if scale:
+        lines += ["", "## Scaling: per-item cost as the work grows", "",
+                  "µs per file (create, stat, delete: in one directory, or 100 files per "
+                  "directory; stat and `ls -l` cold, after a remount with caches dropped), "
+                  "µs per entry (`ls -l`), MB/s (dd, 1 MiB requests) and µs per 4 KiB random "
+                  "read over a file larger than strata's block cache.", "",
+                  "| metric | " + " | ".join(names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for m in scale:
+            row = [fmt(med[(n, m)]) if (n, m) in med else "–" for n in names]
+            lines.append(f"| {m[len(SCALE):]} | " + " | ".join(row) + " |")
+        for s in stratas:
+            lines += ["", f"### {s} against each peer, scaling (speed ratio: above 1.00 means {s} is faster)", "",
+                      "| metric | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+            for m in scale:
+                cells = [ratio_cell(med.get((s, m)), med.get((p, m)), directions[m]) for p in peers]
+                lines.append(f"| {m[len(SCALE):]} | " + " | ".join(cells) + " |")
+    if memory:
+        variants = [n for n in names if n in {v for v, _ in memory}]
+        workloads = []
+        for _, w in memory:
+            if w not in workloads:
+                workloads.append(w)
+        lines += ["", "## Daemon peak resident memory by workload (MiB)", "",
+                  f"Block cache {q.cache_size // 2**20} MiB; bound: cache + 64 MiB = "
+                  f"{q.cache_size // 2**20 + 64} MiB.", "",
+                  "| workload | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
+        for w in workloads:
+            cells = [f"{memory[(v, w)] / 2**20:.0f}" if (v, w) in memory else "–" for v in variants]
+            lines.append(f"| {w} | " + " | ".join(cells) + " |")
     if extra:
         lines += ["", "## Notes", ""] + [f"- {e}" for e in extra]
     md = "\n".join(lines) + "\n"
@@ -458,8 +637,10 @@ def report(samples, names, info, q, out_dir, extra):
         w.writerow(["date", "cpu", "cores", "filesystem", "metric", "better", "repetition", "value"])
         for (n, m), vals in sorted(samples.items()):
             for i, v in enumerate(vals):
-                w.writerow([stamp, info["cpu"], info["cores"], n, m, METRICS[m], i + 1, f"{v:.6g}"])
-    for path in plot.write_plots(med, names, METRICS, out_dir, stamp):
+                w.writerow([stamp, info["cpu"], info["cores"], n, m, directions[m], i + 1, f"{v:.6g}"])
+    for path in plot.write_plots(med, names, {m: METRICS[m] for m in core}, out_dir, stamp):
+        print(f"wrote {path}")
+    for path in plot.write_scaling(med, names, scale, out_dir, stamp):
         print(f"wrote {path}")
     return md
 
@@ -471,11 +652,17 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, for checking the harness")
     ap.add_argument("--only", default="", help="comma-separated filesystems")
-    ap.add_argument("--workloads", default="", help="comma-separated workloads")
+    ap.add_argument("--workloads", default="",
+                    help=f"comma-separated workloads of {', '.join(w for w, _ in WORKLOADS)} "
+                         f"(default: {','.join(DEFAULT_WORKLOADS)})")
+    ap.add_argument("--baseline", action="append", default=[], metavar="LABEL=BINARY",
+                    help="also run strata-general from another build, as strata-general@LABEL, "
+                         "and compare the two (repeatable)")
+    ap.add_argument("--scale-counts", default=None,
+                    help="file counts of the scale workload (default 1000,10000,100000; quick 1000,10000)")
+    ap.add_argument("--cache-size", type=int, default=64 * 2**20, help="strata's block cache, bytes")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--dir", default=None, help="where stores and mounts go (default: a new temporary directory)")
-    ap.add_argument("--baseline", action="append", default=[], metavar="LABEL=BINARY",
-                    help="another strata build, measured as the peer 'base-LABEL' (preset general); repeatable")
     q = ap.parse_args()
     if q.plot:
         for path in plot.plot_csv(q.plot, q.out, order=list(METRICS)):
@@ -483,19 +670,27 @@ def main():
         return
     if not q.strata:
         ap.error("--strata is required to run the benchmarks")
+    counts = q.scale_counts or ("1000,10000" if q.quick else "1000,10000,100000")
+    q.scale_counts = [int(c) for c in counts.split(",")]
     base = tempfile.mkdtemp(prefix="strata-bench-", dir=q.dir)
     fss = [Plain("ext4", base), Bindfs("bindfs", base), Gocryptfs("gocryptfs", base),
            Securefs("securefs", base), Cryfs("cryfs", base),
-           Strata("strata-general", base, "general", q.strata), Strata("strata-max", base, "max", q.strata)]
+           Strata("strata-general", base, "general", q.strata, q.cache_size),
+           Strata("strata-max", base, "max", q.strata, q.cache_size)]
     for b in q.baseline:
         label, _, binary = b.partition("=")
-        if not binary:
-            ap.error(f"--baseline {b}: expected LABEL=BINARY")
-        fss.append(Strata(f"base-{label}", base, "general", os.path.abspath(binary)))
+        if not label or not binary:
+            ap.error(f"--baseline wants LABEL=BINARY, not {b}")
+        fss.append(Strata(f"strata-general@{label}", base, "general", os.path.abspath(binary), q.cache_size))
     if q.only:
         keep = q.only.split(",")
         fss = [f for f in fss if f.name in keep]
-    workloads = [w for w in WORKLOADS if not q.workloads or w[0] in q.workloads.split(",")]
+    chosen = q.workloads.split(",") if q.workloads else DEFAULT_WORKLOADS
+    unknown = set(chosen) - {w for w, _ in WORKLOADS}
+    if unknown:
+        ap.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    workloads = [w for w in WORKLOADS if w[0] in chosen]
+    directions = dict(METRICS) | scale_metrics(q)
     info = machine()
     info["strata"] = version([q.strata, "--version"])
     samples = {}
@@ -508,6 +703,9 @@ def main():
             for wname, w in workloads:
                 order = fss[rep % len(fss):] + fss[:rep % len(fss)]
                 for f in order:
+                    if isinstance(f, Strata):
+                        f.workload = wname
+                    load = os.getloadavg()[0]
                     f.mount()
                     t0 = time.time()
                     try:
@@ -522,15 +720,10 @@ def main():
                         f.umount()
                     if not res:
                         continue
-                    print(f"rep {rep + 1} {wname:7} {f.name:15} {time.time() - t0:6.1f} s  "
+                    print(f"rep {rep + 1} {wname:7} {f.name:15} {time.time() - t0:6.1f} s  load {load:4.1f}  "
                           + ", ".join(f"{k} {fmt(v)}" for k, v in res.items()), flush=True)
                     for k, v in res.items():
                         samples.setdefault((f.name, k), []).append(v)
-        for f in fss:
-            peak = f.daemon_rss_peak()
-            if peak:
-                extra.append(f"{f.name}: daemon peak resident memory {peak / 2**20:.0f} MiB "
-                             f"(block cache 64 MiB; bound: cache + 64 MiB = 128 MiB)")
         for f in fss:
             if isinstance(f, Strata):
                 vault = os.path.join(base, "unlock-vault")
@@ -549,8 +742,9 @@ def main():
                 f.umount()
             except Exception as e:  # keep unmounting the others
                 print(f"unmount {f.name}: {e}", file=sys.stderr)
+    memory = {(f.name, w): v for f in fss if isinstance(f, Strata) for w, v in f.peaks.items()}
     extra += failures
-    print(report(samples, [f.name for f in fss], info, q, q.out, extra))
+    print(report(samples, [f.name for f in fss], info, q, q.out, extra, memory, directions))
     shutil.rmtree(base, ignore_errors=True)
 
 

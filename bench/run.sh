@@ -3,7 +3,7 @@
 #   bench/run.sh [--reps N] [--quick] [--only a,b] [--workloads seq,rand,meta,sqlite,append]
 #                [--baseline-rev REV]...
 # --baseline-rev builds strata at git revision REV (in a worktree under
-# target/) and measures it beside this build as the peer "base-REV" (preset
+# target/) and measures it beside this build as "strata-general@REV" (preset
 # general). Comparisons with a baseline are kept in bench/results/baselines/
 # (bench/results/ itself holds the full runs the README charts come from).
 # Installs what it needs (fio, gocryptfs, securefs, cryfs, bindfs, fuse3),
