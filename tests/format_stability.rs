@@ -147,7 +147,7 @@ fn a_format_1_store_is_brought_to_format_3_at_its_first_read_write_mount() {
         std::os::unix::fs::FileExt::write_all_at(&file, b"mid", 5_000_000).expect("write");
         drop(file);
         m.unmount();
-        assert_eq!(config_format(&f), 3, "{preset}");
+        assert_eq!(config_format(&f), 4, "{preset}");
         let m = f.mount();
         for disk in ["os", "data"] {
             let d = f.disk(disk);

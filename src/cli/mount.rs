@@ -233,10 +233,10 @@ fn backing_device(store: &Path, disks: &[DiskRt]) -> anyhow::Result<Option<u64>>
     Ok(device.map(|(dev, _)| dev))
 }
 
-/// Brings an older store to the current format: every empty backing file
-/// of a disk gets a header, then the config records format 3. A disk whose
-/// keys are refused now cannot be brought up; the store then stays at its
-/// format until a later mount.
+/// Brings an older store to the current format: before format 3, every
+/// empty backing file of a disk gets a header (a disk whose keys are
+/// refused now cannot be brought up; the store then stays at its format
+/// until a later mount); then the config records the current format.
 fn upgrade(
     store_path: &Path,
     config: &mut store::Config,
@@ -246,6 +246,7 @@ fn upgrade(
     let mut todo = Vec::new();
     for d in disks
         .iter()
+        .filter(|_| store::upgrade::needs_headers(config))
         .filter(|d| d.snapshot.is_none() && !d.ephemeral)
     {
         match d.served_pipeline() {
@@ -428,15 +429,23 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     let cache = Arc::new(BlockCache::new(a.cache_size));
     // A read-write mount is a session: files it writes carry its id in
     // their write windows, and it is marked ended at a clean unmount.
-    let sessions = if a.ro {
-        crate::file::Sessions {
-            current: 0,
-            crashed: store::sessions::crashed(&store_path, &record_key),
-        }
+    let mut sessions = if a.ro {
+        store::sessions::read_only(&store_path, &record_key)
     } else {
         store::sessions::begin(&store_path, &record_key)?
     };
+    // A store not (yet) of the format with size attributes gets none, and
+    // believes none.
+    if store_config.format < store::config::SIZE_ATTRS {
+        sessions.trust = 0;
+    }
     let session_id = sessions.current;
+    let session_faults = sessions.stale.clone();
+    let session_end = crate::file::Sessions {
+        current: session_id,
+        stale: session_faults,
+        ..crate::file::Sessions::default()
+    };
     let fs = Arc::new(Fs::new(
         store_path.clone(),
         disks,
@@ -555,7 +564,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
     if session_id != 0 {
-        if let Err(e) = store::sessions::end(&store_path, &record_key, session_id) {
+        if let Err(e) = store::sessions::end(&store_path, &record_key, &session_end) {
             tracing::warn!("the session record was not updated at unmount: {e}");
         }
     }

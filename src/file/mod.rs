@@ -75,6 +75,52 @@ pub struct Sessions {
     /// Sessions known to have ended in a crash: blocks inside their write
     /// windows that fail their tags were torn, not tampered with.
     pub crashed: HashSet<u64>,
+    /// The store's trust id: size attributes carrying it are believed, and
+    /// a session that writes (`current` non-zero) puts it in the size
+    /// attribute of every file whose size or type it changes. 0: size
+    /// attributes are neither believed nor written (offline tools, and a
+    /// read-only mount after a crash).
+    pub trust: u64,
+    /// Size attributes this session could not keep in step with their
+    /// headers.
+    pub stale: Arc<StaleAttrs>,
+}
+
+/// The inodes whose size attribute this session failed to rewrite or
+/// remove after changing their header: never believed while it runs, and
+/// the session's end gives the store a new trust id, so that no later
+/// mount believes them either.
+#[derive(Debug, Default)]
+pub struct StaleAttrs {
+    inos: std::sync::Mutex<HashSet<u64>>,
+    poisoned: std::sync::atomic::AtomicBool,
+}
+
+impl StaleAttrs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.inos.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the size attribute of backing inode `ino` may be stale.
+    pub fn add(&self, ino: u64) {
+        self.lock().insert(ino);
+    }
+
+    /// Records that some size attribute may be stale, which one unknown:
+    /// none is believed from now on.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Whether the size attribute of backing inode `ino` may be stale.
+    pub fn contains(&self, ino: u64) -> bool {
+        self.poisoned.load(Ordering::Acquire) || self.lock().contains(&ino)
+    }
+
+    /// Whether any size attribute may be stale.
+    pub fn any(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire) || !self.lock().is_empty()
+    }
 }
 
 /// What every file of one disk (or snapshot) shares.
@@ -100,6 +146,7 @@ impl FileCtx {
             sessions: Arc::new(Sessions {
                 current: 0,
                 crashed,
+                ..Sessions::default()
             }),
         }
     }
@@ -123,6 +170,13 @@ pub struct EncFile {
     ino: u64,
     writable: bool,
     size_cell: Arc<AtomicU64>,
+    /// The backing file is known to carry no size attribute (a new inode,
+    /// or one removed): a header write then needs none rewritten.
+    no_attr: std::sync::atomic::AtomicBool,
+    /// A header was written while `no_attr` held: the attribute is written
+    /// when a handle is released or the modification time set, not at each
+    /// header write.
+    attr_due: std::sync::atomic::AtomicBool,
     state: RwLock<State>,
 }
 
@@ -223,6 +277,8 @@ impl EncFile {
             ino: spec.ino,
             writable: spec.writable,
             size_cell,
+            no_attr: std::sync::atomic::AtomicBool::new(false),
+            attr_due: std::sync::atomic::AtomicBool::new(false),
             state: RwLock::new(st),
         }
     }
@@ -252,7 +308,10 @@ impl EncFile {
                 file: spec.label.clone(),
                 source,
             })?;
-        Ok(Self::assemble(
+        // No size attribute yet: a new inode has none to contradict its
+        // header, and header writes leave it so; the first change of its
+        // modification time (the kernel sends one after writes) writes one.
+        let f = Self::assemble(
             spec,
             ctx,
             State {
@@ -261,7 +320,9 @@ impl EncFile {
                 crashed: BlockRange::EMPTY,
                 stray: 0,
             },
-        ))
+        );
+        f.no_attr.store(true, Ordering::Release);
+        Ok(f)
     }
 
     /// How logs name the backing file.
@@ -500,14 +561,94 @@ impl EncFile {
         self.fd.write_all_at(buf, offset).map_err(self.io_err())
     }
 
-    /// Seals `size` into the header and writes it.
+    /// Seals `size` into the header and writes it, then the size attribute.
     fn store_header(&self, st: &mut State, size: u64) -> Result<(), FileError> {
         let h = self.header_mut(st)?;
         self.ctx.pipeline.seal_header(h, size);
         let bytes = h.encode();
         self.write_all_at(&bytes, 0)?;
         self.set_size(st, size);
+        self.store_attr(st);
         Ok(())
+    }
+
+    /// Seals the size attribute again for the backing file as it stands
+    /// (after a change of its modification time, to which it is bound).
+    pub fn refresh_size_attr(&self) {
+        self.write_attr(&self.read_state());
+    }
+
+    /// After a header write: the size attribute, if the backing file may
+    /// carry one, sealed again for the new header and modification time.
+    fn store_attr(&self, st: &State) {
+        if self.no_attr.load(Ordering::Acquire) {
+            self.attr_due.store(true, Ordering::Release);
+        } else {
+            self.write_attr(st);
+        }
+    }
+
+    /// Writes the size attribute a header write left due (a handle of the
+    /// file is being released).
+    pub fn settle_size_attr(&self) {
+        if self.attr_due.load(Ordering::Acquire) {
+            self.write_attr(&self.read_state());
+        }
+    }
+
+    /// Brings the backing file's size attribute in step with the header
+    /// just written (a session that writes, with a trust id, only), bound
+    /// to the backing inode and its modification time as they are now. The
+    /// header is the truth: an attribute that cannot be written is removed,
+    /// and one that cannot be removed either is recorded as stale (never
+    /// believed again: the session's end changes the trust id).
+    fn write_attr(&self, st: &State) {
+        let sessions = &self.ctx.sessions;
+        if sessions.current == 0 || sessions.trust == 0 {
+            return;
+        }
+        let Some(h) = st.header.as_ref() else {
+            return;
+        };
+        let name = crate::format::SIZE_ATTR_NAME;
+        let written = rustix::fs::fstat(&self.fd).and_then(|now| {
+            let bound = crate::format::size_attr::Binding::of(&now);
+            let a = self
+                .ctx
+                .pipeline
+                .seal_size_attr(h.file_type, st.size, &bound, sessions.trust);
+            rustix::fs::fsetxattr(&self.fd, name, &a.encode(), rustix::fs::XattrFlags::empty())
+                .map(|()| bound.ino)
+        });
+        let e = match written {
+            Ok(_) => {
+                self.no_attr.store(false, Ordering::Release);
+                self.attr_due.store(false, Ordering::Release);
+                return;
+            }
+            Err(e) => e,
+        };
+        let unsupported = e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP;
+        let removed = rustix::fs::fremovexattr(&self.fd, name);
+        let gone = removed.is_ok()
+            || removed.is_err_and(|r| r.raw_os_error() == crate::platform::errno::ENOATTR)
+            || unsupported;
+        if gone {
+            self.no_attr.store(true, Ordering::Release);
+        }
+        if unsupported {
+            tracing::debug!(file = %self.label, "the backing filesystem keeps no user xattrs: no size attribute");
+        } else if gone {
+            tracing::warn!(file = %self.label, "size attribute not written ({e}): removed, the header answers");
+        } else {
+            // The attribute left in place may carry a modification time the
+            // header write did not change (timestamps are coarse).
+            match rustix::fs::fstat(&self.fd) {
+                Ok(now) => sessions.stale.add(now.st_ino),
+                Err(_) => sessions.stale.poison(),
+            }
+            tracing::error!(file = %self.label, "size attribute neither written ({e}) nor removed: not believed from now on");
+        }
     }
 
     /// Whether the blocks `r` are all inside the current session's write
@@ -806,6 +947,7 @@ impl EncFile {
             self.reserve(backing_len(old_size), out.len() as u64)?;
             self.write_all_at(&out, 0)?;
             self.set_size(&mut st, new_size);
+            self.store_attr(&st);
             return Ok(data.len());
         }
         let stored = self.seal_blocks(&file_id, first, plain, 0);

@@ -21,6 +21,7 @@ fn ctx(p: &Arc<Pipeline>, cache: Arc<BlockCache>, current: u64, crashed: &[u64])
         sessions: Arc::new(Sessions {
             current,
             crashed: crashed.iter().copied().collect::<HashSet<u64>>(),
+            ..Sessions::default()
         }),
     }
 }

@@ -120,7 +120,7 @@ impl Fs {
         kind: Kind,
     ) -> Attr {
         let size = match kind {
-            Kind::File | Kind::Symlink => Some(self.logical_size(ino, disk, dir, name)),
+            Kind::File | Kind::Symlink => Some(self.logical_size(ino, disk, dir, name, st)),
             _ => None,
         };
         self.note_attr(attr::from_stat(ino, st, kind, size))
@@ -403,7 +403,11 @@ impl Fs {
                 last_modification: timestamp(s.mtime),
             };
             match &target {
-                Target::File(f) => rustix::fs::futimens(f.fd(), &ts)?,
+                Target::File(f) => {
+                    rustix::fs::futimens(f.fd(), &ts)?;
+                    // The size attribute is bound to the modification time.
+                    f.refresh_size_attr();
+                }
                 Target::Dir(d) => rustix::fs::futimens(d.fd(), &ts)?,
                 Target::At(d, name) => d.utimens_at(name, &ts)?,
                 Target::Kept(fd) => rustix::fs::futimens(&**fd, &ts)?,

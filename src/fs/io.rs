@@ -307,6 +307,9 @@ impl Fs {
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = self.handles().remove(&fh);
         if let Some(Handle::File { ino, file, .. }) = h {
+            if let Some(f) = &file {
+                f.settle_size_attr();
+            }
             let mut nodes = self.nodes();
             if let Some(n) = nodes.get_mut(ino) {
                 n.open_count = n.open_count.saturating_sub(1);

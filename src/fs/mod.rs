@@ -636,11 +636,15 @@ impl Fs {
     /// the slot, and the session they are written under.
     fn file_ctx(&self, disk: usize) -> FsResult<FileCtx> {
         let d = self.disk(disk)?;
-        let (pipeline, _) = d.check()?;
-        let sessions = if d.ephemeral || !self.disk_writable(disk) {
+        let (pipeline, names) = d.check()?;
+        // A disk with plain names (a temp disk without host encryption) has
+        // no size attributes: a user xattr could take their name there.
+        let sessions = if d.ephemeral || !self.disk_writable(disk) || !names.is_encrypted() {
             Arc::new(Sessions {
                 current: 0,
                 crashed: self.sessions.crashed.clone(),
+                trust: 0,
+                stale: self.sessions.stale.clone(),
             })
         } else {
             self.sessions.clone()

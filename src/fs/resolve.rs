@@ -14,13 +14,23 @@ use super::attr::{backing_kind, Backing};
 use super::{Child, Errno, Fs, FsResult, Kind, ROOT_INO};
 use crate::backing::{Dir, DirIdSource};
 use crate::file::{EncFile, OpenSpec, Stored, SIZE_UNKNOWN};
-use crate::format::FileType;
+use crate::format::{FileType, SizeAttr};
 use crate::names::NameCodec;
 use crate::platform::errno;
 
 /// Deepest chain of directories walked (a PATH_MAX-long path has at most
 /// 2048 components; this only stops a damaged table from looping).
 const MAX_DEPTH: usize = 1 << 16;
+
+/// What a backing regular file holds, as a lookup needs it.
+enum Meta {
+    /// A file of this type and logical size.
+    Of(FileType, u64),
+    /// Nothing (a file never written, in a store before format 3).
+    Empty,
+    /// A header region a crash left unwritten.
+    NoHeader,
+}
 
 /// The inode number the kernel sees for backing inode `raw` (the backing
 /// filesystem's own root inode number is taken by the mount root).
@@ -184,7 +194,8 @@ impl Fs {
     }
 
     /// The type of backing entry `name` of `dir` (on disk `disk`), and its
-    /// logical size when reading its header told it.
+    /// logical size when its size attribute or header had to be read to
+    /// tell the type.
     pub(super) fn probe(
         &self,
         disk: usize,
@@ -194,11 +205,9 @@ impl Fs {
     ) -> (Kind, Option<u64>) {
         match backing_kind(crate::platform::mode::of(st)) {
             Backing::Is(k) => (k, None),
-            Backing::FileOrSymlink => match self.read_stored(disk, dir, name) {
-                Ok(Stored::Header(h, size)) if h.file_type == FileType::Symlink => {
-                    (Kind::Symlink, Some(size))
-                }
-                Ok(Stored::Header(_, size)) => (Kind::File, Some(size)),
+            Backing::FileOrSymlink => match self.read_stored(disk, dir, name, st) {
+                Ok(Meta::Of(FileType::Symlink, size)) => (Kind::Symlink, Some(size)),
+                Ok(Meta::Of(FileType::Regular, size)) => (Kind::File, Some(size)),
                 Ok(_) => (Kind::File, Some(0)),
                 Err(e) => {
                     tracing::error!(errno = e.0, file = %self.label(disk, name), "header unreadable");
@@ -208,22 +217,67 @@ impl Fs {
         }
     }
 
-    /// What the start of backing file `name` of `dir` holds.
-    fn read_stored(&self, disk: usize, dir: &Dir, name: &OsStr) -> FsResult<Stored> {
-        let (pipeline, _) = self.disk(disk)?.check()?;
+    /// What backing file `name` of `dir`, as `st` describes it, holds: its
+    /// size attribute when that is believed (see `format::size_attr`), else
+    /// its header.
+    fn read_stored(&self, disk: usize, dir: &Dir, name: &OsStr, st: &Stat) -> FsResult<Meta> {
+        let (pipeline, names) = self.disk(disk)?.check()?;
+        let trust = self.sessions.trust;
+        if trust != 0 && names.is_encrypted() {
+            if let Some((t, size)) = self.believed_size(dir, name, st, &pipeline, trust) {
+                return Ok(Meta::Of(t, size));
+            }
+        }
         let fd = dir.open_file(name, false)?;
-        Ok(crate::file::read_header(
-            &fd,
-            &self.label(disk, name),
-            &pipeline,
-        )?)
+        Ok(
+            match crate::file::read_header(&fd, &self.label(disk, name), &pipeline)? {
+                Stored::Header(h, size) => Meta::Of(h.file_type, size),
+                Stored::Empty => Meta::Empty,
+                Stored::NoHeader { .. } => Meta::NoHeader,
+            },
+        )
+    }
+
+    /// The type and size in the size attribute of backing file `name` of
+    /// `dir`, if it is believed: sealed by `pipeline` for the inode `st`
+    /// describes (number and modification time) under trust id `trust`,
+    /// and not recorded as stale by this session. An attribute read from
+    /// another inode (the name replaced since `st` was taken) fails its tag.
+    fn believed_size(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        st: &Stat,
+        pipeline: &crate::layers::Pipeline,
+        trust: u64,
+    ) -> Option<(FileType, u64)> {
+        let mut buf = [0u8; crate::format::size_attr::SIZE_ATTR_LEN + 1];
+        let n =
+            crate::platform::getxattr_at(dir.fd(), name, crate::format::SIZE_ATTR_NAME, &mut buf)
+                .ok()?;
+        let a = SizeAttr::decode(buf.get(..n)?)?;
+        let bound = crate::format::size_attr::Binding::of(st);
+        if self.sessions.stale.contains(bound.ino) {
+            return None;
+        }
+        pipeline
+            .open_size_attr(&a, &bound, trust)
+            .filter(|&(_, size)| size <= crate::file::MAX_SIZE)
     }
 
     /// The logical size of regular file or symlink inode `ino`, named `name`
-    /// in `dir`: from its open file or its cached size, else its header. A
-    /// header that fails is logged and reported as size 0 (reading the file
-    /// then fails), so that the file can still be listed and removed.
-    pub(super) fn logical_size(&self, ino: u64, disk: usize, dir: &Dir, name: &OsStr) -> u64 {
+    /// in `dir`: from its open file or its cached size, else its size
+    /// attribute or header. A header that fails is logged and reported as
+    /// size 0 (reading the file then fails), so that the file can still be
+    /// listed and removed.
+    pub(super) fn logical_size(
+        &self,
+        ino: u64,
+        disk: usize,
+        dir: &Dir,
+        name: &OsStr,
+        st: &Stat,
+    ) -> u64 {
         let slot = self.nodes().get(ino).map(|n| n.file.clone());
         if let Some(slot) = &slot {
             let s = slot.size.load(Ordering::Acquire);
@@ -231,10 +285,10 @@ impl Fs {
                 return s;
             }
         }
-        let size = match self.read_stored(disk, dir, name) {
-            Ok(Stored::Header(_, size)) => size,
-            Ok(Stored::Empty) => 0,
-            Ok(Stored::NoHeader { .. }) => {
+        let size = match self.read_stored(disk, dir, name, st) {
+            Ok(Meta::Of(_, size)) => size,
+            Ok(Meta::Empty) => 0,
+            Ok(Meta::NoHeader) => {
                 tracing::warn!(file = %self.label(disk, name), "backing file has no header (a creation interrupted by a crash, or damage): shown as empty");
                 0
             }

@@ -210,7 +210,10 @@ impl Fs {
             let Ok(b) = std::str::from_utf8(bname) else {
                 continue;
             };
-            if !b.starts_with(USER) {
+            // strata's size attribute is no user's (on a disk with plain
+            // names, where a user's xattr could have its name, there is none).
+            if !b.starts_with(USER) || (codec.is_encrypted() && b == crate::format::SIZE_ATTR_NAME)
+            {
                 continue;
             }
             // Only encrypted names have a long form: a plaintext name may

@@ -91,6 +91,20 @@ pub fn sync_all(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(rfs::fsync(fd)?)
 }
 
+pub fn getxattr_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    attr: &str,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ))
+    .join(name);
+    Ok(rfs::lgetxattr(&path, attr, buf)?)
+}
+
 pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(rfs::syncfs(dir)?)
 }

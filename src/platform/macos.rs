@@ -253,6 +253,23 @@ pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
     }
 }
 
+/// The entry is opened (non-blocking: a FIFO put in the file's place must
+/// not hang) and its attribute read by descriptor.
+pub fn getxattr_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    attr: &str,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    Ok(rfs::fgetxattr(&fd, attr, buf)?)
+}
+
 // --------------------------------------------------------- allocation
 
 /// fcntl(F_PREALLOCATE) with F_PEOFPOSMODE: fcntl(2) says "Allocate from

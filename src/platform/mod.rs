@@ -183,6 +183,21 @@ pub fn sync_filesystem(dir: BorrowedFd<'_>) -> std::io::Result<()> {
     imp::sync_filesystem(dir)
 }
 
+/// Reads extended attribute `attr` of entry `name` of `dir` into `buf`
+/// (its length), never through a symlink, without opening the entry: on
+/// Linux lgetxattr(2) through the directory's /proc/self/fd link; elsewhere
+/// the entry is opened (O_NOFOLLOW) and read by descriptor. What it reads
+/// may belong to another inode than an earlier stat of `name` saw, if the
+/// name was replaced in between.
+pub fn getxattr_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    attr: &str,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    imp::getxattr_at(dir, name, attr, buf)
+}
+
 // --------------------------------------------------------- allocation
 
 /// What [`preallocate`] could do.

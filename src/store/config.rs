@@ -31,13 +31,19 @@ use crate::layers::Layer;
 /// The newest store (config) format: 2 adds snapshots and images to 1;
 /// 3 adds backing-file headers of version 2 (write windows, hole ranges)
 /// and a header in every backing file from its creation, so that an empty
-/// backing file is damage. Backing files carry their own header version
-/// (`format::FORMAT_VERSION`).
-pub const STORE_FORMAT: u16 = 3;
+/// backing file is damage; 4 adds size attributes on backing files (see
+/// `format::size_attr`) and a trust id in the session record, which older
+/// strata would not know to leave alone (a rekey would refuse the
+/// attribute as an xattr that does not decrypt). Backing files carry their
+/// own header version (`format::FORMAT_VERSION`).
+pub const STORE_FORMAT: u16 = 4;
 
 /// The first store format in which every backing file of a disk has a
 /// header from its creation.
 pub const HEADERS_AT_CREATE: u16 = 3;
+
+/// The first store format whose backing files may carry size attributes.
+pub const SIZE_ATTRS: u16 = 4;
 
 /// File name of the config inside a store.
 pub const CONFIG_NAME: &str = "strata.conf";

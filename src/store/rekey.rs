@@ -617,7 +617,14 @@ fn copy_meta(
         // Every one, whatever its size: an xattr that cannot be read fails
         // the object rather than being left behind.
         let names = crate::backing::xattrs::names(src).map_err(MetaError::Io)?;
-        for bname in names.iter().filter(|n| n.starts_with("user.")) {
+        // The old file's size attribute (only on disks with encrypted
+        // names: elsewhere the name is a user's) is not carried over: it is
+        // sealed for the old inode, and the new header is the truth.
+        let size_attr = |n: &str| old.codec.is_encrypted() && n == crate::format::SIZE_ATTR_NAME;
+        for bname in names
+            .iter()
+            .filter(|n| n.starts_with("user.") && !size_attr(n))
+        {
             let Some(val) = crate::backing::xattrs::get(src, bname).map_err(MetaError::Io)? else {
                 continue;
             };

@@ -1,6 +1,7 @@
 //! The record of mount sessions, `STORE/strata.sessions`: the read-write
 //! mount running now (a random id, written into the write window of every
-//! file it writes) and the sessions that ended without a clean unmount.
+//! file it writes), the sessions that ended without a clean unmount, and
+//! the store's trust id.
 //!
 //! A block that fails its tag inside the write window of a crashed session
 //! was torn by the crash and is read as written (its old and new sectors);
@@ -10,6 +11,19 @@
 //! not stop a rollback: a copy taken while a mount ran, put back after it
 //! ended cleanly, makes that session count as crashed (nothing in the store
 //! can tell this from a real crash; the README lists it as not detected).
+//!
+//! The trust id says which size attributes (a copy of a file's logical
+//! size beside its header, see `format::size_attr`) may be believed: those
+//! carrying it. A session writes the attribute after the header, both
+//! through the page cache, so a power cut can leave them apart; every
+//! session that does not end cleanly therefore gets the store a new trust
+//! id at the next mount, and a clean end first makes the whole backing
+//! filesystem durable (syncfs), so that headers and attributes written under
+//! a kept trust id are on disk together. A record that is missing or does
+//! not authenticate gets a new trust id too. Rolling the record back to an
+//! older trust id can make attributes of an earlier epoch believed again
+//! only on a backing file whose inode and modification time are still those
+//! the attribute was sealed for, i.e. one rolled back with it.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -35,6 +49,9 @@ const MAX_RECORD: usize = 1 << 20;
 struct Record {
     running: Option<String>,
     crashed: Vec<String>,
+    /// The trust id, hex (absent in records of store format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust: Option<String>,
     tag: String,
 }
 
@@ -86,6 +103,10 @@ impl RecordKey {
         for c in &r.crashed {
             body.push(0);
             body.extend_from_slice(c.as_bytes());
+        }
+        if let Some(t) = &r.trust {
+            body.push(1);
+            body.extend_from_slice(t.as_bytes());
         }
         hex::encode(tag::tag(key, b"strata sessions v1", &[&body]))
     }
@@ -151,39 +172,71 @@ fn crashed_of(r: &Record) -> HashSet<u64> {
         .collect()
 }
 
+/// A fresh random non-zero id.
+fn new_id() -> u64 {
+    loop {
+        let v = u64::from_le_bytes(crate::crypto::random_array());
+        if v != 0 {
+            break v;
+        }
+    }
+}
+
 /// Starts a read-write mount session: a session still marked running was
-/// cut short by a crash (only one daemon serves a store at a time).
+/// cut short by a crash (only one daemon serves a store at a time), and
+/// the store then gets a new trust id, as it does when it has none.
 pub fn begin(store: &Path, key: &RecordKey) -> Result<Sessions, StoreError> {
     let mut r = read(store, key);
+    let mut crash = false;
     if let Some(s) = r.running.take() {
+        crash = true;
         if parse(&s).is_some() {
             tracing::warn!("the previous mount of this store ended without unmounting (a crash): blocks it was writing are read as found");
             r.crashed.push(s);
         }
     }
+    let trust = match r.trust.as_deref().and_then(parse) {
+        Some(t) if !crash => t,
+        _ => {
+            let t = new_id();
+            r.trust = Some(format!("{t:016x}"));
+            t
+        }
+    };
     let crashed = crashed_of(&r);
     let current = loop {
-        let v = u64::from_le_bytes(crate::crypto::random_array());
-        if v != 0 && !crashed.contains(&v) {
+        let v = new_id();
+        if !crashed.contains(&v) {
             break v;
         }
     };
     r.running = Some(format!("{current:016x}"));
     write(store, key, r)?;
-    Ok(Sessions { current, crashed })
+    Ok(Sessions {
+        current,
+        crashed,
+        trust,
+        ..Sessions::default()
+    })
 }
 
-/// Ends session `current` cleanly: first makes everything the session
-/// wrote durable (a syncfs of the store), since once the record says the
-/// session ended, a block of its windows that fails its tag is damage. A
-/// failed sync leaves the session running (read as crashed by the next
-/// mount).
-pub fn end(store: &Path, key: &RecordKey, current: u64) -> Result<(), StoreError> {
+/// Ends session `sessions.current` cleanly: first makes everything the
+/// session wrote durable (a syncfs of the store), since once the record
+/// says the session ended, a block of its windows that fails its tag is
+/// damage and the size attributes it wrote are believed. A failed sync
+/// leaves the session running (read as crashed by the next mount, which
+/// then gives the store a new trust id). A session that could not keep
+/// some size attribute in step with its header gives the store a new
+/// trust id now.
+pub fn end(store: &Path, key: &RecordKey, sessions: &Sessions) -> Result<(), StoreError> {
     let dir = std::fs::File::open(store).map_err(super::io(store))?;
     crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&dir)).map_err(super::io(store))?;
     let mut r = read(store, key);
-    if r.running.as_deref().and_then(parse) == Some(current) {
+    if r.running.as_deref().and_then(parse) == Some(sessions.current) {
         r.running = None;
+        if sessions.stale.any() {
+            r.trust = Some(format!("{:016x}", new_id()));
+        }
         write(store, key, r)?;
     }
     Ok(())
@@ -193,6 +246,23 @@ pub fn end(store: &Path, key: &RecordKey, current: u64) -> Result<(), StoreError
 /// an offline command (a session still marked running has no daemon left).
 pub fn crashed(store: &Path, key: &RecordKey) -> HashSet<u64> {
     crashed_of(&read(store, key))
+}
+
+/// What a read-only mount reads under: the crashed sessions, and the trust
+/// id unless a session is still marked running (its crash has not yet
+/// given the store a new one, so no size attribute is believed).
+pub fn read_only(store: &Path, key: &RecordKey) -> Sessions {
+    let r = read(store, key);
+    let trust = match r.running.as_deref().and_then(parse) {
+        Some(_) => 0,
+        None => r.trust.as_deref().and_then(parse).unwrap_or(0),
+    };
+    Sessions {
+        current: 0,
+        crashed: crashed_of(&r),
+        trust,
+        ..Sessions::default()
+    }
 }
 
 /// [`crashed`] with the record key derived from `config` and `vault`; an
@@ -239,10 +309,57 @@ mod tests {
         assert!(a.crashed.is_empty());
         let b = begin(d.path(), &k).expect("begin");
         assert_eq!(b.crashed, HashSet::from([a.current]));
-        end(d.path(), &k, b.current).expect("end");
+        end(d.path(), &k, &b).expect("end");
         let c = begin(d.path(), &k).expect("begin");
         assert_eq!(c.crashed, HashSet::from([a.current]));
         assert_eq!(crashed(d.path(), &k), HashSet::from([a.current, c.current]));
+    }
+
+    #[test]
+    fn the_trust_id_survives_clean_ends_and_changes_at_a_crash() {
+        let d = tempfile::tempdir().expect("tmp");
+        let k = key();
+        let a = begin(d.path(), &k).expect("begin");
+        assert_ne!(a.trust, 0);
+        end(d.path(), &k, &a).expect("end");
+        assert_eq!(read_only(d.path(), &k).trust, a.trust);
+        let b = begin(d.path(), &k).expect("begin");
+        assert_eq!(b.trust, a.trust, "a clean end keeps the trust id");
+        // b crashes: a read-only mount believes nothing, the next session
+        // has a new trust id.
+        assert_eq!(read_only(d.path(), &k).trust, 0);
+        let c = begin(d.path(), &k).expect("begin");
+        assert_ne!(c.trust, b.trust);
+        assert_ne!(c.trust, 0);
+        // A session that could not keep an attribute right ends with a new
+        // trust id too.
+        c.stale.add(5);
+        end(d.path(), &k, &c).expect("end");
+        assert_ne!(read_only(d.path(), &k).trust, c.trust);
+    }
+
+    #[test]
+    fn a_record_without_a_trust_id_gets_one_and_it_is_tagged() {
+        let d = tempfile::tempdir().expect("tmp");
+        let k = key();
+        // A record as store format 3 wrote it.
+        let old = Record {
+            running: None,
+            crashed: vec![],
+            trust: None,
+            tag: String::new(),
+        };
+        write(d.path(), &k, old).expect("write");
+        assert_eq!(read_only(d.path(), &k).trust, 0);
+        let a = begin(d.path(), &k).expect("begin");
+        assert_ne!(a.trust, 0);
+        let path = d.path().join(SESSIONS_NAME);
+        let mut r: Record =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        r.trust = Some("00000000000000ab".into());
+        std::fs::write(&path, serde_json::to_vec(&r).expect("json")).expect("write");
+        let b = begin(d.path(), &k).expect("begin");
+        assert_ne!(b.trust, 0xab, "a forged trust id is not taken");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! read-write mount: from format 3 on, every backing file of a disk has a
 //! header from its creation, so a file that a store before format 3 left
 //! empty (never written) gets one now; then an empty backing file is
-//! damage. Snapshots and images stay as they were taken.
+//! damage. Format 4 (size attributes) needs nothing of the files: the
+//! config only records it, so that older strata leave the store alone.
+//! Snapshots and images stay as they were taken.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -25,8 +27,14 @@ pub struct DiskToUpgrade<'a> {
     pub pipeline: Arc<Pipeline>,
 }
 
-/// Whether `config` is of a format before every file had a header.
+/// Whether `config` is of an older format than this strata writes.
 pub fn needed(config: &Config) -> bool {
+    config.format < super::config::STORE_FORMAT
+}
+
+/// Whether `config` is of a format before every file had a header (the
+/// step that needs every disk's keys).
+pub fn needs_headers(config: &Config) -> bool {
     config.format < HEADERS_AT_CREATE
 }
 
