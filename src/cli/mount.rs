@@ -500,7 +500,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
-    crate::platform::tune_readahead(&a.mountpoint, crate::fuse::MAX_WRITE);
+    crate::platform::tune_readahead(&a.mountpoint, crate::fuse::READAHEAD);
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
     let _control = match crate::control::Server::start(

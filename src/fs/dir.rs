@@ -29,6 +29,25 @@ pub struct DirEntry {
     pub kind: Kind,
     /// Plaintext name.
     pub name: OsString,
+    /// Its backing name in the listed directory (`None` for `.`, `..` and
+    /// the entries of the mount root and `.snapshots`).
+    backing: Option<OsString>,
+}
+
+impl DirEntry {
+    fn new(ino: u64, kind: Kind, name: OsString) -> Self {
+        DirEntry {
+            ino,
+            kind,
+            name,
+            backing: None,
+        }
+    }
+
+    /// `.` or `..`, for which a listing with attributes counts no lookup.
+    pub fn is_dot(&self) -> bool {
+        self.name.as_bytes() == b"." || self.name.as_bytes() == b".."
+    }
 }
 
 /// How to set a time.
@@ -149,16 +168,25 @@ impl Fs {
 
     /// Looks up `name` in `parent`, counting a kernel lookup.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        self.lookup_or_absent(parent, name)?.ok_or(Errno::ENOENT)
+    }
+
+    /// Looks up `name` in `parent`, counting a kernel lookup when found.
+    /// `None` only when the parent's backing directory, reached, has no such
+    /// entry: an answer the kernel may remember (a negative entry). Every
+    /// other failure, an ENOENT for a parent gone meanwhile included, is an
+    /// error.
+    pub fn lookup_or_absent(&self, parent: u64, name: &OsStr) -> FsResult<Option<Attr>> {
         if parent == ROOT_INO && name.as_bytes() == SNAPSHOTS_DIR.as_bytes() && self.has_snapshots()
         {
-            return self.getattr(SNAPSHOTS_INO);
+            return self.getattr(SNAPSHOTS_INO).map(Some);
         }
         if parent == SNAPSHOTS_INO {
             let (idx, _) = self
                 .live_disks()
                 .find(|(_, d)| d.name.as_bytes() == name.as_bytes())
                 .ok_or(Errno::ENOENT)?;
-            return self.getattr(SNAPSHOT_DISK_INO + idx as u64);
+            return self.getattr(SNAPSHOT_DISK_INO + idx as u64).map(Some);
         }
         if Fs::is_virtual(parent) || parent == ROOT_INO {
             let idx = if parent == ROOT_INO {
@@ -174,15 +202,45 @@ impl Fs {
                     .map(|(i, _)| i)
             }
             .ok_or(Errno::ENOENT)?;
-            return self.disk_root(idx, true);
+            return self.disk_root(idx, true).map(Some);
         }
         let c = self.child(parent, name)?;
-        let st = c.dir.stat_at(c.entry())?;
-        self.on_device(&st, || self.label_at(c.disk, c.parent, c.entry()))?;
+        match self.lookup_at(c.disk, c.parent, &c.dir, c.entry()) {
+            Ok(a) => Ok(Some(a)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks up entry `e` of the listing of directory `parent`, counting a
+    /// kernel lookup (a listing with attributes: READDIRPLUS). The entry is
+    /// reached by the backing name the listing read, so its name is not
+    /// encrypted again; `.` and `..` are not looked up.
+    pub fn lookup_listed(&self, parent: u64, e: &DirEntry) -> FsResult<Attr> {
+        if e.is_dot() {
+            return Err(Errno::EINVAL);
+        }
+        let Some(backing) = &e.backing else {
+            return self.lookup(parent, &e.name);
+        };
+        let disk = self
+            .nodes()
+            .get(parent)
+            .map(|n| n.disk)
+            .ok_or(Errno::ENOENT)?;
+        self.disk(disk)?.check()?;
+        let dir = self.dir_fd(parent)?;
+        self.lookup_at(disk, parent, &dir, backing)
+    }
+
+    /// Looks up backing entry `entry` of `dir` (directory inode `parent` of
+    /// disk `disk`), counting a kernel lookup.
+    fn lookup_at(&self, disk: usize, parent: u64, dir: &Dir, entry: &OsStr) -> FsResult<Attr> {
+        let st = dir.stat_at(entry)?;
+        self.on_device(&st, || self.label_at(disk, parent, entry))?;
         let ino = fuse_ino(st.st_ino);
-        let (kind, size) = self.probe(c.disk, &c.dir, c.entry(), &st);
-        self.nodes()
-            .remember(ino, c.disk, kind, c.parent, c.entry(), true);
+        let (kind, size) = self.probe(disk, dir, entry, &st);
+        self.nodes().remember(ino, disk, kind, parent, entry, true);
         if let Some(size) = size {
             if let Some(n) = self.nodes().get(ino) {
                 let _ = n.file.size.compare_exchange(
@@ -193,7 +251,7 @@ impl Fs {
                 );
             }
         }
-        Ok(self.attr_at(ino, c.disk, &c.dir, c.entry(), &st, kind))
+        Ok(self.attr_at(ino, disk, dir, entry, &st, kind))
     }
 
     /// Drops kernel lookups.
@@ -251,6 +309,10 @@ impl Fs {
                 n.kept.as_ref().map(|k| k.fd.clone()),
             )
         };
+        // A disk whose keys were taken away answers nothing about its
+        // objects, whatever the kernel still holds (it may cache entries
+        // for a long time; their attributes it was told to drop).
+        self.disk(disk)?.check()?;
         // The slot's lock is taken only after the node table's is released:
         // opening a file holds the slot and then reads the table.
         let open = slot
@@ -895,43 +957,35 @@ impl Fs {
     /// Lists a directory (the whole listing, taken at opendir).
     pub fn list(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
-            DirEntry {
-                ino,
-                kind: Kind::Dir,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: ROOT_INO,
-                kind: Kind::Dir,
-                name: "..".into(),
-            },
+            DirEntry::new(ino, Kind::Dir, ".".into()),
+            DirEntry::new(ROOT_INO, Kind::Dir, "..".into()),
         ];
         if ino == ROOT_INO {
             for (i, d) in self.live_disks() {
                 let st = self.open_root(i)?.stat()?;
-                out.push(DirEntry {
-                    ino: fuse_ino(st.st_ino),
-                    kind: Kind::Dir,
-                    name: d.name.clone().into(),
-                });
+                out.push(DirEntry::new(
+                    fuse_ino(st.st_ino),
+                    Kind::Dir,
+                    d.name.clone().into(),
+                ));
             }
             if self.has_snapshots() {
-                out.push(DirEntry {
-                    ino: SNAPSHOTS_INO,
-                    kind: Kind::Dir,
-                    name: SNAPSHOTS_DIR.into(),
-                });
+                out.push(DirEntry::new(
+                    SNAPSHOTS_INO,
+                    Kind::Dir,
+                    SNAPSHOTS_DIR.into(),
+                ));
             }
             return Ok(out);
         }
         if ino == SNAPSHOTS_INO {
             for (i, d) in self.live_disks() {
                 if self.snapshots_of(&d.name).next().is_some() {
-                    out.push(DirEntry {
-                        ino: SNAPSHOT_DISK_INO + i as u64,
-                        kind: Kind::Dir,
-                        name: d.name.clone().into(),
-                    });
+                    out.push(DirEntry::new(
+                        SNAPSHOT_DISK_INO + i as u64,
+                        Kind::Dir,
+                        d.name.clone().into(),
+                    ));
                 }
             }
             return Ok(out);
@@ -941,11 +995,11 @@ impl Fs {
             let disk = self.disk((ino - SNAPSHOT_DISK_INO) as usize)?;
             for (i, d) in self.snapshots_of(&disk.name) {
                 let st = self.open_root(i)?.stat()?;
-                out.push(DirEntry {
-                    ino: fuse_ino(st.st_ino),
-                    kind: Kind::Dir,
-                    name: d.snapshot.clone().unwrap_or_default().into(),
-                });
+                out.push(DirEntry::new(
+                    fuse_ino(st.st_ino),
+                    Kind::Dir,
+                    d.snapshot.clone().unwrap_or_default().into(),
+                ));
             }
             return Ok(out);
         }
@@ -994,6 +1048,7 @@ impl Fs {
                 ino: fuse_ino(e.ino),
                 kind,
                 name: plain,
+                backing: Some(e.name),
             });
         }
         Ok(out)

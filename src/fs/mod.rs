@@ -416,7 +416,7 @@ impl Fs {
     }
 
     /// Whether `ino` is one of the virtual directories of `.snapshots`.
-    pub(super) fn is_virtual(ino: u64) -> bool {
+    pub fn is_virtual(ino: u64) -> bool {
         ino == SNAPSHOTS_INO || (SNAPSHOT_DISK_INO..SNAPSHOTS_INO).contains(&ino)
     }
 
