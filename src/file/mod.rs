@@ -173,9 +173,9 @@ pub struct EncFile {
     /// The backing file is known to carry no size attribute (a new inode,
     /// or one removed): a header write then needs none rewritten.
     no_attr: std::sync::atomic::AtomicBool,
-    /// A header was written while `no_attr` held: the attribute is written
-    /// when a handle is released or the modification time set, not at each
-    /// header write.
+    /// A header was written or the modification time set since the size
+    /// attribute was last written: it is written again when a handle is
+    /// released, once for a run of writes.
     attr_due: std::sync::atomic::AtomicBool,
     state: RwLock<State>,
 }
@@ -309,8 +309,7 @@ impl EncFile {
                 source,
             })?;
         // No size attribute yet: a new inode has none to contradict its
-        // header, and header writes leave it so; the first change of its
-        // modification time (the kernel sends one after writes) writes one.
+        // header; the first release of a handle after a write writes one.
         let f = Self::assemble(
             spec,
             ctx,
@@ -568,40 +567,48 @@ impl EncFile {
         let bytes = h.encode();
         self.write_all_at(&bytes, 0)?;
         self.set_size(st, size);
-        self.store_attr(st);
+        self.store_attr();
         Ok(())
     }
 
-    /// Seals the size attribute again for the backing file as it stands
-    /// (after a change of its modification time, to which it is bound).
+    /// After a change of the backing file's modification time, to which
+    /// the size attribute is bound: the attribute no longer holds, and is
+    /// sealed again when a handle of the file is released.
     pub fn refresh_size_attr(&self) {
-        self.write_attr(&self.read_state());
+        self.attr_due.store(true, Ordering::Release);
     }
 
-    /// After a header write: the size attribute, if the backing file may
-    /// carry one, sealed again for the new header and modification time.
-    fn store_attr(&self, st: &State) {
-        if self.no_attr.load(Ordering::Acquire) {
-            self.attr_due.store(true, Ordering::Release);
-        } else {
-            self.write_attr(st);
+    /// After a header write: a size attribute the backing file may carry is
+    /// removed (timestamps are coarse: left in place it could carry the
+    /// modification time the header write left), and a new one is written
+    /// when a handle of the file is released, once for a run of writes.
+    fn store_attr(&self) {
+        let sessions = &self.ctx.sessions;
+        if sessions.current == 0 || sessions.trust == 0 {
+            return;
         }
+        self.attr_due.store(true, Ordering::Release);
+        if self.no_attr.load(Ordering::Acquire) {
+            return;
+        }
+        let removed = rustix::fs::fremovexattr(&self.fd, crate::format::SIZE_ATTR_NAME);
+        self.attr_failed(removed.err());
     }
 
-    /// Writes the size attribute a header write left due (a handle of the
-    /// file is being released).
+    /// Writes the size attribute that a header write or a time change left
+    /// due (a handle of the file is being released).
     pub fn settle_size_attr(&self) {
         if self.attr_due.load(Ordering::Acquire) {
             self.write_attr(&self.read_state());
         }
     }
 
-    /// Brings the backing file's size attribute in step with the header
-    /// just written (a session that writes, with a trust id, only), bound
-    /// to the backing inode and its modification time as they are now. The
-    /// header is the truth: an attribute that cannot be written is removed,
-    /// and one that cannot be removed either is recorded as stale (never
-    /// believed again: the session's end changes the trust id).
+    /// Seals the size attribute for the header in `st` and the backing
+    /// inode as it stands now (a session that writes, with a trust id,
+    /// only). The header is the truth: an attribute that cannot be written
+    /// is removed, and one that cannot be removed either is recorded as
+    /// stale (never believed again: the session's end changes the trust
+    /// id).
     fn write_attr(&self, st: &State) {
         let sessions = &self.ctx.sessions;
         if sessions.current == 0 || sessions.trust == 0 {
@@ -618,37 +625,49 @@ impl EncFile {
                 .pipeline
                 .seal_size_attr(h.file_type, st.size, &bound, sessions.trust);
             rustix::fs::fsetxattr(&self.fd, name, &a.encode(), rustix::fs::XattrFlags::empty())
-                .map(|()| bound.ino)
         });
-        let e = match written {
-            Ok(_) => {
+        match written {
+            Ok(()) => {
                 self.no_attr.store(false, Ordering::Release);
                 self.attr_due.store(false, Ordering::Release);
-                return;
             }
-            Err(e) => e,
+            Err(e) => {
+                self.attr_due.store(false, Ordering::Release);
+                let unsupported =
+                    e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP;
+                if unsupported {
+                    self.attr_failed(Some(e));
+                } else {
+                    tracing::warn!(file = %self.label, "size attribute not written ({e}): removed, the header answers");
+                    self.attr_failed(rustix::fs::fremovexattr(&self.fd, name).err());
+                }
+            }
+        }
+    }
+
+    /// After the size attribute was removed (`removed` the error, if any):
+    /// gone (or never kept by the backing filesystem), nothing of it can be
+    /// believed; still there, it is recorded as stale.
+    fn attr_failed(&self, removed: Option<rustix::io::Errno>) {
+        let gone = match removed {
+            None => true,
+            Some(e) => {
+                e.raw_os_error() == crate::platform::errno::ENOATTR
+                    || e == rustix::io::Errno::NOTSUP
+                    || e == rustix::io::Errno::OPNOTSUPP
+            }
         };
-        let unsupported = e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP;
-        let removed = rustix::fs::fremovexattr(&self.fd, name);
-        let gone = removed.is_ok()
-            || removed.is_err_and(|r| r.raw_os_error() == crate::platform::errno::ENOATTR)
-            || unsupported;
         if gone {
             self.no_attr.store(true, Ordering::Release);
+            return;
         }
-        if unsupported {
-            tracing::debug!(file = %self.label, "the backing filesystem keeps no user xattrs: no size attribute");
-        } else if gone {
-            tracing::warn!(file = %self.label, "size attribute not written ({e}): removed, the header answers");
-        } else {
-            // The attribute left in place may carry a modification time the
-            // header write did not change (timestamps are coarse).
-            match rustix::fs::fstat(&self.fd) {
-                Ok(now) => sessions.stale.add(now.st_ino),
-                Err(_) => sessions.stale.poison(),
-            }
-            tracing::error!(file = %self.label, "size attribute neither written ({e}) nor removed: not believed from now on");
+        // The attribute left in place may carry the modification time a
+        // header write left (timestamps are coarse).
+        match rustix::fs::fstat(&self.fd) {
+            Ok(now) => self.ctx.sessions.stale.add(now.st_ino),
+            Err(_) => self.ctx.sessions.stale.poison(),
         }
+        tracing::error!(file = %self.label, "size attribute could not be removed: not believed from now on");
     }
 
     /// Whether the blocks `r` are all inside the current session's write
@@ -947,7 +966,7 @@ impl EncFile {
             self.reserve(backing_len(old_size), out.len() as u64)?;
             self.write_all_at(&out, 0)?;
             self.set_size(&mut st, new_size);
-            self.store_attr(&st);
+            self.store_attr();
             return Ok(data.len());
         }
         let stored = self.seal_blocks(&file_id, first, plain, 0);
