@@ -632,15 +632,16 @@ def report(samples, names, info, q, out_dir, extra, memory, directions):
     for name in (f"{stamp}.md", "latest.md"):
         with open(os.path.join(out_dir, name), "w") as f:
             f.write(md)
-    with open(os.path.join(out_dir, f"{stamp}.csv"), "w", newline="") as f:
+    csv_path = os.path.join(out_dir, f"{stamp}.csv")
+    with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["date", "cpu", "cores", "filesystem", "metric", "better", "repetition", "value"])
         for (n, m), vals in sorted(samples.items()):
             for i, v in enumerate(vals):
                 w.writerow([stamp, info["cpu"], info["cores"], n, m, directions[m], i + 1, f"{v:.6g}"])
-    for path in plot.write_plots(med, names, {m: METRICS[m] for m in core}, out_dir, stamp):
-        print(f"wrote {path}")
-    for path in plot.write_scaling(med, names, scale, out_dir, stamp):
+    # Drawn from the CSV as written (values to 6 digits), so that
+    # `bench/plot.py` on it draws the very same charts.
+    for path in plot.plot_csv(csv_path, out_dir, order=list(METRICS)):
         print(f"wrote {path}")
     return md
 

@@ -108,6 +108,9 @@ def write_plots(med, names, metrics, out_dir, stamp):
     `metrics` maps each metric to "high" or "low" (which is better)."""
     names = ordered(n for n in names if "@" not in n)
     metrics = {m: b for m, b in metrics.items() if not m.startswith(SCALE)}
+    if not metrics:
+        # A scaling-only run: the ratio charts of the last full run stay.
+        return []
     stratas = [n for n in names if n.startswith("strata")]
     peers = [n for n in names if not n.startswith("strata")]
     written = []
