@@ -77,6 +77,23 @@ pub struct StrataFuse {
     fs: Arc<Fs>,
     activity: Arc<watch::Activity>,
     failures: watch::Failures,
+    /// Whether FLUSH is declined (see [`flush_is_optional`]).
+    decline_flush: bool,
+}
+
+/// The first FUSE protocol version (7.35, Linux 5.16) whose kernel writes a
+/// file's dirty pages back and reports their errors at every close even
+/// after the daemon declined FLUSH. Older kernels (Debian 11's 5.10, for
+/// one) skip that write-back once FLUSH is declined: a write error
+/// (ENOSPC, EIO, a revoked key) is then reported by no close, the pages
+/// being written only at the last release, whose errors nobody sees.
+const FLUSH_OPTIONAL_FROM: fuser::Version = fuser::Version(7, 35);
+
+/// Whether a kernel speaking FUSE protocol `abi` may be told that FLUSH is
+/// not implemented without losing close's write-back and error report.
+pub fn flush_is_optional(abi: fuser::Version) -> bool {
+    abi.0 > FLUSH_OPTIONAL_FROM.0
+        || (abi.0 == FLUSH_OPTIONAL_FROM.0 && abi.1 >= FLUSH_OPTIONAL_FROM.1)
 }
 
 impl StrataFuse {
@@ -86,6 +103,7 @@ impl StrataFuse {
             fs,
             activity,
             failures: watch::Failures::default(),
+            decline_flush: false,
         }
     }
 }
@@ -173,6 +191,7 @@ macro_rules! op {
 
 impl Filesystem for StrataFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        self.decline_flush = flush_is_optional(config.kernel_abi());
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
         // strata is the only writer of its backing store while mounted, so
@@ -468,11 +487,16 @@ impl Filesystem for StrataFuse {
         reply: ReplyEmpty,
     ) {
         // Writes go straight to the backing file and strata keeps no POSIX
-        // locks of its own, so there is nothing to do at close: ENOSYS tells
-        // the kernel to stop sending FLUSH (it still writes back its dirty
-        // pages and reports their errors at close), one request less per
-        // close.
-        reply.error(FErrno::ENOSYS);
+        // locks of its own (the kernel keeps them), so there is nothing to
+        // do at close: where the kernel still writes back its dirty pages
+        // and reports their errors at close without a FLUSH, ENOSYS tells
+        // it to stop sending one (one request less per close); an older
+        // kernel would skip that write-back too, so it gets an answer.
+        if self.decline_flush {
+            reply.error(FErrno::ENOSYS);
+        } else {
+            reply.ok();
+        }
     }
 
     fn release(
@@ -813,5 +837,33 @@ fn xattr_reply(reply: ReplyXattr, size: u32, v: &[u8]) {
         reply.error(FErrno::from_i32(crate::platform::errno::ERANGE));
     } else {
         reply.data(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flush_is_optional;
+    use fuser::Version;
+
+    #[test]
+    fn flush_is_declined_only_where_close_still_writes_back_without_it() {
+        // Linux 5.10 (Debian 11) speaks 7.32: close skips the write-back
+        // once FLUSH is declined there.
+        for old in [
+            Version(7, 19),
+            Version(7, 31),
+            Version(7, 32),
+            Version(7, 34),
+        ] {
+            assert!(!flush_is_optional(old), "{old}");
+        }
+        for new in [
+            Version(7, 35),
+            Version(7, 41),
+            Version(7, 45),
+            Version(8, 0),
+        ] {
+            assert!(flush_is_optional(new), "{new}");
+        }
     }
 }
