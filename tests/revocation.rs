@@ -2,8 +2,9 @@
 //! no ciphers (at mount or after a live revocation) and no cached block,
 //! open handles come back when the key does, a rewrap done while mounted
 //! moves the keys the mount checks, a vault backup copied back cannot lift a
-//! revocation, and neither a revocation nor a rotation racing writes loses
-//! a write that returned.
+//! revocation, neither a revocation nor a rotation racing writes loses a
+//! write that returned, and names the kernel saw absent are refused like
+//! the rest.
 
 mod common;
 
@@ -442,5 +443,41 @@ fn a_config_write_cut_short_beside_the_mount_leaves_every_disk_served() {
     );
     vault_cmd(&f, &["key", "enable", "host@2"]);
     assert!(poll_until(Duration::from_secs(10), || fs::read(&file).is_ok()));
+    m.unmount();
+}
+
+/// The kernel may remember that a name is absent (a negative entry) and
+/// then answers ENOENT without asking: after a revocation that would keep
+/// telling which names a disk lacks, where every other question about the
+/// disk is refused. A name seen absent just before the revocation is
+/// refused as soon as a present one is.
+#[test]
+fn a_name_seen_absent_before_a_revocation_is_refused_like_the_rest() {
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let present = f.disk("data").join("present");
+    let absent = f.disk("data").join("absent");
+    fs::write(&present, b"here").expect("write");
+    for _ in 0..3 {
+        let e = fs::metadata(&absent).expect_err("absent");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+    vault_cmd(&f, &["key", "disable", "platform"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::metadata(&present))),
+        "a present name still answers 10 s after revocation"
+    );
+    assert!(
+        poll_until(Duration::from_secs(3), || revoked(fs::metadata(&absent))),
+        "a name seen absent before the revocation still answers {:?}",
+        fs::metadata(&absent).map(|_| ())
+    );
+    vault_cmd(&f, &["key", "enable", "platform"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || fs::metadata(&present).is_ok()),
+        "data not served 10 s after enabling its key"
+    );
+    let e = fs::metadata(&absent).expect_err("still absent");
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     m.unmount();
 }

@@ -32,6 +32,14 @@ const TTL: Duration = Duration::from_secs(60);
 /// entries change without the kernel (a snapshot taken while mounted).
 const VIRTUAL_TTL: Duration = Duration::from_secs(1);
 
+/// How long the kernel may remember that a name is absent. A revocation
+/// cannot make it forget such names (it drops what strata can name: the
+/// attributes of the disk's inodes), and until it does the kernel answers
+/// ENOENT for them without asking, telling which names the disk lacks where
+/// every other question is refused: so they are kept only as long as the
+/// revocation's other effects take.
+const ABSENT_TTL: Duration = Duration::from_secs(1);
+
 /// How long the kernel may cache what it learns about inode `ino` (or the
 /// names in directory `ino`).
 fn ttl(ino: u64) -> &'static Duration {
@@ -222,7 +230,7 @@ impl Filesystem for StrataFuse {
             self.fs.lookup_or_absent(parent.0, name),
             |a: Option<Attr>| match a {
                 Some(a) => reply.entry(ttl(parent.0), &fattr(&a), Generation(a.generation)),
-                None => reply.entry(ttl(parent.0), &absent(), Generation(0)),
+                None => reply.entry(&ABSENT_TTL, &absent(), Generation(0)),
             },
             reply
         )
