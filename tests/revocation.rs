@@ -3,8 +3,8 @@
 //! open handles come back when the key does, a rewrap done while mounted
 //! moves the keys the mount checks, a vault backup copied back cannot lift a
 //! revocation, neither a revocation nor a rotation racing writes loses a
-//! write that returned, and names the kernel saw absent are refused like
-//! the rest.
+//! write that returned, and neither names the kernel saw absent nor the
+//! rest of a listing begun before give anything away after a revocation.
 
 mod common;
 
@@ -479,5 +479,52 @@ fn a_name_seen_absent_before_a_revocation_is_refused_like_the_rest() {
     );
     let e = fs::metadata(&absent).expect_err("still absent");
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    m.unmount();
+}
+
+/// A listing read in several steps (a directory larger than one step)
+/// that began before a revocation gives no more names after it: the rest
+/// of the listing is refused like every other question about the disk.
+#[test]
+fn a_listing_begun_before_a_revocation_gives_no_names_after_it() {
+    const FILES: usize = 600;
+    let f = Fixture::new("general");
+    let m = f.mount();
+    let dir = f.disk("data").join("d");
+    fs::create_dir(&dir).expect("mkdir");
+    let long = "n".repeat(150);
+    for i in 0..FILES {
+        fs::write(dir.join(format!("{i:04}-{long}")), b"x").expect("write");
+    }
+    let mut listing = fs::read_dir(&dir).expect("open the directory");
+    for _ in 0..20 {
+        listing
+            .next()
+            .expect("the listing ended early")
+            .expect("an entry");
+    }
+    let present = dir.join(format!("0000-{long}"));
+    vault_cmd(&f, &["key", "disable", "platform"]);
+    assert!(
+        poll_until(Duration::from_secs(10), || revoked(fs::metadata(&present))),
+        "a file still answers 10 s after revocation"
+    );
+    // What the last step brought in may still be handed out; the next step
+    // is refused, long before the listing's end.
+    let mut after = 0;
+    let end = loop {
+        match listing.next() {
+            Some(Ok(_)) => after += 1,
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    let what = format!("{after} more names after the revocation, then {end:?}");
+    assert!(
+        20 + after < FILES && revoked(end.map_or(Ok(()), Err)),
+        "{what}"
+    );
+    drop(listing);
+    vault_cmd(&f, &["key", "enable", "platform"]);
     m.unmount();
 }

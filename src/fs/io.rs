@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 
 use super::resolve::fuse_ino;
-use super::{Attr, Caller, DirEntry, Errno, Fs, FsResult, Kind};
+use super::{Attr, Caller, DirEntry, Errno, Fs, FsResult, Kind, ROOT_INO};
 use crate::file::{EncFile, OpenSpec};
 use crate::platform::{errno, oflags};
 
@@ -330,11 +330,20 @@ impl Fs {
         Ok(fh)
     }
 
-    /// The listing of an open directory.
-    pub fn dir_entries(&self, fh: u64) -> FsResult<Arc<Vec<DirEntry>>> {
-        match self.handles().get(&fh) {
-            Some(Handle::Dir { entries }) => Ok(entries.clone()),
-            _ => Err(Errno::EBADF),
+    /// The listing of open directory `fh` (inode `ino`). The listing was
+    /// taken at opendir, but a disk whose keys were taken away since gives
+    /// out no more of its names.
+    pub fn dir_entries(&self, ino: u64, fh: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        let entries = match self.handles().get(&fh) {
+            Some(Handle::Dir { entries }) => entries.clone(),
+            _ => return Err(Errno::EBADF),
+        };
+        if ino != ROOT_INO && !Self::is_virtual(ino) {
+            let disk = self.nodes().get(ino).map(|n| n.disk);
+            if let Some(disk) = disk {
+                self.disk(disk)?.check()?;
+            }
         }
+        Ok(entries)
     }
 }

@@ -570,7 +570,7 @@ impl Filesystem for StrataFuse {
             self,
             "readdir",
             ino.0,
-            self.fs.dir_entries(fh.0),
+            self.fs.dir_entries(ino.0, fh.0),
             |entries: Arc<Vec<crate::fs::DirEntry>>| {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
                 for (i, e) in entries.iter().enumerate().skip(start) {
@@ -596,7 +596,7 @@ impl Filesystem for StrataFuse {
             self,
             "readdirplus",
             ino.0,
-            self.fs.dir_entries(fh.0),
+            self.fs.dir_entries(ino.0, fh.0),
             |entries: Arc<Vec<crate::fs::DirEntry>>| {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
                 for (i, e) in entries.iter().enumerate().skip(start) {
