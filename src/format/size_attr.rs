@@ -5,7 +5,8 @@
 //! only believed when it carries the store's current trust id (which changes
 //! whenever a session ends in a crash, see `store::sessions`) and its tag
 //! binds it to the backing inode it is on and to that inode's modification
-//! time when it was written (right after the header): a copy on another
+//! time when it was written (a header write removes it, a later release
+//! of the file writes it again): a copy on another
 //! inode, or a backing file whose contents were rewritten since in any way
 //! (a restore in place, an offline tool), is not believed.
 //!
@@ -38,7 +39,7 @@ pub const SIZE_ATTR_TAG_AT: usize = 32;
 const VERSION: u8 = 1;
 
 /// What a size attribute is bound to: the backing inode, and its
-/// modification time right after the header was written.
+/// modification time when the attribute was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding {
     /// Backing inode number.

@@ -14,8 +14,9 @@
 //!
 //! The trust id says which size attributes (a copy of a file's logical
 //! size beside its header, see `format::size_attr`) may be believed: those
-//! carrying it. A session writes the attribute after the header, both
-//! through the page cache, so a power cut can leave them apart; every
+//! carrying it. A session removes the attribute after a header write and
+//! writes it again later, all through the page cache, so a power cut can
+//! leave them apart; every
 //! session that does not end cleanly therefore gets the store a new trust
 //! id at the next mount, and a clean end first makes the whole backing
 //! filesystem durable (syncfs), so that headers and attributes written under
