@@ -163,10 +163,17 @@ fn a_filesystem_mounted_inside_a_disk_is_refused_not_confused() {
     copy_tree(&saved, &t.dir);
 
     let m = f.mount();
+    // Listed (a listing with attributes included), so that it can be seen
+    // and dealt with; its lookup is refused.
+    let listed: Vec<String> = fs::read_dir(f.disk("data"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
     let looked = fs::metadata(f.disk("data").join("sub"));
     let log = m.log();
     m.unmount();
     drop(t);
+    assert_eq!(listed, vec!["sub".to_string()], "the listing");
     assert_errno(
         looked,
         &[libc::EIO],

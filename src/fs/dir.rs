@@ -233,6 +233,21 @@ impl Fs {
         self.lookup_at(disk, parent, &dir, backing)
     }
 
+    /// Counts a kernel lookup of entry `e` of the listing of directory
+    /// `parent` whose lookup failed otherwise than by its absence, so that
+    /// a listing with attributes can still carry it under its inode number
+    /// (the kernel then asks again before using it, and gets the error);
+    /// `None` when it cannot be counted (`.`, `..`, the entries of the mount
+    /// root and `.snapshots`, or an inode number taken by another kind).
+    pub fn count_listed_failure(&self, parent: u64, e: &DirEntry) -> Option<u64> {
+        if e.is_dot() || e.backing.is_none() {
+            return None;
+        }
+        let mut nodes = self.nodes();
+        let disk = nodes.get(parent)?.disk;
+        nodes.count_unnamed(e.ino, disk, e.kind).then_some(e.ino)
+    }
+
     /// Looks up backing entry `entry` of `dir` (directory inode `parent` of
     /// disk `disk`), counting a kernel lookup.
     fn lookup_at(&self, disk: usize, parent: u64, dir: &Dir, entry: &OsStr) -> FsResult<Attr> {

@@ -309,6 +309,20 @@ impl Nodes {
         self.release_chain(pb);
     }
 
+    /// Counts a kernel lookup of inode `ino` that the kernel got without
+    /// a name strata could resolve (a listing entry whose lookup failed):
+    /// an existing node of disk `disk` and kind `kind` counts it, else a new
+    /// node without links does, until the kernel forgets it. False, and
+    /// nothing counted, when `ino` is a node of another disk or kind.
+    pub fn count_unnamed(&mut self, ino: u64, disk: usize, kind: Kind) -> bool {
+        let n = self.map.entry(ino).or_insert_with(|| Node::new(disk, kind));
+        if n.kind != kind || n.disk != disk {
+            return false;
+        }
+        n.lookups += 1;
+        true
+    }
+
     /// Drops `count` lookups of `ino`; forgets it when nothing holds it.
     pub fn forget(&mut self, ino: u64, count: u64) {
         if let Some(n) = self.map.get_mut(&ino) {

@@ -603,30 +603,47 @@ impl Filesystem for StrataFuse {
                     // Every entry but `.` and `..` that the kernel receives
                     // counts as a lookup: an entry that does not fit the
                     // reply gives its lookup back.
-                    let (attr, generation, counted) = if e.is_dot() {
-                        (dot_attr(e), 0, false)
+                    let (attr, generation, counted, valid) = if e.is_dot() {
+                        (dot_attr(e), 0, false, ttl(ino.0))
                     } else {
                         match self.fs.lookup_listed(ino.0, e) {
-                            Ok(a) => (fattr(&a), a.generation, true),
+                            Ok(a) => (fattr(&a), a.generation, true, ttl(ino.0)),
                             // Gone since the listing: left out.
-                            Err(e) if e == Errno::ENOENT => continue,
-                            // Listed without attributes (node id 0): a
-                            // lookup of the name gives its error.
-                            Err(_) => (
-                                FileAttr {
-                                    kind: file_type(e.kind),
-                                    ..absent()
-                                },
-                                0,
-                                false,
-                            ),
+                            Err(err) if err == Errno::ENOENT => continue,
+                            // Failed otherwise: listed all the same, under
+                            // its inode number (an entry of node id 0 has
+                            // inode number 0 too, which readdir(3) skips),
+                            // valid for no time, so that every use of the
+                            // name looks it up again and gets the error.
+                            Err(_) => match self.fs.count_listed_failure(ino.0, e) {
+                                Some(node) => (
+                                    FileAttr {
+                                        ino: INodeNo(node),
+                                        kind: file_type(e.kind),
+                                        nlink: 1,
+                                        ..absent()
+                                    },
+                                    0,
+                                    true,
+                                    &Duration::ZERO,
+                                ),
+                                None => (
+                                    FileAttr {
+                                        kind: file_type(e.kind),
+                                        ..absent()
+                                    },
+                                    0,
+                                    false,
+                                    ttl(ino.0),
+                                ),
+                            },
                         }
                     };
                     let full = reply.add(
                         attr.ino,
                         (i + 1) as u64,
                         &e.name,
-                        ttl(ino.0),
+                        valid,
                         &attr,
                         Generation(generation),
                     );
