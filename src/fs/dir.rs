@@ -251,11 +251,19 @@ impl Fs {
     /// Looks up backing entry `entry` of `dir` (directory inode `parent` of
     /// disk `disk`), counting a kernel lookup.
     fn lookup_at(&self, disk: usize, parent: u64, dir: &Dir, entry: &OsStr) -> FsResult<Attr> {
+        // What the name holds and what the table records for it look as one
+        // to a rename: a lookup the kernel sends to revalidate a name (which
+        // it does without the directory's lock) could otherwise stat the
+        // object a rename is replacing and record it under the name after
+        // the rename, and the kernel would keep using it there (ENOENT on
+        // its next open).
+        let ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
         let st = dir.stat_at(entry)?;
         self.on_device(&st, || self.label_at(disk, parent, entry))?;
         let ino = fuse_ino(st.st_ino);
         let (kind, size) = self.probe(disk, dir, entry, &st);
         self.nodes().remember(ino, disk, kind, parent, entry, true);
+        drop(ns);
         if let Some(size) = size {
             if let Some(n) = self.nodes().get(ino) {
                 let _ = n.file.size.compare_exchange(
