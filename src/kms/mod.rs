@@ -435,29 +435,9 @@ impl Service {
         ciphertext: &str,
         context: &[u8],
     ) -> Result<Key64, KmsError> {
-        if ciphertext_version(ciphertext) != Some(version) {
-            return Err(KmsError::NotUnwrapped {
-                address: self.http.addresses(),
-                key: self.spec.key.clone(),
-                why: format!("the wrapped DEK is not a Transit ciphertext of version {version}"),
-            });
-        }
-        let ctx = b64(context);
-        let body = http::json_object(&[
-            ("ciphertext", ciphertext.as_bytes()),
-            ("context", ctx.as_bytes()),
-        ]);
-        let reply = self.request(
-            Method::Post,
-            &self.key_path("decrypt"),
-            Some(&body),
-            false,
-            self.budget,
-        )?;
-        match reply.status {
-            200..=299 => {}
-            400 => return Err(self.explain_400(&reply, version)),
-            _ => return Err(self.refused(&reply)),
+        let reply = self.post_ciphertext("decrypt", version, ciphertext, context)?;
+        if !(200..=299).contains(&reply.status) {
+            return Err(self.refused(&reply));
         }
         let plain = Zeroizing::new(
             serde_json::from_slice::<PlainReply>(&reply.body)
@@ -472,6 +452,42 @@ impl Service {
         );
         Key64::from_slice(&raw)
             .ok_or_else(|| self.garbage(&reply, "the plaintext is not a 64-byte DEK"))
+    }
+
+    /// Sends wrapped DEK `ciphertext` of `version`, with `context`, to the
+    /// key's Transit endpoint `op` (decrypt or rewrap). A ciphertext of
+    /// another version is refused before anything is sent; a 400 is
+    /// explained by the key's state (see [`Self::explain_400`]).
+    fn post_ciphertext(
+        &self,
+        op: &str,
+        version: u32,
+        ciphertext: &str,
+        context: &[u8],
+    ) -> Result<Reply, KmsError> {
+        if ciphertext_version(ciphertext) != Some(version) {
+            return Err(KmsError::NotUnwrapped {
+                address: self.http.addresses(),
+                key: self.spec.key.clone(),
+                why: format!("the wrapped DEK is not a Transit ciphertext of version {version}"),
+            });
+        }
+        let ctx = b64(context);
+        let body = http::json_object(&[
+            ("ciphertext", ciphertext.as_bytes()),
+            ("context", ctx.as_bytes()),
+        ]);
+        let reply = self.request(
+            Method::Post,
+            &self.key_path(op),
+            Some(&body),
+            false,
+            self.budget,
+        )?;
+        if reply.status == 400 {
+            return Err(self.explain_400(&reply, version));
+        }
+        Ok(reply)
     }
 
     /// A 400 on decrypt or rewrap is either the key's state (disabled,
@@ -504,28 +520,7 @@ impl Service {
         ciphertext: &str,
         context: &[u8],
     ) -> Result<(u32, String), KmsError> {
-        if ciphertext_version(ciphertext) != Some(version) {
-            return Err(KmsError::NotUnwrapped {
-                address: self.http.addresses(),
-                key: self.spec.key.clone(),
-                why: format!("the wrapped DEK is not a Transit ciphertext of version {version}"),
-            });
-        }
-        let ctx = b64(context);
-        let body = http::json_object(&[
-            ("ciphertext", ciphertext.as_bytes()),
-            ("context", ctx.as_bytes()),
-        ]);
-        let reply = self.request(
-            Method::Post,
-            &self.key_path("rewrap"),
-            Some(&body),
-            false,
-            self.budget,
-        )?;
-        if reply.status == 400 {
-            return Err(self.explain_400(&reply, version));
-        }
+        let reply = self.post_ciphertext("rewrap", version, ciphertext, context)?;
         self.cipher_reply(&reply)
     }
 
