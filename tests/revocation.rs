@@ -250,24 +250,62 @@ fn a_vault_backup_copied_back_does_not_lift_a_revocation() {
 /// Writes `count` records of 64 KiB to `path` at increasing offsets, each
 /// one written with a plain write (left to the kernel's cache), until
 /// `stop`; returns how many writes returned success.
-fn writer(path: &Path, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
-    let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .expect("open for writing");
-        let mut i = 0u64;
-        while !stop.load(Ordering::SeqCst) && i < 2000 {
-            if f.write_all(&pattern(i, 65_536)).is_err() {
-                break;
-            }
-            i += 1;
-            done.store(i, Ordering::SeqCst);
-        }
-    })
+/// A thread appending 64 KiB records (`pattern(i, 65_536)`) to `path`
+/// until stopped, counting those whose write returned; started and
+/// waited for until `first` records are written.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(path: &Path, first: u64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (path, stop, done) = (path.to_path_buf(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut f = fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&path)
+                    .expect("open for writing");
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) && i < 2000 {
+                    if f.write_all(&pattern(i, 65_536)).is_err() {
+                        break;
+                    }
+                    i += 1;
+                    done.store(i, Ordering::SeqCst);
+                }
+            })
+        };
+        assert!(poll_until(Duration::from_secs(10), || done
+            .load(Ordering::SeqCst)
+            >= first));
+        Writer { stop, done, thread }
+    }
+
+    /// Stops the writer; the number of records whose write returned.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("writer");
+        self.done.load(Ordering::SeqCst)
+    }
+}
+
+/// Checks that `data` begins with the writer's first `n` records.
+fn assert_records(data: &[u8], n: u64) {
+    for i in 0..n {
+        let at = (i * 65_536) as usize;
+        assert_bytes_eq(
+            &data[at..at + 65_536],
+            &pattern(i, 65_536),
+            &format!("record {i} of {n}"),
+        );
+    }
 }
 
 fn drop_page_cache() {
@@ -280,19 +318,12 @@ fn a_revocation_racing_writes_loses_no_write_that_returned() {
     let f = Fixture::new("compliance");
     let m = f.mount();
     let path = f.disk("data").join("log");
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let w = writer(&path, stop.clone(), done.clone());
-    assert!(poll_until(Duration::from_secs(10), || done
-        .load(Ordering::SeqCst)
-        >= 20));
+    let w = Writer::start(&path, 20);
     vault_cmd(&f, &["key", "disable", "cmk"]);
     assert!(poll_until(Duration::from_secs(10), || revoked(
         fs::metadata(&path)
     )));
-    stop.store(true, Ordering::SeqCst);
-    let _ = w.join();
-    let acknowledged = done.load(Ordering::SeqCst);
+    let acknowledged = w.stop();
     vault_cmd(&f, &["key", "enable", "cmk"]);
     assert!(poll_until(Duration::from_secs(10), || fs::metadata(&path).is_ok()));
     drop_page_cache();
@@ -303,14 +334,7 @@ fn a_revocation_racing_writes_loses_no_write_that_returned() {
         data.len(),
         acknowledged
     );
-    for i in 0..acknowledged {
-        let at = (i * 65_536) as usize;
-        assert_bytes_eq(
-            &data[at..at + 65_536],
-            &pattern(i, 65_536),
-            &format!("record {i} of {acknowledged}"),
-        );
-    }
+    assert_records(&data, acknowledged);
     m.unmount();
     // And after a remount, from the backing store.
     let m = f.mount();
@@ -328,33 +352,19 @@ fn a_rotation_racing_writes_on_the_mounted_store_loses_nothing() {
     let f = Fixture::new("max");
     let m = f.mount();
     let path = f.disk("data").join("log");
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let w = writer(&path, stop.clone(), done.clone());
-    assert!(poll_until(Duration::from_secs(10), || done
-        .load(Ordering::SeqCst)
-        >= 10));
+    let w = Writer::start(&path, 10);
     let store = f.store.to_str().expect("utf-8").to_string();
     for key in ["max-cmk", "host", "guest-kek", "platform"] {
         vault_cmd(&f, &["key", "rotate", key, "--store", &store]);
     }
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    w.join().expect("writer");
-    let n = done.load(Ordering::SeqCst);
+    let n = w.stop();
     assert!(n > 10, "writes went on through the rotation");
     m.unmount();
     let m = f.mount();
     let data = fs::read(&path).expect("read after remount");
     assert_eq!(data.len() as u64, n * 65_536);
-    for i in 0..n {
-        let at = (i * 65_536) as usize;
-        assert_bytes_eq(
-            &data[at..at + 65_536],
-            &pattern(i, 65_536),
-            &format!("record {i}"),
-        );
-    }
+    assert_records(&data, n);
     m.unmount();
 }
 
