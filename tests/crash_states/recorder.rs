@@ -274,6 +274,26 @@ impl RecFs {
         Ok(self.path_of(parent)?.join(name))
     }
 
+    /// Removes file (or, with `dir`, directory) `name` of `parent` and
+    /// records the removal.
+    fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let p = self.child(parent, name)?;
+        if dir {
+            fs::remove_dir(&p)
+        } else {
+            fs::remove_file(&p)
+        }
+        .map_err(|e| errno(&e))?;
+        self.st().forget_name(parent, name);
+        let name = name.to_os_string();
+        self.record(if dir {
+            Op::Rmdir { parent, name }
+        } else {
+            Op::Unlink { parent, name }
+        });
+        Ok(())
+    }
+
     fn entry_of(&self, parent: u64, name: &OsStr) -> Result<(u64, fs::Metadata), Errno> {
         let p = self.child(parent, name)?;
         let m = fs::symlink_metadata(&p).map_err(|e| errno(&e))?;
@@ -471,34 +491,14 @@ impl Filesystem for RecFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = (|| {
-            let p = self.child(parent.0, name)?;
-            fs::remove_file(&p).map_err(|e| errno(&e))?;
-            self.st().forget_name(parent.0, name);
-            self.record(Op::Unlink {
-                parent: parent.0,
-                name: name.to_os_string(),
-            });
-            Ok(())
-        })();
-        match r {
+        match self.remove(parent.0, name, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = (|| {
-            let p = self.child(parent.0, name)?;
-            fs::remove_dir(&p).map_err(|e| errno(&e))?;
-            self.st().forget_name(parent.0, name);
-            self.record(Op::Rmdir {
-                parent: parent.0,
-                name: name.to_os_string(),
-            });
-            Ok(())
-        })();
-        match r {
+        match self.remove(parent.0, name, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
