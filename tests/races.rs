@@ -366,3 +366,65 @@ fn a_directory_made_again_while_the_removed_one_is_held_open_works_general() {
 fn a_directory_made_again_while_the_removed_one_is_held_open_works_max() {
     reused_inode_numbers("max");
 }
+
+/// rmdir, and rename over an empty directory, racing reads of that
+/// directory (listxattr and opendir, which the kernel sends without the
+/// directory's lock): a read that found the ids the removal had just
+/// cleared gave the directory new ones, the removal then failed with
+/// ENOTEMPTY, and the old id written back disagreed with the one the daemon
+/// kept, so a file created there later was gone after a remount. The
+/// daemon (a debug build) pauses between clearing the ids and removing the
+/// directory, and both reads land there.
+#[test]
+fn removing_an_empty_directory_while_it_is_read_succeeds_and_loses_nothing() {
+    let f = Fixture::new("general");
+    let m = f.mount_under(&[
+        std::ffi::OsStr::new("env"),
+        std::ffi::OsStr::new("STRATA_TEST_PAUSE_AT=ids-cleared"),
+    ]);
+    let d = f.disk("data");
+    let mut refused = Vec::new();
+    for round in 0..4 {
+        let victim = d.join(format!("v{round}"));
+        let moved = d.join(format!("m{round}"));
+        fs::create_dir(&victim).expect("mkdir");
+        fs::create_dir(&moved).expect("mkdir");
+        let by_rename = round % 2 == 1;
+        let remover = {
+            let (victim, moved) = (victim.clone(), moved.clone());
+            std::thread::spawn(move || {
+                if by_rename {
+                    fs::rename(&moved, &victim)
+                } else {
+                    fs::remove_dir(&victim)
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let mut names = [0u8; 256];
+        let _ = rustix::fs::listxattr(&victim, &mut names[..]);
+        if let Ok(list) = fs::read_dir(&victim) {
+            let _ = list.count();
+        }
+        match remover.join().expect("remover thread") {
+            Ok(()) => assert_eq!(victim.exists(), by_rename, "{}", victim.display()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => refused.push(victim),
+            Err(e) => panic!("removing {}: {e}", victim.display()),
+        }
+    }
+    for dir in &refused {
+        fs::write(dir.join("f"), b"kept").expect("create in a directory whose removal was refused");
+    }
+    m.unmount();
+    let m = f.mount();
+    let lost = refused
+        .iter()
+        .filter(|dir| fs::read(dir.join("f")).ok().as_deref() != Some(&b"kept"[..]))
+        .count();
+    m.unmount();
+    assert!(
+        refused.is_empty(),
+        "{} of 4 empty directories refused removal with ENOTEMPTY; {lost} of them then lost a file created in them",
+        refused.len()
+    );
+}

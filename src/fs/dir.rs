@@ -793,7 +793,9 @@ impl Fs {
             return Err(Errno::ENOTDIR);
         }
         let victim = c.dir.open_dir(c.entry())?;
+        let _ids = self.dir_ids.lock().unwrap_or_else(|e| e.into_inner());
         let id = self.clear_if_empty(c.disk, &victim)?;
+        crate::faults::pause_point("ids-cleared");
         if let Err(e) = c.dir.rmdir(c.entry()) {
             // Put the id back so that the directory stays readable.
             if self.disk(c.disk)?.check()?.1.is_encrypted() {
@@ -843,6 +845,8 @@ impl Fs {
         }
         let is_dir = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::Directory;
         let mut cleared: Option<(Dir, Option<[u8; 16]>)> = None;
+        // Held to the end when an empty directory is replaced (see rmdir).
+        let mut _ids = None;
         match (&dst, how) {
             (None, Rename::Exchange) => return Err(Errno::ENOENT),
             (Some(_), Rename::NoReplace) => return Err(Errno::EEXIST),
@@ -856,7 +860,9 @@ impl Fs {
                         return Err(Errno::EISDIR);
                     }
                     let victim = to.dir.open_dir(to.entry())?;
+                    _ids = Some(self.dir_ids.lock().unwrap_or_else(|e| e.into_inner()));
                     let id = self.clear_if_empty(to.disk, &victim)?;
+                    crate::faults::pause_point("ids-cleared");
                     cleared = Some((victim, id));
                 } else if is_dir(&src) {
                     return Err(Errno::ENOTDIR);

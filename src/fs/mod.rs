@@ -265,6 +265,13 @@ pub struct Fs {
     /// order: taken before the node table and any file slot, never under
     /// them, and never twice by one thread.
     ns_lock: RwLock<()>,
+    /// Held while a directory's ids are minted (a directory found without
+    /// them), and by rmdir and rename from clearing an empty directory's
+    /// ids until it is gone or they are back: a read of the directory in
+    /// between (opendir, xattrs) would otherwise mint it new ones and make
+    /// the removal fail, leaving it with an id the daemon no longer holds.
+    /// Lock order: after `ns_lock`, before the node table.
+    dir_ids: Mutex<()>,
     opts: FsOptions,
     sessions: Arc<Sessions>,
     store: PathBuf,
@@ -341,6 +348,7 @@ impl Fs {
             handles: Mutex::new(Default::default()),
             next_fh: AtomicU64::new(1),
             ns_lock: RwLock::new(()),
+            dir_ids: Mutex::new(()),
             opts,
             sessions,
             store,

@@ -131,10 +131,10 @@ impl Fs {
     /// copies, durably) unless the disk is read-only here. `None` when the
     /// directory has entries: then the loss is damage.
     fn mint_dir_id(&self, disk: usize, dir: &Dir) -> FsResult<Option<[u8; 16]>> {
-        // One minting at a time, and a second look under the lock: two
-        // threads must not give one directory two ids.
-        static MINT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = MINT.lock().unwrap_or_else(|e| e.into_inner());
+        // One minting at a time, none while a removal has the ids cleared,
+        // and a second look under the lock: two threads must not give one
+        // directory two ids.
+        let _ids = self.dir_ids.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok((id, _)) = crate::backing::read_dirid_at(dir) {
             return Ok(Some(id));
         }
