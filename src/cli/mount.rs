@@ -546,7 +546,18 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "unmounting on signal");
-                if let Err(e) = unmounter.unmount() {
+                // A file closed just before the signal is released by the
+                // kernel asynchronously and keeps the mount busy a moment:
+                // retried, as `strata umount` does.
+                let mut result = unmounter.unmount();
+                for _ in 0..100 {
+                    if !matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    result = unmounter.unmount();
+                }
+                if let Err(e) = result {
                     tracing::error!("unmount on signal failed: {e}");
                 }
             }
