@@ -738,6 +738,9 @@ impl Fs {
     /// Removes a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.writable_at(parent)?;
+        // Held from the check to the table's update, so that a lookup
+        // revalidating the name cannot record it again in between.
+        let _ns = self.ns_lock.write().unwrap_or_else(|e| e.into_inner());
         let c = self.child(parent, name)?;
         let st = c.dir.stat_at(c.entry())?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
