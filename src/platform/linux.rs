@@ -314,10 +314,11 @@ pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
         return Err("--threads 0: a mount needs at least one FUSE thread".into());
     }
     // One per CPU, at least 2. Eight on 2 CPUs measured faster for chains
-    // of small requests (bench/results/baselines/2026-12-01-threads.md),
-    // but under load they made the mixed-operations race test fail now and
-    // then with an EIO the daemon never returned (the kernel's answer on an
-    // inode it has marked bad): not the default until that is understood.
+    // of small requests (bench/results/baselines/2026-12-01-threads.md);
+    // they stay the user's choice while a race the mixed-operations test
+    // shows under CPU load (an EIO the daemon never returned, at any thread
+    // count) is not understood: fewer concurrent requests give it fewer
+    // chances.
     let threads = requested.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
