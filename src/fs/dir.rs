@@ -755,9 +755,23 @@ impl Fs {
             a.nlink = a.nlink.saturating_sub(1);
             n.attr = Some(a);
         }
+        // The kernel may still use the inode (an operation in flight that
+        // resolved the name before this unlink, a later fstat): as on a
+        // local filesystem the object lives on until it lets go, so its
+        // backing file is kept open in the node meanwhile. Freed at once,
+        // its inode number would go to the next new file and the kernel,
+        // told of a new object under a number it holds, would answer EIO
+        // on the old one.
+        let keep = self.keep_replaced(ino, &c);
         c.dir.unlink(c.entry())?;
         c.remove_sidecar();
-        self.nodes().unlink(c.parent, c.entry());
+        let mut nodes = self.nodes();
+        if let Some((ino, kept)) = keep {
+            if let Some(n) = nodes.get_mut(ino) {
+                n.kept = Some(kept);
+            }
+        }
+        nodes.unlink(c.parent, c.entry());
         Ok(())
     }
 
@@ -912,9 +926,10 @@ impl Fs {
     }
 
     /// A descriptor of the file or symlink `ino`, named `to` (about to be
-    /// renamed over), if the kernel holds its node and the table knows no
-    /// other name of it: the node keeps it, so that an open or a change the
-    /// kernel resolved before the rename still reaches the object.
+    /// renamed over or unlinked), if the kernel holds its node and the
+    /// table knows no other name of it: the node keeps it, so that an open
+    /// or a change the kernel resolved before the rename or unlink still
+    /// reaches the object, and its inode number is not reused meanwhile.
     fn keep_replaced(&self, ino: u64, to: &super::Child) -> Option<(u64, nodes::Kept)> {
         {
             let nodes = self.nodes();

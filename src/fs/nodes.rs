@@ -47,10 +47,11 @@ impl FileSlot {
     }
 }
 
-/// A descriptor of a file or symlink kept open after a rename replaced its
-/// last name the table knows, while the kernel still holds the inode: an
-/// open (or a change) the kernel resolved before the rename reaches the
-/// object through it, as on a local filesystem, not ENOENT.
+/// A descriptor of a file or symlink kept open after a rename or an unlink
+/// took its last name the table knows, while the kernel still holds the
+/// inode: an open (or a change) the kernel resolved before reaches the
+/// object through it, as on a local filesystem, not ENOENT, and the inode
+/// number is not given to a new file while the kernel still knows it.
 pub(super) struct Kept {
     /// The backing file, open for reading (and writing when `writable`).
     pub fd: Arc<std::fs::File>,
@@ -84,8 +85,8 @@ pub(super) struct Node {
     /// Its attributes when last seen, answered once nothing reaches it
     /// (unlinked and closed, while the kernel still holds it).
     pub attr: Option<Attr>,
-    /// Its backing file, kept open once a rename replaced its last name
-    /// (dropped with the node, when the kernel forgets it).
+    /// Its backing file, kept open once a rename or an unlink took its last
+    /// name (dropped with the node, when the kernel forgets it).
     pub kept: Option<Kept>,
     /// Generation of its inode number, bumped when the number names a new
     /// object while the node (so maybe the kernel's inode of the old one)
