@@ -315,10 +315,9 @@ pub fn serving(requested: Option<usize>) -> Result<Serving, String> {
     }
     // One per CPU, at least 2. Eight on 2 CPUs measured faster for chains
     // of small requests (bench/results/baselines/2026-12-01-threads.md);
-    // they stay the user's choice while a race the mixed-operations test
-    // shows under CPU load (an EIO the daemon never returned, at any thread
-    // count) is not understood: fewer concurrent requests give it fewer
-    // chances.
+    // they stay the user's choice until an EIO the mixed-operations test
+    // showed once with them on open descriptors (one the daemon never
+    // returned) is understood.
     let threads = requested.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
