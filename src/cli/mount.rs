@@ -546,17 +546,10 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "unmounting on signal");
-                // A file closed just before the signal is released by the
-                // kernel asynchronously and keeps the mount busy a moment:
-                // retried, as `strata umount` does.
-                let mut result = unmounter.unmount();
-                for _ in 0..100 {
-                    if !matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                    result = unmounter.unmount();
-                }
+                let result = while_busy(
+                    || unmounter.unmount(),
+                    |r| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EBUSY)),
+                );
                 if let Err(e) = result {
                     tracing::error!("unmount on signal failed: {e}");
                 }
@@ -624,18 +617,27 @@ pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
-    use crate::platform::{Unmount, UnmountError};
-    // The kernel releases a just-closed file asynchronously; give it a
-    // moment before calling the mount busy.
-    let mut result = crate::platform::unmount(m, Unmount::Plain);
+/// Runs `attempt` again, for up to 10 s, while `busy` says its result is a
+/// busy mount: the kernel releases a just-closed file asynchronously, and
+/// the mount stays busy a moment after the close.
+fn while_busy<T>(mut attempt: impl FnMut() -> T, busy: impl Fn(&T) -> bool) -> T {
+    let mut result = attempt();
     for _ in 0..100 {
-        if !matches!(result, Err(UnmountError::Busy)) {
+        if !busy(&result) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        result = crate::platform::unmount(m, Unmount::Plain);
+        result = attempt();
     }
+    result
+}
+
+fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
+    use crate::platform::{Unmount, UnmountError};
+    let result = while_busy(
+        || crate::platform::unmount(m, Unmount::Plain),
+        |r| matches!(r, Err(UnmountError::Busy)),
+    );
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(UnmountError::Busy) => bail!(

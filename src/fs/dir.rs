@@ -50,6 +50,14 @@ impl DirEntry {
     }
 }
 
+/// An empty directory cleared of its ids for its removal: the id to put
+/// back if the removal fails, and the directory-id lock, held while this
+/// lives (see `Fs::dir_ids`).
+struct Cleared<'a> {
+    id: Option<[u8; 16]>,
+    _ids: std::sync::MutexGuard<'a, ()>,
+}
+
 /// How to set a time.
 #[derive(Debug, Clone, Copy)]
 pub enum SetTime {
@@ -767,18 +775,18 @@ impl Fs {
         c.remove_sidecar();
         let mut nodes = self.nodes();
         if let Some((ino, kept)) = keep {
-            if let Some(n) = nodes.get_mut(ino) {
-                n.kept = Some(kept);
-            }
+            nodes.keep(ino, kept);
         }
         nodes.unlink(c.parent, c.entry());
         Ok(())
     }
 
     /// Empties backing directory `dir` of strata's own files if it holds
-    /// nothing else; ENOTEMPTY otherwise. Returns its id, to put back if the
-    /// removal that follows fails.
-    fn clear_if_empty(&self, disk: usize, dir: &Dir) -> FsResult<Option<[u8; 16]>> {
+    /// nothing else; ENOTEMPTY otherwise. The directory-id lock stays held
+    /// while the result lives, so that the caller removes the directory (or
+    /// puts its id back) before any read of it can mint new ids.
+    fn clear_if_empty(&self, disk: usize, dir: &Dir) -> FsResult<Cleared<'_>> {
+        let ids = self.dir_ids.lock().unwrap_or_else(|e| e.into_inner());
         let (_, codec) = self.disk(disk)?.check()?;
         let entries = dir.entries()?;
         // A long name's sidecar without its entry is what a crash between
@@ -790,7 +798,8 @@ impl Fs {
         for e in entries {
             dir.unlink(&e.name)?;
         }
-        Ok(id)
+        crate::faults::pause_point("ids-cleared");
+        Ok(Cleared { id, _ids: ids })
     }
 
     /// Puts a directory id back after a removal that did not happen.
@@ -810,13 +819,11 @@ impl Fs {
             return Err(Errno::ENOTDIR);
         }
         let victim = c.dir.open_dir(c.entry())?;
-        let _ids = self.dir_ids.lock().unwrap_or_else(|e| e.into_inner());
-        let id = self.clear_if_empty(c.disk, &victim)?;
-        crate::faults::pause_point("ids-cleared");
+        let cleared = self.clear_if_empty(c.disk, &victim)?;
         if let Err(e) = c.dir.rmdir(c.entry()) {
             // Put the id back so that the directory stays readable.
             if self.disk(c.disk)?.check()?.1.is_encrypted() {
-                Self::restore_dirid(&victim, id);
+                Self::restore_dirid(&victim, cleared.id);
             }
             return Err(e.into());
         }
@@ -861,9 +868,7 @@ impl Fs {
             return Ok(());
         }
         let is_dir = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-        let mut cleared: Option<(Dir, Option<[u8; 16]>)> = None;
-        // Held to the end when an empty directory is replaced (see rmdir).
-        let mut _ids = None;
+        let mut cleared: Option<(Dir, Cleared<'_>)> = None;
         match (&dst, how) {
             (None, Rename::Exchange) => return Err(Errno::ENOENT),
             (Some(_), Rename::NoReplace) => return Err(Errno::EEXIST),
@@ -877,10 +882,8 @@ impl Fs {
                         return Err(Errno::EISDIR);
                     }
                     let victim = to.dir.open_dir(to.entry())?;
-                    _ids = Some(self.dir_ids.lock().unwrap_or_else(|e| e.into_inner()));
-                    let id = self.clear_if_empty(to.disk, &victim)?;
-                    crate::faults::pause_point("ids-cleared");
-                    cleared = Some((victim, id));
+                    let ids = self.clear_if_empty(to.disk, &victim)?;
+                    cleared = Some((victim, ids));
                 } else if is_dir(&src) {
                     return Err(Errno::ENOTDIR);
                 }
@@ -898,9 +901,9 @@ impl Fs {
             if dst.is_none() {
                 to.remove_sidecar();
             }
-            if let Some((victim, id)) = cleared {
+            if let Some((victim, ids)) = cleared {
                 if self.disk(to.disk)?.check()?.1.is_encrypted() {
-                    Self::restore_dirid(&victim, id);
+                    Self::restore_dirid(&victim, ids.id);
                 }
             }
             return Err(e.into());
@@ -912,9 +915,7 @@ impl Fs {
         }
         let mut nodes = self.nodes();
         if let Some((ino, kept)) = keep {
-            if let Some(n) = nodes.get_mut(ino) {
-                n.kept = Some(kept);
-            }
+            nodes.keep(ino, kept);
         }
         if how == Rename::Exchange {
             nodes.exchange(from.parent, from.entry(), to.parent, to.entry());

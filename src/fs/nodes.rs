@@ -324,6 +324,14 @@ impl Nodes {
         true
     }
 
+    /// Gives node `ino` the descriptor `kept` of its object, whose last
+    /// name is going (dropped with the node).
+    pub fn keep(&mut self, ino: u64, kept: Kept) {
+        if let Some(n) = self.map.get_mut(&ino) {
+            n.kept = Some(kept);
+        }
+    }
+
     /// Drops `count` lookups of `ino`; forgets it when nothing holds it.
     pub fn forget(&mut self, ino: u64, count: u64) {
         if let Some(n) = self.map.get_mut(&ino) {
