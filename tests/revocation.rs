@@ -261,6 +261,11 @@ struct Writer {
 
 impl Writer {
     fn start(path: &Path, first: u64) -> Writer {
+        Writer::paced(path, first, Duration::ZERO, 2000)
+    }
+
+    /// A writer that sleeps `pace` after each record, up to `most`.
+    fn paced(path: &Path, first: u64, pace: Duration, most: u64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let thread = {
@@ -273,12 +278,13 @@ impl Writer {
                     .open(&path)
                     .expect("open for writing");
                 let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) && i < 2000 {
+                while !stop.load(Ordering::SeqCst) && i < most {
                     if f.write_all(&pattern(i, 65_536)).is_err() {
                         break;
                     }
                     i += 1;
                     done.store(i, Ordering::SeqCst);
+                    std::thread::sleep(pace);
                 }
             })
         };
@@ -316,15 +322,37 @@ fn drop_page_cache() {
 #[test]
 fn a_revocation_racing_writes_loses_no_write_that_returned() {
     let f = Fixture::new("compliance");
-    let m = f.mount();
+    revocation_racing_writes(&f, Duration::ZERO, || f.mount());
+}
+
+#[test]
+fn writes_taken_while_a_revocation_flushes_fail_instead_of_being_lost() {
+    // The daemon pauses between its flush of the kernel's cached writes and
+    // taking the keys away: a write the kernel took into its cache then
+    // would be acknowledged and never written (the writer goes on writing
+    // through the pause, at about a record a millisecond).
+    let f = Fixture::new("compliance");
+    revocation_racing_writes(&f, Duration::from_millis(1), || {
+        f.mount_under(&[
+            OsStr::new("env"),
+            OsStr::new("STRATA_TEST_PAUSE_AT=revoke-flushed"),
+        ])
+    });
+}
+
+/// A writer appending records (sleeping `pace` after each) while the data
+/// disk's key is disabled and enabled again: every record whose write
+/// returned is there, now and after a remount.
+fn revocation_racing_writes(f: &Fixture, pace: Duration, mount: impl Fn() -> MountGuard) {
+    let m = mount();
     let path = f.disk("data").join("log");
-    let w = Writer::start(&path, 20);
-    vault_cmd(&f, &["key", "disable", "cmk"]);
+    let w = Writer::paced(&path, 20, pace, if pace.is_zero() { 2000 } else { 20_000 });
+    vault_cmd(f, &["key", "disable", "cmk"]);
     assert!(poll_until(Duration::from_secs(10), || revoked(
         fs::metadata(&path)
     )));
     let acknowledged = w.stop();
-    vault_cmd(&f, &["key", "enable", "cmk"]);
+    vault_cmd(f, &["key", "enable", "cmk"]);
     assert!(poll_until(Duration::from_secs(10), || fs::metadata(&path).is_ok()));
     drop_page_cache();
     let data = fs::read(&path).expect("read back");
@@ -337,7 +365,7 @@ fn a_revocation_racing_writes_loses_no_write_that_returned() {
     assert_records(&data, acknowledged);
     m.unmount();
     // And after a remount, from the backing store.
-    let m = f.mount();
+    let m = mount();
     let again = fs::read(&path).expect("read after remount");
     assert_bytes_eq(
         &again[..(acknowledged * 65_536) as usize],

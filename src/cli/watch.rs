@@ -431,15 +431,31 @@ impl Watcher {
     /// `slots` away.
     fn revoke(&mut self, slots: Vec<(usize, String)>) {
         // Writes that returned to their callers may still sit in the
-        // kernel's page cache: write them with the keys still here.
-        match std::fs::File::open(&self.mountpoint) {
-            Ok(f) => {
-                if let Err(e) = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&f)) {
-                    tracing::warn!("flushing the mount before a revocation failed: {e}");
-                }
+        // kernel's page cache: write them with the keys still here. First
+        // the disks stop answering new requests and the kernel is told that
+        // its attributes of their objects are stale: a write then asks for
+        // them before the kernel takes it into its cache, and fails, so
+        // that no write returns after the flush below has passed its file.
+        let closing: Vec<usize> = slots.iter().map(|(i, _)| *i).collect();
+        self.fs.close_disks(&closing);
+        for &i in &closing {
+            for ino in self.fs.disk_inodes(i) {
+                let _ = self.notifier.inval_inode(fuser::INodeNo(ino), -1, 0);
             }
-            Err(e) => tracing::warn!("flushing the mount before a revocation failed: {e}"),
         }
+        // Twice: a write that had its attributes before they were dropped
+        // may still have been copying into the cache during the first.
+        for _ in 0..2 {
+            match std::fs::File::open(&self.mountpoint) {
+                Ok(f) => {
+                    if let Err(e) = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&f)) {
+                        tracing::warn!("flushing the mount before a revocation failed: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("flushing the mount before a revocation failed: {e}"),
+            }
+        }
+        crate::faults::pause_point("revoke-flushed");
         let reasons: HashMap<usize, String> = slots.iter().cloned().collect();
         for i in self.fs.revoke_disks(slots) {
             if let Some(why) = reasons.get(&i) {

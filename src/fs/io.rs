@@ -53,7 +53,7 @@ impl Fs {
             }) => (file.clone(), *ino, *disk, *write),
             _ => return Err(Errno::EBADF),
         };
-        self.disk(disk)?.check()?;
+        self.disk(disk)?.ciphers()?;
         if let Some(f) = file {
             return Ok((f, write));
         }
@@ -69,7 +69,7 @@ impl Fs {
     /// meanwhile (its revocation may have emptied the handles before this
     /// one was filled), take its open files out again and refuse.
     fn settle(&self, disk: usize) -> FsResult<()> {
-        if let Err(e) = self.disk(disk)?.check() {
+        if let Err(e) = self.disk(disk)?.ciphers() {
             self.drop_open_files(disk);
             return Err(e);
         }

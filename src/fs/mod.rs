@@ -135,6 +135,10 @@ struct Ciphers {
 struct DiskState {
     ciphers: Option<Ciphers>,
     refused: Option<String>,
+    /// A revocation is flushing the kernel's cached writes: the disk
+    /// answers no new request (so that no new write is taken into the
+    /// kernel's cache) but open handles still read, write and sync.
+    closing: bool,
     /// Layer names, as last served (kept while refused, for `status`).
     layers: Vec<&'static str>,
 }
@@ -158,6 +162,7 @@ impl DiskRt {
             state: RwLock::new(DiskState {
                 ciphers: Some(Ciphers { pipeline, names }),
                 refused: None,
+                closing: false,
                 layers,
             }),
         }
@@ -179,6 +184,7 @@ impl DiskRt {
             state: RwLock::new(DiskState {
                 ciphers: None,
                 refused: Some(reason),
+                closing: false,
                 layers: Vec::new(),
             }),
         }
@@ -192,8 +198,20 @@ impl DiskRt {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The disk's ciphers, or EKEYREVOKED when it is refused.
+    /// The disk's ciphers, or EKEYREVOKED when it is refused or a
+    /// revocation is under way.
     fn check(&self) -> FsResult<(Arc<Pipeline>, Arc<NameCodec>)> {
+        let st = self.state();
+        match (&st.refused, &st.ciphers, st.closing) {
+            (None, Some(c), false) => Ok((c.pipeline.clone(), c.names.clone())),
+            _ => Err(Errno::REVOKED),
+        }
+    }
+
+    /// The disk's ciphers for the I/O of open handles, which goes on while
+    /// a revocation flushes (see [`Fs::close_disks`]); EKEYREVOKED once
+    /// the disk is refused.
+    fn ciphers(&self) -> FsResult<(Arc<Pipeline>, Arc<NameCodec>)> {
         let st = self.state();
         match (&st.refused, &st.ciphers) {
             (None, Some(c)) => Ok((c.pipeline.clone(), c.names.clone())),
@@ -480,6 +498,21 @@ impl Fs {
         }
     }
 
+    /// The first step of a revocation of disk (or snapshot) slots
+    /// `slots`: each answers no new request (a lookup, a getattr, an open)
+    /// while its open handles go on reading, writing and syncing. The
+    /// kernel, once told that its attributes are stale, asks for them
+    /// before it takes a write into its cache: such a write then fails,
+    /// so that the flush that follows writes every write that returned
+    /// while the keys are still here. [`Fs::revoke_disks`] ends it.
+    pub fn close_disks(&self, slots: &[usize]) {
+        for &slot in slots {
+            if let Some(d) = self.disks.get(slot).and_then(|s| s.get()) {
+                d.state_mut().closing = true;
+            }
+        }
+    }
+
     /// Refuses disk (or snapshot) `slot` with `reason` and takes its keys
     /// away; see [`Fs::revoke_disks`].
     pub fn revoke_disk(&self, slot: usize, reason: String) -> bool {
@@ -501,6 +534,7 @@ impl Fs {
                 continue;
             };
             let mut st = d.state_mut();
+            st.closing = false;
             if st.refused.as_ref() == Some(&reason) && st.ciphers.is_none() {
                 continue;
             }
@@ -644,7 +678,7 @@ impl Fs {
     /// the slot, and the session they are written under.
     fn file_ctx(&self, disk: usize) -> FsResult<FileCtx> {
         let d = self.disk(disk)?;
-        let (pipeline, names) = d.check()?;
+        let (pipeline, names) = d.ciphers()?;
         // A disk with plain names (a temp disk without host encryption) has
         // no size attributes: a user xattr could take their name there.
         let sessions = if d.ephemeral || !self.disk_writable(disk) || !names.is_encrypted() {
