@@ -63,7 +63,7 @@ complete -c strata -n "__fish_strata_using_subcommand init" -s v -l verbose -d '
 complete -c strata -n "__fish_strata_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c strata -n "__fish_strata_using_subcommand mount" -l cache-size -d 'Block cache size in bytes' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l log-file -d 'Append logs to FILE [default: with -f stderr, else the journal when journald runs, else syslog; on macOS syslog]' -r -F
-complete -c strata -n "__fish_strata_using_subcommand mount" -l threads -d 'FUSE worker threads [default: number of CPUs, at least 2; on macOS one, the only number there]' -r
+complete -c strata -n "__fish_strata_using_subcommand mount" -l threads -d 'FUSE worker threads [default: four per CPU, 4 to 8; on macOS one, the only number there]' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l idle -d 'Unmount after DURATION (e.g. 90s, 10m, 1h30m) in which no file was open and no request came; a busy mount is never unmounted' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l key-check-interval -d 'Seconds between two checks of the keys held by a key service (a revocation there reaches this mount within about twice this)' -r
 complete -c strata -n "__fish_strata_using_subcommand mount" -l key-grace -d 'Seconds a mount keeps serving from the keys in memory while their key service cannot be reached; then the dependent disks are refused until it answers again' -r

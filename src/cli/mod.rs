@@ -117,7 +117,7 @@ pub struct MountArgs {
     /// journald runs, else syslog; on macOS syslog].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// FUSE worker threads [default: number of CPUs, at least 2; on macOS
+    /// FUSE worker threads [default: four per CPU, 4 to 8; on macOS
     /// one, the only number there].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

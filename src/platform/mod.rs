@@ -419,8 +419,8 @@ pub struct Serving {
     pub clone_fd: bool,
 }
 
-/// The worker threads for `--threads` (`None`: the default). Linux: the
-/// number of CPUs, at least 2, each with its own descriptor. macOS: fuser
+/// The worker threads for `--threads` (`None`: the default). Linux: four
+/// per CPU, 4 to 8, each with its own descriptor. macOS: fuser
 /// serves a macFUSE mount with one thread, so the default is 1 and any
 /// other number is refused with one line. 0 is refused everywhere.
 pub fn serving(requested: Option<usize>) -> Result<Serving, String> {

@@ -378,3 +378,13 @@ fn xattr_set_flags_are_linuxs_and_the_position_is_ignored() {
     assert_eq!(xattr::set_mode(4, 0), Err(libc::EINVAL));
     assert_eq!(xattr::set_mode(0, 7), Ok(SetMode::Any));
 }
+
+#[test]
+fn the_default_is_four_threads_per_cpu_from_4_to_8_each_with_its_descriptor() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = platform::serving(None).expect("default");
+    assert_eq!(default.threads, (cpus * 4).clamp(4, 8));
+    assert!(default.clone_fd);
+    let asked = platform::serving(Some(3)).expect("three");
+    assert_eq!((asked.threads, asked.clone_fd), (3, true));
+}
