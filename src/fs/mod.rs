@@ -40,6 +40,33 @@ use crate::layers::Pipeline;
 use crate::names::{BackingName, NameCodec, NameError};
 use nodes::Nodes;
 
+/// The node table, locked. Descriptors that nodes dropped under the lock
+/// kept are closed after it is released.
+struct NodesGuard<'a>(Option<std::sync::MutexGuard<'a, Nodes>>);
+
+impl std::ops::Deref for NodesGuard<'_> {
+    type Target = Nodes;
+    fn deref(&self) -> &Nodes {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for NodesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Nodes {
+        self.0.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for NodesGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(mut table) = self.0.take() {
+            let released = table.take_released();
+            drop(table);
+            drop(released);
+        }
+    }
+}
+
 /// The root inode.
 pub const ROOT_INO: u64 = 1;
 
@@ -638,8 +665,8 @@ impl Fs {
         &self.cache
     }
 
-    fn nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    fn nodes(&self) -> NodesGuard<'_> {
+        NodesGuard(Some(self.nodes.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     fn writable(&self) -> FsResult<()> {

@@ -121,6 +121,11 @@ pub(super) struct Nodes {
     by_link: HashMap<(u64, OsString), u64>,
     /// Disk and snapshot roots by slot.
     pub roots: Vec<u64>,
+    /// Descriptors kept by nodes the table dropped, to be closed once its
+    /// lock is released ([`Nodes::take_released`]): the last close of an
+    /// unlinked file frees its inode, backing-filesystem work that no other
+    /// request should wait on.
+    released: Vec<Kept>,
 }
 
 impl Nodes {
@@ -129,7 +134,14 @@ impl Nodes {
             map: HashMap::new(),
             by_link: HashMap::new(),
             roots: vec![0; slots],
+            released: Vec::new(),
         }
+    }
+
+    /// The descriptors of dropped nodes, for the caller to close after
+    /// releasing the table.
+    pub fn take_released(&mut self) -> Vec<Kept> {
+        std::mem::take(&mut self.released)
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
@@ -190,7 +202,7 @@ impl Nodes {
             n.file = FileSlot::new();
             n.dir_id = None;
             n.attr = None;
-            n.kept = None;
+            self.released.extend(n.kept.take());
             n.generation += 1;
         }
         if count_lookup {
@@ -355,6 +367,7 @@ impl Nodes {
             let Some(n) = self.map.remove(&ino) else {
                 continue;
             };
+            self.released.extend(n.kept);
             for l in n.links {
                 let key = (l.parent, l.name);
                 if self.by_link.get(&key) == Some(&ino) {
