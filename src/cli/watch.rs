@@ -46,6 +46,14 @@ use crate::vault::{Vault, VaultError};
 /// How often the vault file and the config are looked at.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How long a revocation goes on flushing a disk whose writes do not
+/// settle before it takes the keys anyway.
+const REVOKE_FLUSH_MAX: Duration = Duration::from_secs(10);
+
+/// No WRITE for this long after a flush: the writes to a disk being
+/// revoked have settled.
+const WRITES_QUIET: Duration = Duration::from_millis(50);
+
 /// What the watcher knows of one slot (a disk or a snapshot) of the mount.
 pub(super) struct Slot {
     /// Whether its holders' allowing it again may serve it again (a
@@ -443,9 +451,13 @@ impl Watcher {
                 let _ = self.notifier.inval_inode(fuser::INodeNo(ino), -1, 0);
             }
         }
-        // Twice: a write that had its attributes before they were dropped
-        // may still have been copying into the cache during the first.
-        for _ in 0..2 {
+        // Until the writes settle: a write that had its attributes before
+        // they were dropped may still be copying into the cache during a
+        // flush, and a kernel may end a flush before the daemon has the
+        // WRITEs it queued. Bounded: a writer that outlasts it may lose
+        // what it writes after (its close or fsync then reports the error).
+        let deadline = Instant::now() + REVOKE_FLUSH_MAX;
+        loop {
             match std::fs::File::open(&self.mountpoint) {
                 Ok(f) => {
                     if let Err(e) = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&f)) {
@@ -453,6 +465,16 @@ impl Watcher {
                     }
                 }
                 Err(e) => tracing::warn!("flushing the mount before a revocation failed: {e}"),
+            }
+            if self.fs.writes_settle(&closing, WRITES_QUIET) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    "writes to a disk being revoked went on for {}s: revoking anyway",
+                    REVOKE_FLUSH_MAX.as_secs()
+                );
+                break;
             }
         }
         crate::faults::pause_point("revoke-flushed");

@@ -282,7 +282,15 @@ impl Fs {
                 );
             }
         }
-        Ok(self.attr_at(ino, disk, dir, entry, &st, kind))
+        let a = self.attr_at(ino, disk, dir, entry, &st, kind);
+        // Keys taken away during the lookup leave a size that could not be
+        // read: the kernel must not be given it (with the writeback cache
+        // it keeps a file's size as first told).
+        if let Err(e) = self.disk(disk)?.ciphers() {
+            self.forget(ino, 1);
+            return Err(e);
+        }
+        Ok(a)
     }
 
     /// Drops kernel lookups.
@@ -314,19 +322,31 @@ impl Fs {
                 &st,
             ));
         }
-        match self.attr_of(ino) {
+        self.attr_of_named(ino, false)
+    }
+
+    /// The attributes a request already admitted (a create, a change
+    /// through an open handle) answers with: while a revocation flushes,
+    /// they are still read (see [`Fs::close_disks`]).
+    pub(super) fn attr_admitted(&self, ino: u64) -> FsResult<Attr> {
+        self.attr_of_named(ino, true)
+    }
+
+    fn attr_of_named(&self, ino: u64, admitted: bool) -> FsResult<Attr> {
+        match self.attr_of(ino, admitted) {
             // A rename between reading the name and using it: again, with
             // renames held off (the name and the store then agree).
             Err(e) if e == Errno::ENOENT => {
                 let _ns = self.ns_lock.read().unwrap_or_else(|e| e.into_inner());
-                self.attr_of(ino)
+                self.attr_of(ino, admitted)
             }
             r => r,
         }
     }
 
-    /// Attributes of backing inode `ino` (not the root or a virtual one).
-    fn attr_of(&self, ino: u64) -> FsResult<Attr> {
+    /// Attributes of backing inode `ino` (not the root or a virtual one),
+    /// for a request `admitted` before a revocation began to flush.
+    fn attr_of(&self, ino: u64, admitted: bool) -> FsResult<Attr> {
         let (disk, kind, root, link, slot, last, kept) = {
             let nodes = self.nodes();
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
@@ -343,7 +363,12 @@ impl Fs {
         // A disk whose keys were taken away answers nothing about its
         // objects, whatever the kernel still holds (it may cache entries
         // for a long time; their attributes it was told to drop).
-        self.disk(disk)?.check()?;
+        let d = self.disk(disk)?;
+        if admitted {
+            d.ciphers()?;
+        } else {
+            d.check()?;
+        }
         // The slot's lock is taken only after the node table's is released:
         // opening a file holds the slot and then reads the table.
         let open = slot
@@ -431,7 +456,15 @@ impl Fs {
             let n = nodes.get(ino).ok_or(Errno::ENOENT)?;
             (n.disk, n.kind)
         };
-        self.disk(disk)?.check()?;
+        // A change through an open handle (the kernel writing back the
+        // times of a file it cached writes of) goes on while a revocation
+        // flushes, as the handle's writes do.
+        let admitted = fh.is_some();
+        if admitted {
+            self.disk(disk)?.ciphers()?;
+        } else {
+            self.disk(disk)?.check()?;
+        }
         if let Some(size) = s.size {
             match kind {
                 Kind::Dir => return Err(Errno::EISDIR),
@@ -450,7 +483,7 @@ impl Fs {
             || s.atime.is_some()
             || s.mtime.is_some();
         if !changes {
-            return self.getattr(ino);
+            return self.attr_of_named(ino, admitted);
         }
         // Held while the change goes through a name, so that a rename
         // cannot give the name to another object in between; released
@@ -461,7 +494,7 @@ impl Fs {
             // Nothing reaches the object any more (the kernel flushing the
             // times of a file unlinked and closed): the change applies to
             // what it was.
-            let mut a = self.getattr(ino)?;
+            let mut a = self.attr_of_named(ino, admitted)?;
             if let Some(m) = s.mode {
                 a.perm = (m & 0o7777) as u16;
             }
@@ -507,7 +540,7 @@ impl Fs {
             }
         }
         drop(ns);
-        self.getattr(ino)
+        self.attr_of_named(ino, admitted)
     }
 
     /// Reads a symlink's target.
@@ -590,7 +623,7 @@ impl Fs {
         }
         let made = (|| -> FsResult<Dir> {
             let d = c.dir.open_dir(c.entry())?;
-            if self.disk(c.disk)?.check()?.1.is_encrypted() {
+            if self.disk(c.disk)?.ciphers()?.1.is_encrypted() {
                 crate::backing::init_dirid(&d)?;
             }
             if let Some((uid, gid)) = owner {
@@ -822,7 +855,7 @@ impl Fs {
         let cleared = self.clear_if_empty(c.disk, &victim)?;
         if let Err(e) = c.dir.rmdir(c.entry()) {
             // Put the id back so that the directory stays readable.
-            if self.disk(c.disk)?.check()?.1.is_encrypted() {
+            if self.disk(c.disk)?.ciphers()?.1.is_encrypted() {
                 Self::restore_dirid(&victim, cleared.id);
             }
             return Err(e.into());
@@ -902,7 +935,7 @@ impl Fs {
                 to.remove_sidecar();
             }
             if let Some((victim, ids)) = cleared {
-                if self.disk(to.disk)?.check()?.1.is_encrypted() {
+                if self.disk(to.disk)?.ciphers()?.1.is_encrypted() {
                     Self::restore_dirid(&victim, ids.id);
                 }
             }

@@ -158,7 +158,7 @@ impl Fs {
                         return Err(e);
                     }
                 };
-                return Ok((self.getattr(attr.ino)?, fh));
+                return self.opened(attr.ino, fh);
             }
             Err(e) => {
                 c.remove_sidecar();
@@ -219,8 +219,22 @@ impl Fs {
         };
         drop(ns);
         let fh = self.attach(ino, c.disk, file, true)?;
-        let attr = self.getattr(ino)?;
-        Ok((attr, fh))
+        self.opened(ino, fh)
+    }
+
+    /// The reply to a create that opened `fh` on `ino`: its attributes, or,
+    /// when they cannot be read (a revocation completed meanwhile), an
+    /// error with the handle released and the lookup given back, as the
+    /// kernel will never hear of either.
+    fn opened(&self, ino: u64, fh: u64) -> FsResult<(Attr, u64)> {
+        match self.attr_admitted(ino) {
+            Ok(attr) => Ok((attr, fh)),
+            Err(e) => {
+                let _ = self.release(fh);
+                self.forget(ino, 1);
+                Err(e)
+            }
+        }
     }
 
     /// Reads from an open file.
@@ -234,6 +248,11 @@ impl Fs {
 
     /// Writes to an open file.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
+        let disk = match self.handles().get(&fh) {
+            Some(Handle::File { disk, .. }) => *disk,
+            _ => return Err(Errno::EBADF),
+        };
+        let _writing = self.disk(disk)?.writes.begin();
         let (f, write) = self.served_file(fh)?;
         if !write {
             return Err(Errno::EBADF);

@@ -151,6 +151,40 @@ pub struct DiskRt {
     /// no ciphers: they are dropped at revocation and put back when its
     /// keys are allowed again.
     state: RwLock<DiskState>,
+    /// WRITE requests to its open files: how many began, how many run.
+    writes: WriteTally,
+}
+
+/// WRITE requests to one disk's open files, which a revocation waits to
+/// see end (see [`Fs::writes_settle`]).
+#[derive(Default)]
+struct WriteTally {
+    started: AtomicU64,
+    running: std::sync::atomic::AtomicUsize,
+}
+
+/// Held while one WRITE runs.
+struct Writing<'a>(&'a WriteTally);
+
+impl WriteTally {
+    fn begin(&self) -> Writing<'_> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Writing(self)
+    }
+
+    fn snapshot(&self) -> (u64, usize) {
+        (
+            self.started.load(Ordering::SeqCst),
+            self.running.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A disk's ciphers: the layer pipeline and the name codec derived from it.
@@ -192,6 +226,7 @@ impl DiskRt {
                 closing: false,
                 layers,
             }),
+            writes: WriteTally::default(),
         }
     }
 
@@ -214,6 +249,7 @@ impl DiskRt {
                 closing: false,
                 layers: Vec::new(),
             }),
+            writes: WriteTally::default(),
         }
     }
 
@@ -540,6 +576,25 @@ impl Fs {
         }
     }
 
+    /// Whether the WRITE requests to disks `slots` have settled: none
+    /// running and none begun during `quiet`. A revocation flushes until
+    /// they have, since a kernel may end a write-back of its cache before
+    /// the daemon has written it (older kernels copy the pages aside and
+    /// send the WRITE later).
+    pub fn writes_settle(&self, slots: &[usize], quiet: std::time::Duration) -> bool {
+        let tallies: Vec<&WriteTally> = slots
+            .iter()
+            .filter_map(|&i| self.disks.get(i).and_then(|s| s.get()))
+            .map(|d| &d.writes)
+            .collect();
+        let before: Vec<(u64, usize)> = tallies.iter().map(|t| t.snapshot()).collect();
+        std::thread::sleep(quiet);
+        tallies
+            .iter()
+            .zip(before)
+            .all(|(t, (started, _))| t.snapshot() == (started, 0))
+    }
+
     /// Refuses disk (or snapshot) `slot` with `reason` and takes its keys
     /// away; see [`Fs::revoke_disks`].
     pub fn revoke_disk(&self, slot: usize, reason: String) -> bool {
@@ -657,6 +712,7 @@ impl Fs {
         let names = Arc::new(pipeline.name_codec());
         st.ciphers = Some(Ciphers { pipeline, names });
         st.refused = None;
+        st.closing = false;
         true
     }
 
@@ -783,5 +839,45 @@ impl Child {
         if let Some((side, _)) = self.bname.sidecar() {
             let _ = self.dir.unlink(&side);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Key64;
+    use crate::layers::{DiskKeys, Layer};
+
+    fn disk() -> DiskRt {
+        let mut k = DiskKeys::default();
+        k.set(Layer::StoragePmk, Key64::random(), 1);
+        let p = Arc::new(Pipeline::new(&k, b"t"));
+        DiskRt::served("data".into(), PathBuf::from("/nonexistent"), None, false, p)
+    }
+
+    #[test]
+    fn a_closing_disk_refuses_new_requests_and_serves_open_handles_until_refused() {
+        let d = disk();
+        assert!(d.check().is_ok() && d.ciphers().is_ok());
+        d.state_mut().closing = true;
+        assert_eq!(d.check().err(), Some(Errno::REVOKED), "new requests");
+        assert!(d.ciphers().is_ok(), "open handles' I/O");
+        let mut st = d.state_mut();
+        st.closing = false;
+        st.refused = Some("revoked".into());
+        st.ciphers = None;
+        drop(st);
+        assert_eq!(d.check().err(), Some(Errno::REVOKED));
+        assert_eq!(d.ciphers().err(), Some(Errno::REVOKED));
+    }
+
+    #[test]
+    fn writes_have_settled_only_when_none_runs_and_none_began() {
+        let t = WriteTally::default();
+        let before = t.snapshot();
+        let w = t.begin();
+        assert_eq!(t.snapshot(), (before.0 + 1, 1));
+        drop(w);
+        assert_eq!(t.snapshot(), (before.0 + 1, 0));
     }
 }
