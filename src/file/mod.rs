@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 use rayon::prelude::*;
 
 pub use error::FileError;
-use stored::read_full_at;
+use stored::{read_full_at, stored_is_zero};
 pub use stored::{read_header, Stored};
 
 use crate::cache::{BlockCache, FileKey};
@@ -466,7 +466,7 @@ impl EncFile {
                         actual: (first.backing_offset() as usize + stored.len()) as u64,
                     });
                 };
-                if s.iter().all(|&b| b == 0) {
+                if stored_is_zero(s) {
                     if header.holes.contains(index) || in_crash {
                         out.fill(0);
                         return Ok(());

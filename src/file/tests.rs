@@ -415,3 +415,15 @@ fn allocate_grows_with_zeros_and_keep_size_does_not() {
     let f = open(dir.path(), &p);
     assert_eq!(f.read(0, 30_000).expect("read"), want);
 }
+
+#[test]
+fn a_stored_block_is_zero_only_when_every_byte_is() {
+    let mut s = vec![0u8; STORED_BLOCK];
+    assert!(super::stored::stored_is_zero(&s));
+    for at in [0, 1, 63, 64, BLOCK_SIZE - 1, BLOCK_SIZE, STORED_BLOCK - 1] {
+        s[at] = 1;
+        assert!(!super::stored::stored_is_zero(&s), "a 1 at {at}");
+        s[at] = 0;
+    }
+    assert!(super::stored::stored_is_zero(&[]));
+}
