@@ -343,6 +343,75 @@ fn writes_taken_while_a_revocation_flushes_fail_instead_of_being_lost() {
     });
 }
 
+#[test]
+fn a_file_truncated_and_rewritten_while_a_revocation_flushes_loses_nothing() {
+    // A change through an open file (ftruncate) is still served while the
+    // revocation flushes; its reply must not let the kernel take the next
+    // write into its cache unasked. The daemon pauses before taking the
+    // keys, and the writer truncates and rewrites its file through it.
+    let f = Fixture::new("compliance");
+    let m = f.mount_under(&[
+        OsStr::new("env"),
+        OsStr::new("STRATA_TEST_PAUSE_AT=revoke-flushed"),
+    ]);
+    let path = f.disk("data").join("state");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // (the last record whose write returned, whether a truncate
+            // returned after it)
+            let mut last: (Option<u64>, bool) = (None, false);
+            for i in 0..100_000u64 {
+                if stop.load(Ordering::SeqCst) || file.set_len(0).is_err() {
+                    break;
+                }
+                last.1 = true;
+                if file.write_all_at(&pattern(i, 8192), 0).is_err() {
+                    break;
+                }
+                last = (Some(i), false);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            last
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    vault_cmd(&f, &["key", "disable", "cmk"]);
+    assert!(poll_until(Duration::from_secs(10), || revoked(
+        fs::metadata(&path)
+    )));
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (last, truncated_after) = writer.join().expect("writer");
+    vault_cmd(&f, &["key", "enable", "cmk"]);
+    assert!(poll_until(Duration::from_secs(10), || fs::metadata(&path).is_ok()));
+    drop_page_cache();
+    let data = fs::read(&path).expect("read back");
+    let last = last.expect("no write returned before the revocation");
+    if truncated_after {
+        assert!(
+            data.is_empty() || data == pattern(last, 8192),
+            "{} bytes: neither the last record written ({last}) nor the truncate after it",
+            data.len()
+        );
+    } else {
+        assert_bytes_eq(
+            &data,
+            &pattern(last, 8192),
+            &format!("record {last}, the last that returned"),
+        );
+    }
+    m.unmount();
+}
+
 /// A writer appending records (sleeping `pace` after each) while the data
 /// disk's key is disabled and enabled again: every record whose write
 /// returned is there, now and after a remount.

@@ -446,18 +446,23 @@ impl Watcher {
         // that no write returns after the flush below has passed its file.
         let closing: Vec<usize> = slots.iter().map(|(i, _)| *i).collect();
         self.fs.close_disks(&closing);
-        for &i in &closing {
-            for ino in self.fs.disk_inodes(i) {
-                let _ = self.notifier.inval_inode(fuser::INodeNo(ino), -1, 0);
-            }
-        }
         // Until the writes settle: a write that had its attributes before
         // they were dropped may still be copying into the cache during a
-        // flush, and a kernel may end a flush before the daemon has the
-        // WRITEs it queued. Bounded: a writer that outlasts it may lose
-        // what it writes after (its close or fsync then reports the error).
+        // flush, a kernel may end a flush before the daemon has the WRITEs
+        // it queued, and a request admitted before the disk began closing
+        // may answer during it with attributes the kernel then holds (for
+        // no time: the adapter gives them no time to live). Each round
+        // drops the kernel's attributes again. Bounded: a writer that
+        // outlasts it may lose what it writes after (its close or fsync
+        // then reports the error).
         let deadline = Instant::now() + REVOKE_FLUSH_MAX;
         loop {
+            let mark = self.fs.validations(&closing);
+            for &i in &closing {
+                for ino in self.fs.disk_inodes(i) {
+                    let _ = self.notifier.inval_inode(fuser::INodeNo(ino), -1, 0);
+                }
+            }
             match std::fs::File::open(&self.mountpoint) {
                 Ok(f) => {
                     if let Err(e) = crate::platform::sync_filesystem(std::os::fd::AsFd::as_fd(&f)) {
@@ -466,7 +471,7 @@ impl Watcher {
                 }
                 Err(e) => tracing::warn!("flushing the mount before a revocation failed: {e}"),
             }
-            if self.fs.writes_settle(&closing, WRITES_QUIET) {
+            if self.fs.writes_settle(&closing, &mark, WRITES_QUIET) {
                 break;
             }
             if Instant::now() >= deadline {

@@ -290,6 +290,7 @@ impl Fs {
             self.forget(ino, 1);
             return Err(e);
         }
+        self.note_reply(disk);
         Ok(a)
     }
 
@@ -333,7 +334,7 @@ impl Fs {
     }
 
     fn attr_of_named(&self, ino: u64, admitted: bool) -> FsResult<Attr> {
-        match self.attr_of(ino, admitted) {
+        let r = match self.attr_of(ino, admitted) {
             // A rename between reading the name and using it: again, with
             // renames held off (the name and the store then agree).
             Err(e) if e == Errno::ENOENT => {
@@ -341,7 +342,14 @@ impl Fs {
                 self.attr_of(ino, admitted)
             }
             r => r,
+        };
+        if admitted && r.is_ok() {
+            let disk = self.nodes().get(ino).map(|n| n.disk);
+            if let Some(disk) = disk {
+                self.note_reply(disk);
+            }
         }
+        r
     }
 
     /// Attributes of backing inode `ino` (not the root or a virtual one),
@@ -1032,6 +1040,8 @@ impl Fs {
         }
         self.nodes()
             .remember(ino, disk, kind, to.parent, to.entry(), true);
+        // The kernel takes the attributes of a link's reply as they come.
+        self.note_reply(disk);
         Ok(self.attr_at(ino, disk, &to.dir, to.entry(), &st, kind))
     }
 

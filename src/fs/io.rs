@@ -218,7 +218,13 @@ impl Fs {
             }
         };
         drop(ns);
-        let fh = self.attach(ino, c.disk, file, true)?;
+        let fh = match self.attach(ino, c.disk, file, true) {
+            Ok(fh) => fh,
+            Err(e) => {
+                self.forget(ino, 1);
+                return Err(e);
+            }
+        };
         self.opened(ino, fh)
     }
 
@@ -248,11 +254,6 @@ impl Fs {
 
     /// Writes to an open file.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
-        let disk = match self.handles().get(&fh) {
-            Some(Handle::File { disk, .. }) => *disk,
-            _ => return Err(Errno::EBADF),
-        };
-        let _writing = self.disk(disk)?.writes.begin();
         let (f, write) = self.served_file(fh)?;
         if !write {
             return Err(Errno::EBADF);

@@ -156,15 +156,18 @@ pub struct DiskRt {
 }
 
 /// WRITE requests to one disk's open files, which a revocation waits to
-/// see end (see [`Fs::writes_settle`]).
+/// see end, and replies that told the kernel fresh attributes while the
+/// disk was closing, after which the kernel may take writes into its cache
+/// again (see [`Fs::writes_settle`]).
 #[derive(Default)]
 struct WriteTally {
     started: AtomicU64,
     running: std::sync::atomic::AtomicUsize,
+    validated: AtomicU64,
 }
 
 /// Held while one WRITE runs.
-struct Writing<'a>(&'a WriteTally);
+pub struct Writing<'a>(&'a WriteTally);
 
 impl WriteTally {
     fn begin(&self) -> Writing<'_> {
@@ -178,6 +181,10 @@ impl WriteTally {
             self.started.load(Ordering::SeqCst),
             self.running.load(Ordering::SeqCst),
         )
+    }
+
+    fn validations(&self) -> u64 {
+        self.validated.load(Ordering::SeqCst)
     }
 }
 
@@ -576,23 +583,69 @@ impl Fs {
         }
     }
 
-    /// Whether the WRITE requests to disks `slots` have settled: none
-    /// running and none begun during `quiet`. A revocation flushes until
-    /// they have, since a kernel may end a write-back of its cache before
-    /// the daemon has written it (older kernels copy the pages aside and
-    /// send the WRITE later).
-    pub fn writes_settle(&self, slots: &[usize], quiet: std::time::Duration) -> bool {
-        let tallies: Vec<&WriteTally> = slots
+    fn tallies(&self, slots: &[usize]) -> Vec<&WriteTally> {
+        slots
             .iter()
             .filter_map(|&i| self.disks.get(i).and_then(|s| s.get()))
             .map(|d| &d.writes)
-            .collect();
+            .collect()
+    }
+
+    /// How many replies told the kernel fresh attributes of objects of
+    /// disks `slots` while they were closing: a mark for
+    /// [`Fs::writes_settle`], taken before the kernel's attributes are
+    /// dropped.
+    pub fn validations(&self, slots: &[usize]) -> Vec<u64> {
+        self.tallies(slots)
+            .iter()
+            .map(|t| t.validations())
+            .collect()
+    }
+
+    /// Whether the writes to disks `slots` have settled since `mark` (from
+    /// [`Fs::validations`]): no WRITE request running or begun during
+    /// `quiet`, and no reply since the mark that told the kernel fresh
+    /// attributes (with which it takes writes into its cache without
+    /// asking). A revocation flushes until they have: a kernel may end a
+    /// write-back before the daemon has written it (older kernels copy the
+    /// pages aside and send the WRITE later), and a request admitted before
+    /// the disk began closing may answer during it.
+    pub fn writes_settle(&self, slots: &[usize], mark: &[u64], quiet: std::time::Duration) -> bool {
+        let tallies = self.tallies(slots);
         let before: Vec<(u64, usize)> = tallies.iter().map(|t| t.snapshot()).collect();
         std::thread::sleep(quiet);
         tallies
             .iter()
             .zip(before)
-            .all(|(t, (started, _))| t.snapshot() == (started, 0))
+            .zip(mark)
+            .all(|((t, (started, _)), &v)| t.snapshot() == (started, 0) && t.validations() == v)
+    }
+
+    /// Counts a WRITE request on open handle `fh` while it runs (from
+    /// before it waits for anything), for [`Fs::writes_settle`].
+    pub fn writing(&self, fh: u64) -> Option<Writing<'_>> {
+        let disk = match self.handles().get(&fh) {
+            Some(io::Handle::File { disk, .. }) => *disk,
+            _ => return None,
+        };
+        Some(self.disk(disk).ok()?.writes.begin())
+    }
+
+    /// Whether the disk of inode `ino` is closing (a revocation flushes).
+    pub fn is_closing(&self, ino: u64) -> bool {
+        let disk = self.nodes().get(ino).map(|n| n.disk);
+        disk.and_then(|d| self.disk(d).ok())
+            .is_some_and(|d| d.state().closing)
+    }
+
+    /// Notes that a reply about an object of disk `disk` carries fresh
+    /// attributes: while the disk is closing, the revocation flushes again.
+    fn note_reply(&self, disk: usize) {
+        if let Ok(d) = self.disk(disk) {
+            if d.state().closing {
+                d.writes.validated.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Refuses disk (or snapshot) `slot` with `reason` and takes its keys

@@ -50,6 +50,10 @@ fn ttl(ino: u64) -> &'static Duration {
     }
 }
 
+/// No time to live: what a reply tells about an object of a disk being
+/// revoked is not to be kept (see [`StrataFuse::fresh_ttl`]).
+const NO_TTL: Duration = Duration::ZERO;
+
 /// A negative entry: a name known to be absent, remembered by the kernel
 /// for the entry's time to live (node id 0).
 fn absent() -> FileAttr {
@@ -105,6 +109,18 @@ pub fn flush_is_optional(abi: fuser::Version) -> bool {
 }
 
 impl StrataFuse {
+    /// How long the kernel may keep attributes of `ino` that a request
+    /// admitted before a revocation answers with while the revocation
+    /// flushes: not at all, so that it asks before taking another write
+    /// into its cache (and is refused).
+    fn fresh_ttl(&self, ino: u64) -> &'static Duration {
+        if self.fs.is_closing(ino) {
+            &NO_TTL
+        } else {
+            ttl(ino)
+        }
+    }
+
     /// Wraps the core; `activity` sees every request.
     pub fn new(fs: Arc<Fs>, activity: Arc<watch::Activity>) -> Self {
         StrataFuse {
@@ -289,7 +305,7 @@ impl Filesystem for StrataFuse {
             "setattr",
             ino.0,
             self.fs.setattr(ino.0, fh.map(|f| f.0), s),
-            |a: Attr| reply.attr(ttl(ino.0), &fattr(&a)),
+            |a: Attr| reply.attr(self.fresh_ttl(ino.0), &fattr(&a)),
             reply
         )
     }
@@ -425,7 +441,7 @@ impl Filesystem for StrataFuse {
             "link",
             ino.0,
             self.fs.link(ino.0, newparent.0, newname),
-            |a: Attr| reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
+            |a: Attr| reply.entry(self.fresh_ttl(a.ino), &fattr(&a), Generation(a.generation)),
             reply
         )
     }
@@ -475,6 +491,9 @@ impl Filesystem for StrataFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // Counted from before the gate: a WRITE waiting there is one a
+        // revocation must still see through.
+        let _writing = self.fs.writing(fh.0);
         let _gate = self.fs.change_gate(ino.0);
         op!(
             self,
@@ -843,7 +862,7 @@ impl Filesystem for StrataFuse {
             parent.0,
             self.fs.create(parent.0, name, mode, flags, caller(req)),
             |(a, fh): (Attr, u64)| reply.created(
-                &TTL,
+                self.fresh_ttl(a.ino),
                 &fattr(&a),
                 Generation(a.generation),
                 FileHandle(fh),
