@@ -610,15 +610,25 @@ impl Fs {
     /// write-back before the daemon has written it (older kernels copy the
     /// pages aside and send the WRITE later), and a request admitted before
     /// the disk began closing may answer during it.
+    ///
+    /// Never while a disk's change gate is held exclusively (an online
+    /// snapshot): requests then wait at the gate and may hold every worker
+    /// thread, so that WRITEs the kernel queued are not even read.
     pub fn writes_settle(&self, slots: &[usize], mark: &[u64], quiet: std::time::Duration) -> bool {
         let tallies = self.tallies(slots);
         let before: Vec<(u64, usize)> = tallies.iter().map(|t| t.snapshot()).collect();
         std::thread::sleep(quiet);
-        tallies
-            .iter()
-            .zip(before)
-            .zip(mark)
-            .all(|((t, (started, _)), &v)| t.snapshot() == (started, 0) && t.validations() == v)
+        let gates_open = slots.iter().all(|&i| {
+            self.gates
+                .get(i)
+                .is_none_or(|g| !matches!(g.try_read(), Err(std::sync::TryLockError::WouldBlock)))
+        });
+        gates_open
+            && tallies
+                .iter()
+                .zip(before)
+                .zip(mark)
+                .all(|((t, (started, _)), &v)| t.snapshot() == (started, 0) && t.validations() == v)
     }
 
     /// Counts a WRITE request on open handle `fh` while it runs (from
@@ -631,11 +641,13 @@ impl Fs {
         Some(self.disk(disk).ok()?.writes.begin())
     }
 
-    /// Whether the disk of inode `ino` is closing (a revocation flushes).
+    /// Whether the disk of inode `ino` takes no new requests: closing (a
+    /// revocation flushes) or refused. What a request admitted before
+    /// answers about its objects is then not to be kept by the kernel.
     pub fn is_closing(&self, ino: u64) -> bool {
         let disk = self.nodes().get(ino).map(|n| n.disk);
         disk.and_then(|d| self.disk(d).ok())
-            .is_some_and(|d| d.state().closing)
+            .is_some_and(|d| d.check().is_err())
     }
 
     /// Notes that a reply about an object of disk `disk` carries fresh
