@@ -127,10 +127,15 @@ impl Server {
     ) -> Server {
         let file = fs::File::create(&log).expect("server log");
         let err = file.try_clone().expect("clone log");
+        // A dev server writes its root token to ~/.vault-token through a
+        // temporary file: servers of tests running at once would race on
+        // it (one failed with ENOENT on the rename). Each gets its own home.
+        let home = log.parent().map(Path::to_path_buf).unwrap_or_default();
         let child = Command::new(bao_bin())
             .args(args)
             .env_remove("BAO_ADDR")
             .env_remove("BAO_TOKEN")
+            .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err))
