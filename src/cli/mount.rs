@@ -561,7 +561,21 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         drop(w);
         detach_stdio();
     }
-    let served = session.run().context("serving the mount");
+    let served = match session.run() {
+        // A worker that took a request just as an unmount tore the
+        // connection down reads ECONNABORTED instead of the end (more
+        // likely the more threads there are): with the mount gone from the
+        // table, that is the end. An abort of a mount still in the table
+        // (through /sys/fs/fuse/connections) stays an error.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ECONNABORTED)
+                && !crate::platform::is_mountpoint(&a.mountpoint) =>
+        {
+            tracing::info!("the connection ended with the unmount");
+            Ok(())
+        }
+        r => r.context("serving the mount"),
+    };
     // An online snapshot that began just as the mount went away finishes
     // its copy before the process exits.
     while activity.idle_for().is_none() {
