@@ -371,12 +371,7 @@ impl Fs {
         // A disk whose keys were taken away answers nothing about its
         // objects, whatever the kernel still holds (it may cache entries
         // for a long time; their attributes it was told to drop).
-        let d = self.disk(disk)?;
-        if admitted {
-            d.ciphers()?;
-        } else {
-            d.check()?;
-        }
+        self.disk(disk)?.serving(admitted)?;
         // The slot's lock is taken only after the node table's is released:
         // opening a file holds the slot and then reads the table.
         let open = slot
@@ -468,11 +463,7 @@ impl Fs {
         // times of a file it cached writes of) goes on while a revocation
         // flushes, as the handle's writes do.
         let admitted = fh.is_some();
-        if admitted {
-            self.disk(disk)?.ciphers()?;
-        } else {
-            self.disk(disk)?.check()?;
-        }
+        self.disk(disk)?.serving(admitted)?;
         if let Some(size) = s.size {
             match kind {
                 Kind::Dir => return Err(Errno::EISDIR),

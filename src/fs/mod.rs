@@ -278,6 +278,17 @@ impl DiskRt {
         }
     }
 
+    /// The disk's ciphers for a request: [`DiskRt::ciphers`] for one
+    /// `admitted` before a revocation began to flush (an open handle's),
+    /// else [`DiskRt::check`].
+    fn serving(&self, admitted: bool) -> FsResult<(Arc<Pipeline>, Arc<NameCodec>)> {
+        if admitted {
+            self.ciphers()
+        } else {
+            self.check()
+        }
+    }
+
     /// The disk's ciphers for the I/O of open handles, which goes on while
     /// a revocation flushes (see [`Fs::close_disks`]); EKEYREVOKED once
     /// the disk is refused.
@@ -507,8 +518,30 @@ impl Fs {
     /// disk of inode `ino` (the inode itself or the parent it changes).
     pub fn change_gate(&self, ino: u64) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
         let disk = self.nodes().get(ino).map(|n| n.disk)?;
+        self.gate(disk)
+    }
+
+    fn gate(&self, disk: usize) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
         let gate = self.gates.get(disk)?;
         Some(gate.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A WRITE to inode `ino`'s change gate: the WRITE counted for
+    /// [`Fs::writes_settle`] from before it waits there (a WRITE waiting
+    /// at the gate is one a revocation must still see through), then the
+    /// gate.
+    pub fn write_gate(
+        &self,
+        ino: u64,
+    ) -> (
+        Option<Writing<'_>>,
+        Option<std::sync::RwLockReadGuard<'_, ()>>,
+    ) {
+        let Some(disk) = self.nodes().get(ino).map(|n| n.disk) else {
+            return (None, None);
+        };
+        let writing = self.disk(disk).ok().map(|d| d.writes.begin());
+        (writing, self.gate(disk))
     }
 
     /// Whether `ino` is one of the virtual directories of `.snapshots`.
@@ -631,20 +664,10 @@ impl Fs {
                 .all(|((t, (started, _)), &v)| t.snapshot() == (started, 0) && t.validations() == v)
     }
 
-    /// Counts a WRITE request on open handle `fh` while it runs (from
-    /// before it waits for anything), for [`Fs::writes_settle`].
-    pub fn writing(&self, fh: u64) -> Option<Writing<'_>> {
-        let disk = match self.handles().get(&fh) {
-            Some(io::Handle::File { disk, .. }) => *disk,
-            _ => return None,
-        };
-        Some(self.disk(disk).ok()?.writes.begin())
-    }
-
     /// Whether the disk of inode `ino` takes no new requests: closing (a
     /// revocation flushes) or refused. What a request admitted before
     /// answers about its objects is then not to be kept by the kernel.
-    pub fn is_closing(&self, ino: u64) -> bool {
+    pub fn takes_no_requests(&self, ino: u64) -> bool {
         let disk = self.nodes().get(ino).map(|n| n.disk);
         disk.and_then(|d| self.disk(d).ok())
             .is_some_and(|d| d.check().is_err())
@@ -937,7 +960,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_have_settled_only_when_none_runs_and_none_began() {
+    fn the_write_tally_counts_writes_begun_and_running() {
         let t = WriteTally::default();
         let before = t.snapshot();
         let w = t.begin();

@@ -114,7 +114,7 @@ impl StrataFuse {
     /// flushes: not at all, so that it asks before taking another write
     /// into its cache (and is refused).
     fn fresh_ttl(&self, ino: u64) -> &'static Duration {
-        if self.fs.is_closing(ino) {
+        if self.fs.takes_no_requests(ino) {
             &NO_TTL
         } else {
             ttl(ino)
@@ -491,10 +491,7 @@ impl Filesystem for StrataFuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        // Counted from before the gate: a WRITE waiting there is one a
-        // revocation must still see through.
-        let _writing = self.fs.writing(fh.0);
-        let _gate = self.fs.change_gate(ino.0);
+        let (_writing, _gate) = self.fs.write_gate(ino.0);
         op!(
             self,
             "write",
