@@ -81,6 +81,24 @@ fn layer_passes(c: &mut Criterion) {
     g.finish();
 }
 
+fn tags(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tag");
+    let p = pipeline(&[Layer::StoragePmk]);
+    let id = [3u8; 16];
+    let blocks: Vec<[u8; BLOCK_SIZE]> = (0..16u8).map(|i| [i; BLOCK_SIZE]).collect();
+    g.throughput(Throughput::Bytes(BLOCK_SIZE as u64));
+    g.bench_function("one block", |b| {
+        b.iter(|| black_box(p.block_tag(&id, 9, black_box(&blocks[0]))))
+    });
+    g.throughput(Throughput::Bytes(16 * BLOCK_SIZE as u64));
+    let refs: Vec<(u64, &[u8; BLOCK_SIZE])> = (0..16u64).zip(blocks.iter()).collect();
+    let mut out = [[0u8; 16]; 16];
+    g.bench_function("16 blocks side by side", |b| {
+        b.iter(|| p.block_tags(&id, black_box(&refs), &mut out))
+    });
+    g.finish();
+}
+
 fn names(c: &mut Criterion) {
     let mut g = c.benchmark_group("names");
     let codec = NameCodec::Encrypted(NameCipher::new(&key(9)));
@@ -127,5 +145,5 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, xts_pass, layer_passes, names, cache);
+criterion_group!(benches, xts_pass, layer_passes, tags, names, cache);
 criterion_main!(benches);

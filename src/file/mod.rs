@@ -35,6 +35,7 @@ use stored::{read_full_at, stored_is_zero};
 pub use stored::{read_header, Stored};
 
 use crate::cache::{BlockCache, FileKey};
+use crate::crypto::tag::TAG_BATCH;
 use crate::format::offsets::{backing_len, blocks_for, TAG_SIZE};
 use crate::format::{
     BlockIndex, BlockRange, FileType, Header, WriteWindow, BLOCK_SIZE, FORMAT_VERSION, HEADER_LEN,
@@ -430,7 +431,9 @@ impl EncFile {
     }
 
     /// Decrypts the stored blocks `stored` (read from block `first` on)
-    /// into `plain`, through the cache when `use_cache`.
+    /// into `plain`, through the cache when `use_cache`. Blocks go in
+    /// groups (in parallel for large reads) whose tags are hashed side by
+    /// side.
     fn open_blocks(
         &self,
         st: &State,
@@ -441,85 +444,148 @@ impl EncFile {
         use_cache: bool,
     ) -> Result<(), FileError> {
         let count = plain.len() / BLOCK_SIZE;
-        let file_id = &header.file_id;
-        let key = self.key(file_id);
-        let work = |(i, out): (usize, &mut [u8])| -> Result<(), FileError> {
-            let index = first.0 + i as u64;
-            let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
-            let mut blank = Vec::new();
-            if !(use_cache && self.ctx.cache.get(&key, index, out)) {
-                let at = i * STORED_BLOCK;
-                let in_crash = st.crashed.contains(index);
-                let Some(s) = stored.get(at..at + STORED_BLOCK) else {
-                    // Past the backing end. In a version 1 file this is
-                    // always damage; from version 2 on the hole range and
-                    // a crashed window say where it is a hole.
-                    let hole = header.holes != BlockRange::ALL && header.holes.contains(index);
-                    if hole || in_crash {
-                        out.fill(0);
-                        return Ok(());
-                    }
-                    return Err(FileError::Truncated {
-                        file: self.label.clone(),
-                        block: index,
-                        expected: BlockIndex(index + 1).backing_offset(),
-                        actual: (first.backing_offset() as usize + stored.len()) as u64,
-                    });
-                };
-                if stored_is_zero(s) {
-                    if header.holes.contains(index) || in_crash {
-                        out.fill(0);
-                        return Ok(());
-                    }
-                    return Err(FileError::Zeroed {
-                        file: self.label.clone(),
-                        block: index,
-                    });
-                }
-                out.copy_from_slice(&s[..BLOCK_SIZE]);
-                let pipeline = &self.ctx.pipeline;
-                if pipeline
-                    .decrypt_lower(file_id, index, out, &s[BLOCK_SIZE..])
-                    .is_err()
-                {
-                    if !in_crash {
-                        return Err(FileError::BlockTag {
-                            file: self.label.clone(),
-                            block: index,
-                        });
-                    }
-                    // Torn by the crash of the session that was writing
-                    // it: its sectors are old and new ciphertext, which
-                    // decrypt to old and new plaintext; sectors never
-                    // written read as zeros, as on a raw disk.
-                    tracing::warn!(file = %self.label, block = index, "block torn by a crash: read as written");
-                    blank = blank_parts(index, out);
-                    let t = pipeline.block_tag(file_id, index, out);
-                    if pipeline.decrypt_lower(file_id, index, out, &t).is_err() {
-                        return Err(FileError::BlockTag {
-                            file: self.label.clone(),
-                            block: index,
-                        });
-                    }
-                }
-                if use_cache && blank.is_empty() {
-                    self.ctx.cache.put(&key, index, out);
-                }
-            }
-            self.ctx.pipeline.decrypt_upper(file_id, index, out);
-            for r in blank {
-                out[r].fill(0);
-            }
-            Ok(())
+        let per = group_len(count);
+        let group = |(g, outs): (usize, &mut [u8])| {
+            let at = first.0 + (g * per) as u64;
+            let from = (g * per * STORED_BLOCK).min(stored.len());
+            let stored_end = first.backing_offset() + stored.len() as u64;
+            let group = (BlockIndex(at), &stored[from..], stored_end);
+            self.open_group(st, header, group, outs, use_cache)
         };
         if count >= PARALLEL_BLOCKS {
             plain
-                .par_chunks_mut(BLOCK_SIZE)
+                .par_chunks_mut(per * BLOCK_SIZE)
                 .enumerate()
-                .try_for_each(work)
+                .try_for_each(group)
         } else {
-            plain.chunks_mut(BLOCK_SIZE).enumerate().try_for_each(work)
+            plain
+                .chunks_mut(per * BLOCK_SIZE)
+                .enumerate()
+                .try_for_each(group)
         }
+    }
+
+    /// [`EncFile::open_blocks`] for at most [`TAG_BATCH`] blocks: cache
+    /// hits and holes first, then one batched tag pass over the stored
+    /// blocks left, then each is checked and decrypted.
+    /// `group` is its first block, its stored blocks (read from there on)
+    /// and where the stored data that was read ends in the backing file.
+    fn open_group(
+        &self,
+        st: &State,
+        header: &Header,
+        (first, stored, stored_end): (BlockIndex, &[u8], u64),
+        plain: &mut [u8],
+        use_cache: bool,
+    ) -> Result<(), FileError> {
+        /// Where one block of the group comes from.
+        #[derive(Clone, Copy)]
+        enum From<'a> {
+            /// A hole (or a crashed window's unwritten block): zeros.
+            Zeros,
+            /// The cache had it in cache form.
+            Cache,
+            /// This stored block, whose tag is the `usize`th computed.
+            Stored(&'a [u8], usize),
+        }
+        let file_id = &header.file_id;
+        let key = self.key(file_id);
+        let pipeline = &self.ctx.pipeline;
+        let mut from = [From::Zeros; TAG_BATCH];
+        let mut to_tag: [(u64, &[u8; BLOCK_SIZE]); TAG_BATCH] = [(0, &[0; BLOCK_SIZE]); TAG_BATCH];
+        let mut tagged = 0;
+        for (i, (out, f)) in plain
+            .chunks_mut(BLOCK_SIZE)
+            .zip(from.iter_mut())
+            .enumerate()
+        {
+            let index = first.0 + i as u64;
+            let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
+            if use_cache && self.ctx.cache.get(&key, index, out) {
+                *f = From::Cache;
+                continue;
+            }
+            let in_crash = st.crashed.contains(index);
+            let at = i * STORED_BLOCK;
+            let Some(s) = stored.get(at..at + STORED_BLOCK) else {
+                // Past the backing end. In a version 1 file this is always
+                // damage; from version 2 on the hole range and a crashed
+                // window say where it is a hole.
+                let hole = header.holes != BlockRange::ALL && header.holes.contains(index);
+                if hole || in_crash {
+                    out.fill(0);
+                    continue;
+                }
+                return Err(FileError::Truncated {
+                    file: self.label.clone(),
+                    block: index,
+                    expected: BlockIndex(index + 1).backing_offset(),
+                    actual: stored_end,
+                });
+            };
+            if stored_is_zero(s) {
+                if header.holes.contains(index) || in_crash {
+                    out.fill(0);
+                    continue;
+                }
+                return Err(FileError::Zeroed {
+                    file: self.label.clone(),
+                    block: index,
+                });
+            }
+            let (ct, _) = s
+                .split_first_chunk::<BLOCK_SIZE>()
+                .ok_or(FileError::TooLarge(0))?;
+            to_tag[tagged] = (index, ct);
+            *f = From::Stored(s, tagged);
+            tagged += 1;
+        }
+        let mut tags = [[0u8; TAG_SIZE]; TAG_BATCH];
+        pipeline.block_tags(file_id, &to_tag[..tagged], &mut tags[..tagged]);
+        for (i, (out, f)) in plain.chunks_mut(BLOCK_SIZE).zip(from).enumerate() {
+            let index = first.0 + i as u64;
+            let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
+            let mut blank = Vec::new();
+            match f {
+                From::Zeros => continue,
+                From::Cache => {}
+                From::Stored(s, t) => {
+                    out.copy_from_slice(&s[..BLOCK_SIZE]);
+                    if pipeline
+                        .decrypt_lower_tagged(file_id, index, out, &s[BLOCK_SIZE..], &tags[t])
+                        .is_err()
+                    {
+                        if !st.crashed.contains(index) {
+                            return Err(FileError::BlockTag {
+                                file: self.label.clone(),
+                                block: index,
+                            });
+                        }
+                        // Torn by the crash of the session that was writing
+                        // it: its sectors are old and new ciphertext, which
+                        // decrypt to old and new plaintext; sectors never
+                        // written read as zeros, as on a raw disk.
+                        tracing::warn!(file = %self.label, block = index, "block torn by a crash: read as written");
+                        blank = blank_parts(index, out);
+                        let t = pipeline.block_tag(file_id, index, out);
+                        if pipeline.decrypt_lower(file_id, index, out, &t).is_err() {
+                            return Err(FileError::BlockTag {
+                                file: self.label.clone(),
+                                block: index,
+                            });
+                        }
+                    }
+                    if use_cache && blank.is_empty() {
+                        self.ctx.cache.put(&key, index, out);
+                    }
+                }
+            }
+            pipeline.decrypt_upper(file_id, index, out);
+            for r in blank {
+                out[r].fill(0);
+            }
+        }
+        Ok(())
     }
 
     fn check_writable(&self) -> Result<(), FileError> {
@@ -849,32 +915,54 @@ impl EncFile {
         let mut out = vec![0u8; prefix + count * STORED_BLOCK];
         let stored = &mut out[prefix..];
         let key = self.key(file_id);
-        let work = |(i, (p, s)): (usize, (&[u8], &mut [u8]))| {
-            let index = first.0 + i as u64;
-            // Encrypt in place in the output buffer: one copy per block.
-            let Some((block, rest)) = s.split_first_chunk_mut::<BLOCK_SIZE>() else {
-                return;
-            };
-            block.copy_from_slice(p);
-            self.ctx.pipeline.encrypt_upper(file_id, index, block);
-            // Written blocks refresh the cache but do not fill it: a large
-            // write would only evict what reads made hot.
-            self.ctx.cache.refresh(&key, index, block);
-            let tag = self.ctx.pipeline.encrypt_lower(file_id, index, block);
-            rest[..TAG_SIZE].copy_from_slice(&tag);
-        };
-        if count >= PARALLEL_BLOCKS {
-            plain
-                .par_chunks(BLOCK_SIZE)
-                .zip(stored.par_chunks_mut(STORED_BLOCK))
-                .enumerate()
-                .for_each(work);
-        } else {
-            plain
+        let per = group_len(count);
+        let group = |(g, (plain, stored)): (usize, (&[u8], &mut [u8]))| {
+            let at = first.0 + (g * per) as u64;
+            let pipeline = &self.ctx.pipeline;
+            for (i, (p, s)) in plain
                 .chunks(BLOCK_SIZE)
                 .zip(stored.chunks_mut(STORED_BLOCK))
                 .enumerate()
-                .for_each(work);
+            {
+                let index = at + i as u64;
+                // Encrypt in place in the output buffer: one copy per block.
+                let Some((block, _)) = s.split_first_chunk_mut::<BLOCK_SIZE>() else {
+                    return;
+                };
+                block.copy_from_slice(p);
+                pipeline.encrypt_upper(file_id, index, block);
+                // Written blocks refresh the cache but do not fill it: a
+                // large write would only evict what reads made hot.
+                self.ctx.cache.refresh(&key, index, block);
+                pipeline.encrypt_lower_passes(file_id, index, block);
+            }
+            let mut blocks: [(u64, &[u8; BLOCK_SIZE]); TAG_BATCH] =
+                [(0, &[0; BLOCK_SIZE]); TAG_BATCH];
+            let mut n = 0;
+            for (i, s) in stored.chunks(STORED_BLOCK).enumerate() {
+                if let Some((block, _)) = s.split_first_chunk::<BLOCK_SIZE>() {
+                    blocks[n] = (at + i as u64, block);
+                    n += 1;
+                }
+            }
+            let mut tags = [[0u8; TAG_SIZE]; TAG_BATCH];
+            pipeline.block_tags(file_id, &blocks[..n], &mut tags[..n]);
+            for (s, tag) in stored.chunks_mut(STORED_BLOCK).zip(&tags[..n]) {
+                s[BLOCK_SIZE..BLOCK_SIZE + TAG_SIZE].copy_from_slice(tag);
+            }
+        };
+        if count >= PARALLEL_BLOCKS {
+            plain
+                .par_chunks(per * BLOCK_SIZE)
+                .zip(stored.par_chunks_mut(per * STORED_BLOCK))
+                .enumerate()
+                .for_each(group);
+        } else {
+            plain
+                .chunks(per * BLOCK_SIZE)
+                .zip(stored.chunks_mut(per * STORED_BLOCK))
+                .enumerate()
+                .for_each(group);
         }
         out
     }
@@ -1117,6 +1205,19 @@ impl EncFile {
             crate::platform::sync_all(&self.fd)
         }
         .map_err(self.io_err())
+    }
+}
+
+/// How many blocks of a `count`-block request go to one group of
+/// [`EncFile::open_blocks`] or [`EncFile::seal_blocks`]: up to a tag
+/// batch, fewer when that would leave a thread of the pool idle.
+fn group_len(count: usize) -> usize {
+    if count >= PARALLEL_BLOCKS {
+        count
+            .div_ceil(rayon::current_num_threads())
+            .clamp(1, TAG_BATCH)
+    } else {
+        TAG_BATCH
     }
 }
 

@@ -210,6 +210,54 @@ fn flipped_stored_byte_fails_only_its_block() {
 }
 
 #[test]
+fn every_block_of_a_large_read_is_checked_whatever_its_tag_batch() {
+    // Reads hash their blocks' tags in batches; a flipped byte must fail
+    // its own block and no other, wherever it falls in a batch, and blocks
+    // from the cache may sit between blocks from the backing file.
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = pipeline();
+    let f = open(dir.path(), &p);
+    let n = 3 * crate::crypto::tag::TAG_BATCH + 5;
+    let data: Vec<u8> = (0..n * BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+    f.write(0, &data).expect("write");
+    drop(f);
+    let clean = raw(dir.path());
+    for bad in [0, 1, 15, 16, 17, n / 2, n - 1] {
+        let mut b = clean.clone();
+        b[BlockIndex(bad as u64).backing_offset() as usize + 7] ^= 0x40;
+        put_raw(dir.path(), &b);
+        let f = open(dir.path(), &p);
+        match f.read(0, n * BLOCK_SIZE) {
+            Err(FileError::BlockTag { block, .. }) => assert_eq!(block, bad as u64),
+            other => panic!(
+                "block {bad} flipped: whole read gave {:?}",
+                other.map(|d| d.len())
+            ),
+        }
+        if bad > 0 {
+            assert_eq!(
+                f.read(0, bad * BLOCK_SIZE).expect("before"),
+                data[..bad * BLOCK_SIZE]
+            );
+        }
+        assert_eq!(
+            f.read(((bad + 1) * BLOCK_SIZE) as u64, n * BLOCK_SIZE)
+                .expect("after"),
+            data[(bad + 1) * BLOCK_SIZE..]
+        );
+        // Small reads go through the cache: block 3 cached, then a read of
+        // blocks 0 to 7 mixes it with blocks from the backing file.
+        if !(0..8).contains(&bad) {
+            f.read(3 * BLOCK_SIZE as u64, 1).expect("cache block 3");
+            assert_eq!(
+                f.read(0, 8 * BLOCK_SIZE).expect("mixed"),
+                data[..8 * BLOCK_SIZE]
+            );
+        }
+    }
+}
+
+#[test]
 fn swapped_blocks_fail_their_tags() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = pipeline();

@@ -241,6 +241,18 @@ impl Pipeline {
         index: u64,
         block: &mut [u8; BLOCK_SIZE],
     ) -> Tag {
+        self.encrypt_lower_passes(file_id, index, block);
+        self.block_tag(file_id, index, block)
+    }
+
+    /// CMK then PMK without the tag (which [`Pipeline::block_tags`] then
+    /// computes for many blocks at once).
+    pub fn encrypt_lower_passes(
+        &self,
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8; BLOCK_SIZE],
+    ) {
         self.pass(
             &[Layer::StorageCmk, Layer::StoragePmk],
             file_id,
@@ -248,7 +260,6 @@ impl Pipeline {
             block,
             true,
         );
-        self.block_tag(file_id, index, block)
     }
 
     /// Checks the tag in constant time, then PMK and CMK: stored form →
@@ -260,7 +271,21 @@ impl Pipeline {
         block: &mut [u8; BLOCK_SIZE],
         stored_tag: &[u8],
     ) -> Result<(), IntegrityError> {
-        if !tag::ct_eq(&self.block_tag(file_id, index, block), stored_tag) {
+        let want = self.block_tag(file_id, index, block);
+        self.decrypt_lower_tagged(file_id, index, block, stored_tag, &want)
+    }
+
+    /// As [`Pipeline::decrypt_lower`], with the tag this ciphertext must
+    /// carry already computed (by [`Pipeline::block_tags`]).
+    pub fn decrypt_lower_tagged(
+        &self,
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8; BLOCK_SIZE],
+        stored_tag: &[u8],
+        want: &Tag,
+    ) -> Result<(), IntegrityError> {
+        if !tag::ct_eq(want, stored_tag) {
             return Err(IntegrityError::BlockTag);
         }
         self.pass(
@@ -277,11 +302,53 @@ impl Pipeline {
     /// must carry (used to accept a block torn by a crash, whose contents
     /// are its old and new sectors).
     pub fn block_tag(&self, file_id: &[u8; 16], index: u64, ciphertext: &[u8]) -> Tag {
+        tag::block_tag(
+            &self.tag_key,
+            ciphertext,
+            file_id,
+            index,
+            &self.generation_bytes(),
+        )
+    }
+
+    /// The tags of several stored blocks of one file, each exactly what
+    /// [`Pipeline::block_tag`] gives, hashed side by side (see
+    /// [`tag::block_tags`]): `out[i]` is the tag of `blocks[i]`, a block
+    /// index and its ciphertext.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `blocks`.
+    pub fn block_tags(
+        &self,
+        file_id: &[u8; 16],
+        blocks: &[(u64, &[u8; BLOCK_SIZE])],
+        out: &mut [Tag],
+    ) {
+        let gens = self.generation_bytes();
+        let mut tails = [[0u8; tag::BLOCK_TAIL_LEN]; tag::TAG_BATCH];
+        let mut cts: [&[u8; BLOCK_SIZE]; tag::TAG_BATCH] = [&[0; BLOCK_SIZE]; tag::TAG_BATCH];
+        for (group, out) in blocks
+            .chunks(tag::TAG_BATCH)
+            .zip(out.chunks_mut(tag::TAG_BATCH))
+        {
+            for ((tail, ct), (index, block)) in tails.iter_mut().zip(cts.iter_mut()).zip(group) {
+                tail[..16].copy_from_slice(file_id);
+                tail[16..24].copy_from_slice(&index.to_le_bytes());
+                tail[24..].copy_from_slice(&gens);
+                *ct = block;
+            }
+            let n = group.len();
+            tag::block_tags(&self.tag_key, &cts[..n], &tails[..n], &mut out[..n]);
+        }
+    }
+
+    /// The DEK generations as the block tags bind them (16 bytes).
+    fn generation_bytes(&self) -> [u8; 16] {
         let mut gens = [0u8; 16];
         for (i, g) in self.generations.iter().enumerate() {
             gens[4 * i..4 * i + 4].copy_from_slice(&g.to_le_bytes());
         }
-        tag::block_tag(&self.tag_key, ciphertext, file_id, index, &gens)
+        gens
     }
 
     /// A fresh header for a new file of this disk (size 0, sealed and tagged).
