@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 use rayon::prelude::*;
 
 pub use error::FileError;
-use stored::{read_full_at, stored_is_zero};
+pub(crate) use stored::{read_full_at, stored_is_zero};
 pub use stored::{read_header, Stored};
 
 use crate::cache::{BlockCache, FileKey};

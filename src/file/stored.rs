@@ -28,7 +28,7 @@ pub enum Stored {
 }
 
 /// Reads `n` bytes at `offset` as far as the file goes; the count read.
-pub(super) fn read_full_at(fd: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(crate) fn read_full_at(fd: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match fd.read_at(&mut buf[done..], offset + done as u64) {
@@ -46,7 +46,7 @@ pub(super) fn read_full_at(fd: &File, buf: &mut [u8], offset: u64) -> std::io::R
 /// block's is almost never zero, so a block in use costs 16 bytes. The
 /// rest is folded 64 bytes at a time (vectorized), not byte by byte: a
 /// plaintext disk's block of zeros is read whole.
-pub(super) fn stored_is_zero(s: &[u8]) -> bool {
+pub(crate) fn stored_is_zero(s: &[u8]) -> bool {
     let (body, tag) = s.split_at(s.len().saturating_sub(crate::format::offsets::TAG_SIZE));
     let zero = |b: &[u8]| b.iter().fold(0u8, |acc, &x| acc | x) == 0;
     zero(tag) && body.chunks(64).all(zero)
