@@ -90,6 +90,11 @@ fn tags(c: &mut Criterion) {
     g.bench_function("one block", |b| {
         b.iter(|| black_box(p.block_tag(&id, 9, black_box(&blocks[0]))))
     });
+    let one = [(9u64, &blocks[0])];
+    let mut tag = [[0u8; 16]; 1];
+    g.bench_function("one block, batch of one", |b| {
+        b.iter(|| p.block_tags(&id, black_box(&one), &mut tag))
+    });
     g.throughput(Throughput::Bytes(16 * BLOCK_SIZE as u64));
     let refs: Vec<(u64, &[u8; BLOCK_SIZE])> = (0..16u64).zip(blocks.iter()).collect();
     let mut out = [[0u8; 16]; 16];

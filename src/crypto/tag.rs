@@ -86,7 +86,9 @@ const _: () = assert!(CHUNKS == 4 && BLOCK_TAIL_LEN <= 64);
 /// root = parent(parent(parent(c0, c1), parent(c2, c3)), c4), where c4 is
 /// the tail as chunk 4. The compression functions are the crate's
 /// (`blake3::platform`, its SIMD dispatch); only the tree is assembled
-/// here, and the tests hold it to the crate's own hasher. Chaining values
+/// here, and the tests hold it to the crate's own hasher. A group's last
+/// one to three blocks (which `hash_many` would hash chunk after chunk)
+/// go through the hasher instead. Chaining values
 /// are as secret as the key (they would let tags of other inputs be
 /// forged): every buffer holding one is wiped before returning.
 ///
@@ -103,6 +105,18 @@ pub fn block_tags(
     use zeroize::Zeroizing;
 
     assert!(blocks.len() == tails.len() && blocks.len() == out.len());
+    let single = |block: &[u8; crate::format::BLOCK_SIZE], tail: &[u8], out: &mut Tag| {
+        let mut h = blake3::Hasher::new_keyed(key.expose());
+        h.update(block);
+        h.update(tail);
+        *out = finish(h);
+    };
+    if blocks.len() < 4 {
+        for ((block, tail), out) in blocks.iter().zip(tails).zip(out) {
+            single(block, tail, out);
+        }
+        return;
+    }
     let platform = Platform::detect();
     let mut kw = Zeroizing::new([0u32; 8]);
     for (w, b) in kw.iter_mut().zip(key.expose().chunks_exact(4)) {
@@ -122,7 +136,20 @@ pub fn block_tags(
         .zip(tails.chunks(TAG_BATCH))
         .zip(out.chunks_mut(TAG_BATCH))
     {
-        let n = blocks.len();
+        // hash_many fills its lanes four inputs at a time and hashes the
+        // rest one by one, chunk after chunk: the last one to three blocks
+        // of a group go through the hasher, which keeps four lanes busy
+        // within one block.
+        let n = blocks.len() - blocks.len() % 4;
+        let (blocks, singles) = blocks.split_at(n);
+        let (tails, single_tails) = tails.split_at(n);
+        let (out, single_out) = out.split_at_mut(n);
+        for ((block, tail), out) in singles.iter().zip(single_tails).zip(single_out) {
+            single(block, tail, out);
+        }
+        if n == 0 {
+            continue;
+        }
         for (j, cvs) in chunk_cvs.iter_mut().enumerate() {
             let mut inputs: [&[u8; CHUNK_LEN]; TAG_BATCH] = [&[0; CHUNK_LEN]; TAG_BATCH];
             for (input, block) in inputs.iter_mut().zip(blocks) {
