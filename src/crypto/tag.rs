@@ -100,7 +100,24 @@ pub fn block_tags(
     tails: &[[u8; BLOCK_TAIL_LEN]],
     out: &mut [Tag],
 ) {
-    use blake3::platform::Platform;
+    block_tags_on(
+        blake3::platform::Platform::detect(),
+        key,
+        blocks,
+        tails,
+        out,
+    );
+}
+
+/// [`block_tags`] with the SIMD code of `platform` (the tests run every
+/// one this CPU has).
+fn block_tags_on(
+    platform: blake3::platform::Platform,
+    key: &Key32,
+    blocks: &[&[u8; crate::format::BLOCK_SIZE]],
+    tails: &[[u8; BLOCK_TAIL_LEN]],
+    out: &mut [Tag],
+) {
     use blake3::IncrementCounter;
     use zeroize::Zeroizing;
 
@@ -117,7 +134,6 @@ pub fn block_tags(
         }
         return;
     }
-    let platform = Platform::detect();
     let mut kw = Zeroizing::new([0u32; 8]);
     for (w, b) in kw.iter_mut().zip(key.expose().chunks_exact(4)) {
         *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -212,10 +228,9 @@ pub fn block_tags(
             for (b, w) in node[CV_LEN..].chunks_exact_mut(4).zip(cv.iter()) {
                 b.copy_from_slice(&w.to_le_bytes());
             }
-            let mut root =
+            let root =
                 Zeroizing::new(platform.compress_xof(&kw, &node, 64, 0, flags | PARENT | ROOT));
             out.copy_from_slice(&root[..TAG_LEN]);
-            root.fill(0);
         }
     }
 }
@@ -265,18 +280,21 @@ mod tests {
             .map(|_| crate::crypto::random_array())
             .collect();
         let tails: Vec<_> = (0..blocks.len()).map(|i| tail(i as u8)).collect();
-        for n in [
-            1,
-            2,
-            3,
-            TAG_BATCH - 1,
-            TAG_BATCH,
-            TAG_BATCH + 1,
-            blocks.len(),
-        ] {
+        use blake3::platform::Platform;
+        // The detected one (AVX-512 where the CPU has it), the portable
+        // code, and on x86 every narrower instruction set the CPU has.
+        let mut platforms = vec![Platform::detect(), Platform::portable()];
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        platforms.extend(
+            [Platform::sse2(), Platform::sse41(), Platform::avx2()]
+                .into_iter()
+                .flatten(),
+        );
+        let shapes = [1, 2, 3, 4, 5, 7, 8, 12, 15, 16, 17, blocks.len()];
+        for (platform, n) in platforms.into_iter().flat_map(|p| shapes.map(|n| (p, n))) {
             let refs: Vec<&[u8; crate::format::BLOCK_SIZE]> = blocks[..n].iter().collect();
             let mut out = vec![[0u8; TAG_LEN]; n];
-            block_tags(&key, &refs, &tails[..n], &mut out);
+            block_tags_on(platform, &key, &refs, &tails[..n], &mut out);
             for (i, t) in out.iter().enumerate() {
                 let (id, rest) = tails[i].split_at(16);
                 let (index, gens) = rest.split_at(8);
@@ -287,7 +305,7 @@ mod tests {
                     u64::from_le_bytes(index.try_into().expect("8 bytes")),
                     gens.try_into().expect("16 bytes"),
                 );
-                assert_eq!(*t, want, "block {i} of a batch of {n}");
+                assert_eq!(*t, want, "block {i} of a batch of {n} on {platform:?}");
             }
         }
     }

@@ -491,7 +491,12 @@ impl EncFile {
         let file_id = &header.file_id;
         let key = self.key(file_id);
         let pipeline = &self.ctx.pipeline;
+        debug_assert!(plain.len() <= TAG_BATCH * BLOCK_SIZE);
         let mut from = [From::Zeros; TAG_BATCH];
+        // A hole's or a short file's damage found while sorting the blocks
+        // is reported once the blocks before it are checked, so that the
+        // error names the group's first bad block.
+        let mut damage = None;
         let mut to_tag: [(u64, &[u8; BLOCK_SIZE]); TAG_BATCH] = [(0, &[0; BLOCK_SIZE]); TAG_BATCH];
         let mut tagged = 0;
         for (i, (out, f)) in plain
@@ -516,22 +521,30 @@ impl EncFile {
                     out.fill(0);
                     continue;
                 }
-                return Err(FileError::Truncated {
-                    file: self.label.clone(),
-                    block: index,
-                    expected: BlockIndex(index + 1).backing_offset(),
-                    actual: stored_end,
-                });
+                damage = Some((
+                    i,
+                    FileError::Truncated {
+                        file: self.label.clone(),
+                        block: index,
+                        expected: BlockIndex(index + 1).backing_offset(),
+                        actual: stored_end,
+                    },
+                ));
+                break;
             };
             if stored_is_zero(s) {
                 if header.holes.contains(index) || in_crash {
                     out.fill(0);
                     continue;
                 }
-                return Err(FileError::Zeroed {
-                    file: self.label.clone(),
-                    block: index,
-                });
+                damage = Some((
+                    i,
+                    FileError::Zeroed {
+                        file: self.label.clone(),
+                        block: index,
+                    },
+                ));
+                break;
             }
             let (ct, _) = s
                 .split_first_chunk::<BLOCK_SIZE>()
@@ -542,7 +555,13 @@ impl EncFile {
         }
         let mut tags = [[0u8; TAG_SIZE]; TAG_BATCH];
         pipeline.block_tags(file_id, &to_tag[..tagged], &mut tags[..tagged]);
-        for (i, (out, f)) in plain.chunks_mut(BLOCK_SIZE).zip(from).enumerate() {
+        let sorted = damage.as_ref().map_or(TAG_BATCH, |(i, _)| *i);
+        for (i, (out, f)) in plain
+            .chunks_mut(BLOCK_SIZE)
+            .zip(from)
+            .take(sorted)
+            .enumerate()
+        {
             let index = first.0 + i as u64;
             let out: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| FileError::TooLarge(0))?;
             let mut blank = Vec::new();
@@ -585,7 +604,10 @@ impl EncFile {
                 out[r].fill(0);
             }
         }
-        Ok(())
+        match damage {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn check_writable(&self) -> Result<(), FileError> {
@@ -940,10 +962,13 @@ impl EncFile {
                 [(0, &[0; BLOCK_SIZE]); TAG_BATCH];
             let mut n = 0;
             for (i, s) in stored.chunks(STORED_BLOCK).enumerate() {
-                if let Some((block, _)) = s.split_first_chunk::<BLOCK_SIZE>() {
-                    blocks[n] = (at + i as u64, block);
-                    n += 1;
-                }
+                // Every chunk is a whole stored block (as above), so the
+                // tags below land by position on the blocks they belong to.
+                let Some((block, _)) = s.split_first_chunk::<BLOCK_SIZE>() else {
+                    return;
+                };
+                blocks[n] = (at + i as u64, block);
+                n += 1;
             }
             let mut tags = [[0u8; TAG_SIZE]; TAG_BATCH];
             pipeline.block_tags(file_id, &blocks[..n], &mut tags[..n]);

@@ -246,8 +246,9 @@ impl Pipeline {
     }
 
     /// CMK then PMK without the tag (which [`Pipeline::block_tags`] then
-    /// computes for many blocks at once).
-    pub fn encrypt_lower_passes(
+    /// computes for many blocks at once): the caller must store the block
+    /// with the tag of exactly these bytes.
+    pub(crate) fn encrypt_lower_passes(
         &self,
         file_id: &[u8; 16],
         index: u64,
@@ -276,8 +277,9 @@ impl Pipeline {
     }
 
     /// As [`Pipeline::decrypt_lower`], with the tag this ciphertext must
-    /// carry already computed (by [`Pipeline::block_tags`]).
-    pub fn decrypt_lower_tagged(
+    /// carry already computed: `want` must be [`Pipeline::block_tags`]'s
+    /// tag of these very bytes at this index, or a tampered block passes.
+    pub(crate) fn decrypt_lower_tagged(
         &self,
         file_id: &[u8; 16],
         index: u64,
