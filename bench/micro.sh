@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Microbenchmarks: one 4 KiB block through one XTS pass, 1-4 layer passes
-# plus the tag, the name cipher and the block cache (criterion, one core),
+# plus the tag, the tag alone and sixteen tags side by side, the name
+# cipher and the block cache (criterion, one core),
 # printed beside `openssl speed -evp aes-256-xts` for 4 KiB blocks on the
 # same machine.
 #   bench/micro.sh
