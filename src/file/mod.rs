@@ -932,13 +932,13 @@ impl EncFile {
         first: BlockIndex,
         plain: &[u8],
         prefix: usize,
-    ) -> Vec<u8> {
+    ) -> Result<Vec<u8>, FileError> {
         let count = plain.len() / BLOCK_SIZE;
         let mut out = vec![0u8; prefix + count * STORED_BLOCK];
         let stored = &mut out[prefix..];
         let key = self.key(file_id);
         let per = group_len(count);
-        let group = |(g, (plain, stored)): (usize, (&[u8], &mut [u8]))| {
+        let group = |(g, (plain, stored)): (usize, (&[u8], &mut [u8]))| -> Result<(), FileError> {
             let at = first.0 + (g * per) as u64;
             let pipeline = &self.ctx.pipeline;
             for (i, (p, s)) in plain
@@ -948,9 +948,11 @@ impl EncFile {
             {
                 let index = at + i as u64;
                 // Encrypt in place in the output buffer: one copy per block.
-                let Some((block, _)) = s.split_first_chunk_mut::<BLOCK_SIZE>() else {
-                    return;
-                };
+                // Every chunk is a whole stored block (the buffer is sized
+                // so); a short one fails the write rather than be skipped.
+                let (block, _) = s
+                    .split_first_chunk_mut::<BLOCK_SIZE>()
+                    .ok_or(FileError::TooLarge(index))?;
                 block.copy_from_slice(p);
                 pipeline.encrypt_upper(file_id, index, block);
                 // Written blocks refresh the cache but do not fill it: a
@@ -962,11 +964,11 @@ impl EncFile {
                 [(0, &[0; BLOCK_SIZE]); TAG_BATCH];
             let mut n = 0;
             for (i, s) in stored.chunks(STORED_BLOCK).enumerate() {
-                // Every chunk is a whole stored block (as above), so the
-                // tags below land by position on the blocks they belong to.
-                let Some((block, _)) = s.split_first_chunk::<BLOCK_SIZE>() else {
-                    return;
-                };
+                // Every chunk is whole (as above), so the tags below land
+                // by position on the blocks they belong to.
+                let (block, _) = s
+                    .split_first_chunk::<BLOCK_SIZE>()
+                    .ok_or(FileError::TooLarge(at + i as u64))?;
                 blocks[n] = (at + i as u64, block);
                 n += 1;
             }
@@ -975,21 +977,22 @@ impl EncFile {
             for (s, tag) in stored.chunks_mut(STORED_BLOCK).zip(&tags[..n]) {
                 s[BLOCK_SIZE..BLOCK_SIZE + TAG_SIZE].copy_from_slice(tag);
             }
+            Ok(())
         };
         if count >= PARALLEL_BLOCKS {
             plain
                 .par_chunks(per * BLOCK_SIZE)
                 .zip(stored.par_chunks_mut(per * STORED_BLOCK))
                 .enumerate()
-                .for_each(group);
+                .try_for_each(group)?;
         } else {
             plain
                 .chunks(per * BLOCK_SIZE)
                 .zip(stored.chunks_mut(per * STORED_BLOCK))
                 .enumerate()
-                .for_each(group);
+                .try_for_each(group)?;
         }
-        out
+        Ok(out)
     }
 
     /// Records the blocks `gap` (between the old end and new data) as holes.
@@ -1072,7 +1075,7 @@ impl EncFile {
         if first.0 == 0 && header_changes {
             // A write that starts in block 0 carries the header in the same
             // pwrite (they are contiguous): one write instead of two.
-            let mut out = self.seal_blocks(&file_id, first, plain, HEADER_LEN);
+            let mut out = self.seal_blocks(&file_id, first, plain, HEADER_LEN)?;
             let h = self.header_mut(&mut st)?;
             self.ctx.pipeline.seal_header(h, new_size);
             out[..HEADER_LEN].copy_from_slice(&h.encode());
@@ -1082,7 +1085,7 @@ impl EncFile {
             self.store_attr();
             return Ok(data.len());
         }
-        let stored = self.seal_blocks(&file_id, first, plain, 0);
+        let stored = self.seal_blocks(&file_id, first, plain, 0)?;
         let at = first.backing_offset();
         self.reserve(at.max(backing_len(old_size)), at + stored.len() as u64)?;
         self.write_all_at(&stored, at)?;
@@ -1120,7 +1123,7 @@ impl EncFile {
             let mut plain = vec![0u8; BLOCK_SIZE];
             self.load_blocks(&st, &header, last, &mut plain)?;
             plain[(size % BLOCK_SIZE as u64) as usize..].fill(0);
-            let stored = self.seal_blocks(&file_id, last, &plain, 0);
+            let stored = self.seal_blocks(&file_id, last, &plain, 0)?;
             self.write_all_at(&stored, last.backing_offset())?;
         }
         // The header never claims blocks the backing file lacks outside the

@@ -215,7 +215,8 @@ fn every_block_of_a_large_read_is_checked_whatever_its_tag_batch() {
     // its own block and no other, wherever it falls in a batch, and blocks
     // from the cache may sit between blocks from the backing file. Two
     // threads, as on the machines this runs on, make the batches the same
-    // on any machine (a 53-block read: four groups of 14 or fewer).
+    // on any machine: a 53-block read is groups of 16, 16, 16 and 5 (four
+    // batched, the last through the hasher), a 9-block read 5 and 4.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
@@ -229,7 +230,7 @@ fn every_block_of_a_large_read_is_checked_whatever_its_tag_batch() {
     drop(f);
     let clean = raw(dir.path());
     pool.install(|| {
-        for bad in [0, 1, 3, 13, 14, 15, 16, 17, n / 2, n - 1] {
+        for bad in [0, 1, 3, 15, 16, 17, n / 2, 47, 48, n - 1] {
             let mut b = clean.clone();
             b[BlockIndex(bad as u64).backing_offset() as usize + 7] ^= 0x40;
             put_raw(dir.path(), &b);
@@ -253,11 +254,22 @@ fn every_block_of_a_large_read_is_checked_whatever_its_tag_batch() {
                     .expect("after"),
                 data[(bad + 1) * BLOCK_SIZE..]
             );
-            // Small reads fill the cache: blocks 3 and 5 from it, the rest
-            // of blocks 0 to 8 from the backing file, in one group.
+            // Small reads fill the cache: with a fresh one, blocks 3 and 5
+            // come from it and the rest of blocks 0 to 8 from the backing
+            // file, mixed in both groups.
             if !(0..9).contains(&bad) {
+                let cache = Arc::new(BlockCache::new(1 << 20));
+                let f = open_in(dir.path(), ctx(&p, cache.clone(), 11, &[]));
                 f.read(3 * BLOCK_SIZE as u64, 1).expect("cache block 3");
                 f.read(5 * BLOCK_SIZE as u64, 1).expect("cache block 5");
+                // The cached blocks' stored copies are damaged now: only a
+                // read that takes them from the cache still succeeds, and
+                // only one that checks the others' own tags gets them right.
+                let mut b = b.clone();
+                for k in [3u64, 5] {
+                    b[BlockIndex(k).backing_offset() as usize + 9] ^= 0x20;
+                }
+                put_raw(dir.path(), &b);
                 assert_eq!(
                     f.read(0, 9 * BLOCK_SIZE).expect("mixed"),
                     data[..9 * BLOCK_SIZE]

@@ -588,34 +588,47 @@ fn check_file(d: &Disk<'_>, format: u16, q: &Queued) -> (Vec<Issue>, u64) {
         };
         // The tags of the blocks not all zero, hashed side by side; each
         // block notes where its tag is.
-        let mut blocks: Vec<(u64, &[u8], Option<usize>)> = Vec::new();
+        /// What a block is checked by.
+        enum Check {
+            /// All zero: a hole or damage.
+            Zero,
+            /// Its tag, the `usize`th computed.
+            Tag(usize),
+            /// Nothing (a short block: cannot happen with whole stored
+            /// blocks, and reported as failing if it did).
+            Unchecked,
+        }
+        let mut blocks: Vec<(u64, &[u8], Check)> = Vec::new();
         let mut sealed: Vec<(u64, &[u8; BLOCK_SIZE])> = Vec::new();
         for (k, s) in stored[..got].chunks_exact(STORED_BLOCK).enumerate() {
             let i = at + k as u64;
-            let mut slot = None;
-            if let (false, Some(ct)) = (stored_is_zero(s), s.first_chunk::<BLOCK_SIZE>()) {
-                slot = Some(sealed.len());
-                sealed.push((i, ct));
-            }
-            blocks.push((i, s, slot));
+            let check = match (stored_is_zero(s), s.first_chunk::<BLOCK_SIZE>()) {
+                (true, _) => Check::Zero,
+                (false, Some(ct)) => {
+                    sealed.push((i, ct));
+                    Check::Tag(sealed.len() - 1)
+                }
+                (false, None) => Check::Unchecked,
+            };
+            blocks.push((i, s, check));
         }
         let mut tags = vec![[0u8; TAG_SIZE]; sealed.len()];
         ctx.pipeline.block_tags(&header.file_id, &sealed, &mut tags);
-        for (i, s, slot) in blocks {
+        for (i, s, check) in blocks {
             checked += 1;
-            let bad = match slot {
-                Some(t) if crate::crypto::tag::ct_eq(&tags[t], &s[BLOCK_SIZE..]) => None,
-                Some(_) if crashed.contains(i) => Some((
+            let bad = match check {
+                Check::Tag(t) if crate::crypto::tag::ct_eq(&tags[t], &s[BLOCK_SIZE..]) => None,
+                Check::Tag(_) | Check::Unchecked if crashed.contains(i) => Some((
                     "torn",
                     "fails its tag inside the write window of a session that crashed",
                 )),
-                Some(_) => Some(("tag", "block failed its integrity tag")),
-                None if header.holes.contains(i) => None,
-                None if crashed.contains(i) => Some((
+                Check::Tag(_) | Check::Unchecked => Some(("tag", "block failed its integrity tag")),
+                Check::Zero if header.holes.contains(i) => None,
+                Check::Zero if crashed.contains(i) => Some((
                     "torn",
                     "all zero, inside the write window of a session that crashed",
                 )),
-                None => Some(("zeroed", "all zero outside the file's recorded holes")),
+                Check::Zero => Some(("zeroed", "all zero outside the file's recorded holes")),
             };
             if let Some((kind, detail)) = bad {
                 out.push(issue(kind, p.clone(), plain(), Some(i), detail));
