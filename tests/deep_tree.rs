@@ -241,12 +241,10 @@ fn offline_tools_work_on_a_tree_at_path_max() {
         for c in rel {
             d = open_dir_at(&d, c).expect("backing dir");
         }
-        let mut args: Vec<&OsStr> = vec![
-            OsStr::new("inspect"),
-            backing.file_name().expect("name"),
-            OsStr::new("--json"),
-        ];
+        // The name goes after `--`: a backing name may begin with `-`.
+        let mut args: Vec<&OsStr> = vec![OsStr::new("inspect"), OsStr::new("--json")];
         args.extend(f.vault_args());
+        args.extend([OsStr::new("--"), backing.file_name().expect("name")]);
         let mut c = strata(args);
         let raw = std::os::fd::AsRawFd::as_raw_fd(&d);
         // SAFETY: fchdir is async-signal-safe and touches no memory of the
