@@ -38,10 +38,10 @@ fn finish(mut h: blake3::Hasher) -> Tag {
 }
 
 /// The tag of one stored block: keyed BLAKE3 over the ciphertext followed
-/// by the fixed-length fields that bind it to its place (file id, block
-/// index, DEK generations), truncated to 16 bytes. Every input has a fixed
-/// length, so no length prefixes are needed, and the ciphertext leads so
-/// that its whole 1 KiB chunks hash in one SIMD pass.
+/// by the fixed-length fields that bind it to its place ([`block_tail`]),
+/// truncated to 16 bytes. Every input has a fixed length, so no length
+/// prefixes are needed, and the ciphertext leads so that its whole 1 KiB
+/// chunks hash in one SIMD pass.
 pub fn block_tag(
     key: &Key32,
     ciphertext: &[u8],
@@ -49,16 +49,29 @@ pub fn block_tag(
     index: u64,
     generations: &[u8; 16],
 ) -> Tag {
+    hash_block(key, ciphertext, &block_tail(file_id, index, generations))
+}
+
+/// The fields after the ciphertext in a block's tag input, in order: file
+/// id, block index (little-endian), DEK generations.
+pub fn block_tail(file_id: &[u8; 16], index: u64, generations: &[u8; 16]) -> [u8; BLOCK_TAIL_LEN] {
+    let mut tail = [0u8; BLOCK_TAIL_LEN];
+    tail[..16].copy_from_slice(file_id);
+    tail[16..24].copy_from_slice(&index.to_le_bytes());
+    tail[24..].copy_from_slice(generations);
+    tail
+}
+
+/// Keyed BLAKE3 of `ciphertext ‖ tail`, through the hasher.
+fn hash_block(key: &Key32, ciphertext: &[u8], tail: &[u8]) -> Tag {
     let mut h = blake3::Hasher::new_keyed(key.expose());
     h.update(ciphertext);
-    h.update(file_id);
-    h.update(&index.to_le_bytes());
-    h.update(generations);
+    h.update(tail);
     finish(h)
 }
 
-/// Length of the fields after the ciphertext in a block's tag input: file
-/// id (16 bytes), block index (8, little-endian), DEK generations (16).
+/// Length of the fields after the ciphertext in a block's tag input
+/// ([`block_tail`]).
 pub const BLOCK_TAIL_LEN: usize = 40;
 
 /// How many blocks' tags [`block_tags`] hashes side by side.
@@ -122,15 +135,9 @@ fn block_tags_on(
     use zeroize::Zeroizing;
 
     assert!(blocks.len() == tails.len() && blocks.len() == out.len());
-    let single = |block: &[u8; crate::format::BLOCK_SIZE], tail: &[u8], out: &mut Tag| {
-        let mut h = blake3::Hasher::new_keyed(key.expose());
-        h.update(block);
-        h.update(tail);
-        *out = finish(h);
-    };
     if blocks.len() < 4 {
         for ((block, tail), out) in blocks.iter().zip(tails).zip(out) {
-            single(block, tail, out);
+            *out = hash_block(key, *block, tail);
         }
         return;
     }
@@ -161,7 +168,7 @@ fn block_tags_on(
         let (tails, single_tails) = tails.split_at(n);
         let (out, single_out) = out.split_at_mut(n);
         for ((block, tail), out) in singles.iter().zip(single_tails).zip(single_out) {
-            single(block, tail, out);
+            *out = hash_block(key, *block, tail);
         }
         if n == 0 {
             continue;
@@ -190,9 +197,12 @@ fn block_tags_on(
                 pair[CV_LEN..].copy_from_slice(&chunk_cvs[2 * h + 1][CV_LEN * i..CV_LEN * (i + 1)]);
             }
         }
-        let inputs: Vec<&[u8; 2 * CV_LEN]> = pairs[..2 * n].iter().collect();
+        let mut inputs: [&[u8; 2 * CV_LEN]; 2 * TAG_BATCH] = [&[0; 2 * CV_LEN]; 2 * TAG_BATCH];
+        for (input, pair) in inputs.iter_mut().zip(pairs.iter()) {
+            *input = pair;
+        }
         platform.hash_many(
-            &inputs,
+            &inputs[..2 * n],
             &kw,
             0,
             IncrementCounter::No,
@@ -202,9 +212,11 @@ fn block_tags_on(
             &mut halves[..2 * CV_LEN * n],
         );
         let (quads, _) = halves.as_chunks::<{ 2 * CV_LEN }>();
-        let inputs: Vec<&[u8; 2 * CV_LEN]> = quads[..n].iter().collect();
+        for (input, quad) in inputs.iter_mut().zip(quads) {
+            *input = quad;
+        }
         platform.hash_many(
-            &inputs,
+            &inputs[..n],
             &kw,
             0,
             IncrementCounter::No,

@@ -334,9 +334,7 @@ impl Pipeline {
             .zip(out.chunks_mut(tag::TAG_BATCH))
         {
             for ((tail, ct), (index, block)) in tails.iter_mut().zip(cts.iter_mut()).zip(group) {
-                tail[..16].copy_from_slice(file_id);
-                tail[16..24].copy_from_slice(&index.to_le_bytes());
-                tail[24..].copy_from_slice(&gens);
+                *tail = tag::block_tail(file_id, *index, &gens);
                 *ct = block;
             }
             let n = group.len();
