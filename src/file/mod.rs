@@ -586,13 +586,7 @@ impl EncFile {
                         // written read as zeros, as on a raw disk.
                         tracing::warn!(file = %self.label, block = index, "block torn by a crash: read as written");
                         blank = blank_parts(index, out);
-                        let t = pipeline.block_tag(file_id, index, out);
-                        if pipeline.decrypt_lower(file_id, index, out, &t).is_err() {
-                            return Err(FileError::BlockTag {
-                                file: self.label.clone(),
-                                block: index,
-                            });
-                        }
+                        pipeline.decrypt_lower_passes(file_id, index, out);
                     }
                     if use_cache && blank.is_empty() {
                         self.ctx.cache.put(&key, index, out);
@@ -860,12 +854,7 @@ impl EncFile {
                         // zeros, not what their zero ciphertext decrypts to.
                         let mut block = [0u8; BLOCK_SIZE];
                         block.copy_from_slice(c);
-                        pipeline
-                            .decrypt_lower(&file_id, index, &mut block, &want)
-                            .map_err(|_| FileError::BlockTag {
-                                file: self.label.clone(),
-                                block: index,
-                            })?;
+                        pipeline.decrypt_lower_passes(&file_id, index, &mut block);
                         pipeline.decrypt_upper(&file_id, index, &mut block);
                         for r in blank {
                             block[r].fill(0);

@@ -290,6 +290,19 @@ impl Pipeline {
         if !tag::ct_eq(want, stored_tag) {
             return Err(IntegrityError::BlockTag);
         }
+        self.decrypt_lower_passes(file_id, index, block);
+        Ok(())
+    }
+
+    /// PMK then CMK with no tag check: for a block taken as it reads
+    /// whatever its tag (one torn by a crash), never for one read as
+    /// intact.
+    pub(crate) fn decrypt_lower_passes(
+        &self,
+        file_id: &[u8; 16],
+        index: u64,
+        block: &mut [u8; BLOCK_SIZE],
+    ) {
         self.pass(
             &[Layer::StoragePmk, Layer::StorageCmk],
             file_id,
@@ -297,7 +310,6 @@ impl Pipeline {
             block,
             false,
         );
-        Ok(())
     }
 
     /// The tag block `index` of file `file_id` with this stored ciphertext
