@@ -445,10 +445,10 @@ impl EncFile {
     ) -> Result<(), FileError> {
         let count = plain.len() / BLOCK_SIZE;
         let per = group_len(count);
+        let stored_end = first.backing_offset() + stored.len() as u64;
         let group = |(g, outs): (usize, &mut [u8])| {
             let at = first.0 + (g * per) as u64;
             let from = (g * per * STORED_BLOCK).min(stored.len());
-            let stored_end = first.backing_offset() + stored.len() as u64;
             let group = (BlockIndex(at), &stored[from..], stored_end);
             self.open_group(st, header, group, outs, use_cache)
         };
