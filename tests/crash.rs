@@ -122,6 +122,80 @@ fn sqlite_commits_survive_kill9(preset: &str, journal: &str) {
 
 per_preset!(fsynced_files_survive_kill9, sigterm_unmounts_cleanly);
 
+/// A signal that finds the mount busy (a file open under it) unmounts once
+/// the file is closed: the daemon keeps trying, it does not go on serving.
+#[test]
+fn sigterm_on_a_busy_mount_unmounts_when_it_frees() {
+    let f = Fixture::new("general");
+    let m = f.mount_with(&["-v"]);
+    let path = f.disk("data").join("held");
+    fs::write(&path, pattern(7, 20_000)).expect("write");
+    let held = File::open(&path).expect("open");
+    m.signal(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        is_mounted(&f.mnt),
+        "a busy mount went away on a signal while a file was open"
+    );
+    drop(held);
+    let (status, left_mounted, report) = m.wait_exit(EXIT_TIMEOUT);
+    let status = status.unwrap_or_else(|| {
+        panic!("daemon had not exited {EXIT_TIMEOUT:?} after the file closed; {report}")
+    });
+    assert!(status.success(), "daemon exited with {status}; {report}");
+    assert!(!left_mounted, "mount left behind; {report}");
+}
+
+/// A mount that stays busy past the unmount's patience is detached
+/// lazily: the open file still reads and writes through the daemon, which
+/// exits once it is closed; what was written is in the store.
+#[test]
+fn sigterm_on_a_mount_that_stays_busy_detaches_it() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let f = Fixture::new("general");
+    let m = f.mount_with(&["-v"]);
+    let path = f.disk("data").join("held");
+    let first = pattern(8, 30_000);
+    fs::write(&path, &first).expect("write");
+    let mut held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    m.signal(libc::SIGTERM);
+    assert!(
+        poll_until(std::time::Duration::from_secs(30), || !is_mounted(&f.mnt)),
+        "a mount busy past the retries was not detached; {}",
+        m.log()
+    );
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).expect("read after detach");
+    assert_bytes_eq(&got, &first, "held file after the detach");
+    let tail = pattern(9, 5_000);
+    held.seek(SeekFrom::End(0)).expect("seek");
+    held.write_all(&tail).expect("write after detach");
+    held.sync_all().expect("fsync after detach");
+    drop(held);
+    let (status, _, report) = m.wait_exit(EXIT_TIMEOUT);
+    let status = status.unwrap_or_else(|| {
+        panic!("daemon had not exited {EXIT_TIMEOUT:?} after the last file closed; {report}")
+    });
+    assert!(status.success(), "daemon exited with {status}; {report}");
+    assert!(
+        report.contains("detaching it"),
+        "the log does not say the mount was detached; {report}"
+    );
+    let m = f.mount();
+    let mut want = first;
+    want.extend_from_slice(&tail);
+    assert_bytes_eq(
+        &fs::read(f.disk("data").join("held")).expect("read again"),
+        &want,
+        "held file after remount",
+    );
+    m.unmount();
+}
+
 /// Plain files: contents, an in-place overwrite, a sparse tail and an
 /// atomic rename, each made durable with fsync before the kill.
 fn fsynced_files_survive_kill9(preset: &str) {
@@ -196,19 +270,25 @@ fn fsynced_files_survive_kill9(preset: &str) {
 fn sigterm_unmounts_cleanly(preset: &str) {
     let f = Fixture::new(preset);
     for (round, signal) in [(0u64, libc::SIGTERM), (1, libc::SIGINT)] {
-        let m = f.mount();
+        // -v: the log says when the signal came and the unmount began.
+        let m = f.mount_with(&["-v"]);
         fs::write(
             f.disk("data").join(format!("file-{round}")),
             pattern(round, 50_000),
         )
         .expect("write");
-        let (status, left_mounted) = m.signal_and_wait(signal);
-        let status = status.unwrap_or_else(|| panic!("daemon ignored signal {signal}"));
+        let (status, left_mounted, report) = m.signal_and_wait(signal);
+        let status = status.unwrap_or_else(|| {
+            panic!("daemon had not exited {EXIT_TIMEOUT:?} after signal {signal}; {report}")
+        });
         assert!(
             status.success(),
-            "daemon exited with {status} on signal {signal}"
+            "daemon exited with {status} on signal {signal}; {report}"
         );
-        assert!(!left_mounted, "mount left behind after signal {signal}");
+        assert!(
+            !left_mounted,
+            "mount left behind after signal {signal}; {report}"
+        );
     }
     let m = f.mount();
     for round in 0..2u64 {

@@ -488,7 +488,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         &a.mountpoint,
         &config,
     );
-    let mut session = match session {
+    let session = match session {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", a.mountpoint.display());
@@ -540,19 +540,13 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .name("strata-keys".into())
         .spawn(move || watcher.run())
         .context("starting the key watcher")?;
-    let mut unmounter = session.unmount_callable();
+    let mountpoint = a.mountpoint.clone();
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "unmounting on signal");
-                let result = while_busy(
-                    || unmounter.unmount(),
-                    |r| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EBUSY)),
-                );
-                if let Err(e) = result {
-                    tracing::error!("unmount on signal failed: {e}");
-                }
+                unmount_on_signal(&mountpoint);
             }
         })
         .context("starting the signal thread")?;
@@ -644,6 +638,32 @@ fn while_busy<T>(mut attempt: impl FnMut() -> T, busy: impl Fn(&T) -> bool) -> T
         result = attempt();
     }
     result
+}
+
+/// Unmounts `m` for a signal as `strata umount` does, trying again while
+/// the mount is busy. (The session's own one-shot unmounter gives up for
+/// good at the first EBUSY, which a file closed just before the signal
+/// causes: the daemon then went on serving.) A mount still busy after that
+/// is detached lazily on Linux, as gocryptfs does: it leaves the namespace
+/// and the daemon serves the files still open until they close, then
+/// exits. macOS has no lazy unmount (only a forced one), so a busy mount
+/// stays there.
+fn unmount_on_signal(m: &Path) {
+    use crate::platform::{Unmount, UnmountError};
+    let mut result = while_busy(
+        || crate::platform::unmount(m, Unmount::Plain),
+        |r| matches!(r, Err(UnmountError::Busy)),
+    );
+    if cfg!(target_os = "linux") && matches!(result, Err(UnmountError::Busy)) {
+        tracing::warn!(
+            "the mount is busy: detaching it; files still open are served until they close"
+        );
+        result = crate::platform::unmount(m, Unmount::Dead);
+    }
+    match result {
+        Ok(()) | Err(UnmountError::NotMounted) => {}
+        Err(e) => tracing::error!("unmount on signal failed: {e}"),
+    }
 }
 
 fn unmount(m: &Path) -> anyhow::Result<ExitCode> {

@@ -278,6 +278,10 @@ fn fusermount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     }
     let said = String::from_utf8_lossy(&out.stderr);
     let said = said.lines().next().unwrap_or("").trim();
+    // "fusermount3: failed to unmount /m: Device or resource busy"
+    if said.ends_with("Device or resource busy") {
+        return Err(UnmountError::Busy);
+    }
     Err(UnmountError::Helper(if said.is_empty() {
         "fusermount3 -u failed".to_string()
     } else {

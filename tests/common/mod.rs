@@ -131,6 +131,30 @@ pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Each thread of process `pid` with the kernel function it waits in and
+/// its state: what a hung daemon was doing.
+pub fn threads_of(pid: u32) -> String {
+    let mut out = String::from("threads (name, wait channel, state):\n");
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |f: &str| {
+            fs::read_to_string(dir.join(f))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let state = read("stat")
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').next().map(str::to_string))
+            .unwrap_or_default();
+        out.push_str(&format!("  {} {} {}\n", read("comm"), read("wchan"), state));
+    }
+    out
+}
+
 /// Polls `cond` every few milliseconds until it holds or `limit` passes.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -517,17 +541,32 @@ impl MountGuard {
     }
 
     /// Sends a signal to the daemon and waits for it to exit; returns its
-    /// exit status (None if it had not exited within the deadline) and
-    /// whether it left its mount behind (which is then detached).
-    pub fn signal_and_wait(mut self, signal: i32) -> (Option<ExitStatus>, bool) {
-        let mut child = self.child.take().expect("daemon running");
-        let pid = i32::try_from(child.id()).expect("pid fits i32");
+    /// exit status (None if it had not exited within the deadline), whether
+    /// it left its mount behind (which is then detached) and a report for a
+    /// failure: the daemon's log and, if it had not exited, where each of
+    /// its threads waited.
+    pub fn signal_and_wait(self, signal: i32) -> (Option<ExitStatus>, bool, String) {
+        self.signal(signal);
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.pid()).expect("pid fits i32");
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         unsafe {
             libc::kill(pid, signal);
         }
-        let status = wait_deadline(&mut child, EXIT_TIMEOUT);
+    }
+
+    /// Waits up to `limit` for the daemon to exit, then as
+    /// [`MountGuard::signal_and_wait`].
+    pub fn wait_exit(mut self, limit: Duration) -> (Option<ExitStatus>, bool, String) {
+        let mut child = self.child.take().expect("daemon running");
+        let status = wait_deadline(&mut child, limit);
+        let mut report = String::new();
         if status.is_none() {
+            report = threads_of(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -535,7 +574,9 @@ impl MountGuard {
         if left_mounted {
             lazy_unmount(&self.mnt);
         }
-        (status, left_mounted)
+        report.push_str("daemon log:\n");
+        report.push_str(&self.log());
+        (status, left_mounted, report)
     }
 }
 
