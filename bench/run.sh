@@ -10,7 +10,8 @@
 # builds strata in release mode and writes bench/results/<date>.{md,csv},
 # bench/results/latest.md and the ratio tables as SVG charts
 # (<date>-strata-*.svg, latest-strata-*.svg). Needs root (FUSE mounts,
-# dropping caches). `bench/run.sh --plot bench/results/<date>.csv` only
+# dropping caches, and the loop device of --backing ext4-image, which it
+# picks itself when the directory is on an ext4 without a journal). `bench/run.sh --plot bench/results/<date>.csv` only
 # redraws the charts of an earlier run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
