@@ -84,12 +84,14 @@ class JournaledExt4:
             raise
 
     def close(self):
-        sh(["umount", self.mnt], check=False)
+        """Unmounts and frees the image; False (leaving both) if the
+        unmount failed."""
+        if subprocess.run(["umount", self.mnt], capture_output=True).returncode != 0:
+            print(f"could not unmount {self.mnt}: left mounted on {self.dev}", file=sys.stderr)
+            return False
         sh(["losetup", "-d", self.dev], check=False)
-        try:
-            os.unlink(self.image)
-        except OSError:
-            pass
+        os.unlink(self.image)
+        return True
 
 
 def drop_caches():
@@ -742,9 +744,9 @@ def main():
     try:
         run(q, base, backing, ap.error)
     finally:
-        if image:
-            image.close()
-        shutil.rmtree(top, ignore_errors=True)
+        # Nothing is deleted under an image still mounted.
+        if image is None or image.close():
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def run(q, base, backing, fail):

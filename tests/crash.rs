@@ -146,11 +146,12 @@ fn sigterm_on_a_busy_mount_unmounts_when_it_frees() {
     assert!(!left_mounted, "mount left behind; {report}");
 }
 
-/// A mount that stays busy past the unmount's patience is detached
-/// lazily: the open file still reads and writes through the daemon, which
-/// exits once it is closed; what was written is in the store.
+/// A mount that stays busy past the first seconds is never detached: the
+/// open file keeps reading, writing and syncing through it, each further
+/// signal says why the daemon is still there, and the unmount goes
+/// through once the file is closed; what was written is in the store.
 #[test]
-fn sigterm_on_a_mount_that_stays_busy_detaches_it() {
+fn sigterm_on_a_mount_that_stays_busy_waits_for_it() {
     use std::io::{Read, Seek, SeekFrom, Write};
     let f = Fixture::new("general");
     let m = f.mount_with(&["-v"]);
@@ -163,28 +164,41 @@ fn sigterm_on_a_mount_that_stays_busy_detaches_it() {
         .open(&path)
         .expect("open");
     m.signal(libc::SIGTERM);
+    // Past the daemon's 10 s of quick retries and its warning.
     assert!(
-        poll_until(std::time::Duration::from_secs(30), || !is_mounted(&f.mnt)),
-        "a mount busy past the retries was not detached; {}",
+        poll_until(std::time::Duration::from_secs(30), || m
+            .log()
+            .contains("the mount is busy")),
+        "no warning that the mount is busy; log:\n{}",
         m.log()
     );
+    m.signal(libc::SIGINT);
+    assert!(
+        poll_until(std::time::Duration::from_secs(10), || m
+            .log()
+            .matches("the mount is busy")
+            .count()
+            >= 2),
+        "a second signal on a busy mount said nothing; log:\n{}",
+        m.log()
+    );
+    assert!(is_mounted(&f.mnt), "a busy mount went away on a signal");
     let mut got = Vec::new();
-    held.read_to_end(&mut got).expect("read after detach");
-    assert_bytes_eq(&got, &first, "held file after the detach");
+    held.read_to_end(&mut got)
+        .expect("read while the unmount waits");
+    assert_bytes_eq(&got, &first, "held file while the unmount waits");
     let tail = pattern(9, 5_000);
     held.seek(SeekFrom::End(0)).expect("seek");
-    held.write_all(&tail).expect("write after detach");
-    held.sync_all().expect("fsync after detach");
+    held.write_all(&tail)
+        .expect("write while the unmount waits");
+    held.sync_all().expect("fsync while the unmount waits");
     drop(held);
-    let (status, _, report) = m.wait_exit(EXIT_TIMEOUT);
+    let (status, left_mounted, report) = m.wait_exit(EXIT_TIMEOUT);
     let status = status.unwrap_or_else(|| {
         panic!("daemon had not exited {EXIT_TIMEOUT:?} after the last file closed; {report}")
     });
     assert!(status.success(), "daemon exited with {status}; {report}");
-    assert!(
-        report.contains("detaching it"),
-        "the log does not say the mount was detached; {report}"
-    );
+    assert!(!left_mounted, "mount left behind; {report}");
     let m = f.mount();
     let mut want = first;
     want.extend_from_slice(&tail);
@@ -193,6 +207,34 @@ fn sigterm_on_a_mount_that_stays_busy_detaches_it() {
         &want,
         "held file after remount",
     );
+    m.unmount();
+}
+
+/// A signal never unmounts what was mounted over the daemon's mount (an
+/// unmount by the path would take the newest mount there).
+#[test]
+fn sigterm_leaves_a_mount_put_over_the_daemons_alone() {
+    let f = Fixture::new("general");
+    let m = f.mount_with(&["-v"]);
+    let over = Tmpfs::mount(&f.mnt, "1m");
+    m.signal(libc::SIGTERM);
+    assert!(
+        poll_until(std::time::Duration::from_secs(10), || m
+            .log()
+            .contains("no longer this daemon's")),
+        "the daemon did not notice the mount over its own; log:\n{}",
+        m.log()
+    );
+    assert!(
+        fs::read_dir(&f.mnt)
+            .expect("list the top mount")
+            .next()
+            .is_none(),
+        "the mount over the daemon's is gone: the listing shows the disks"
+    );
+    drop(over);
+    // Its own mount is there again, served, and unmounts normally.
+    assert!(f.disk("data").is_dir(), "the daemon's mount is not served");
     m.unmount();
 }
 

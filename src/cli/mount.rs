@@ -280,7 +280,7 @@ fn idle_tick(idle: Duration) -> Duration {
 /// unmount itself is the kernel's plain one (never lazy), which fails with
 /// EBUSY while any process has a file, a mapping or its working directory
 /// there; the watcher then waits another full `idle`.
-fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
+fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
     loop {
         std::thread::sleep(idle_tick(idle));
         let Some(quiet) = activity.idle_for() else {
@@ -289,7 +289,7 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
         if quiet < idle || fs.status().open_handles > 0 {
             continue;
         }
-        match unmount_if_unused(mountpoint) {
+        match own.unmount() {
             Ok(()) => {
                 tracing::info!(
                     idle_secs = idle.as_secs_f64(),
@@ -297,7 +297,11 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
                 );
                 return;
             }
-            Err(e) => {
+            Err(OwnUnmountError::NotOurs) => {
+                tracing::warn!("idle, but not unmounting: {}", OwnUnmountError::NotOurs);
+                return;
+            }
+            Err(OwnUnmountError::Failed(e)) => {
                 tracing::debug!("idle, but the mount is in use ({e}); staying mounted");
                 activity.touch();
             }
@@ -305,11 +309,39 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, mountpoint: &Path) {
     }
 }
 
-/// Unmounts `m` unless something uses it: never lazily, never forced
-/// (umount(2) as root or `fusermount3 -u` on Linux, unmount(2) on macOS).
-fn unmount_if_unused(m: &Path) -> anyhow::Result<()> {
-    crate::platform::unmount(m, crate::platform::Unmount::Plain)
-        .with_context(|| format!("unmounting {}", m.display()))
+/// This daemon's own mount: its mountpoint and which mount it is there.
+#[derive(Clone)]
+struct OwnMount {
+    point: PathBuf,
+    /// Its device (Linux), read right after mounting; None where mounts
+    /// are not told apart.
+    device: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum OwnUnmountError {
+    /// Another mount is over this daemon's at the mountpoint (or the path
+    /// now leads elsewhere): unmounting by the path would take that one.
+    #[error("the mount at the mountpoint is no longer this daemon's (another is over it)")]
+    NotOurs,
+    #[error(transparent)]
+    Failed(crate::platform::UnmountError),
+}
+
+impl OwnMount {
+    /// Unmounts this daemon's mount unless something uses it: never lazily,
+    /// never forced (umount(2) as root or `fusermount3 -u` on Linux,
+    /// unmount(2) on macOS), and only while the newest mount at the
+    /// mountpoint is still this daemon's.
+    fn unmount(&self) -> Result<(), OwnUnmountError> {
+        if let Some(own) = &self.device {
+            if crate::platform::mount_device(&self.point).as_ref() != Some(own) {
+                return Err(OwnUnmountError::NotOurs);
+            }
+        }
+        crate::platform::unmount(&self.point, crate::platform::Unmount::Plain)
+            .map_err(OwnUnmountError::Failed)
+    }
 }
 
 /// Runs `mount`.
@@ -501,6 +533,10 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
     crate::platform::tune_readahead(&a.mountpoint, crate::fuse::READAHEAD);
+    let own = OwnMount {
+        point: a.mountpoint.clone(),
+        device: crate::platform::mount_device(&a.mountpoint),
+    };
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
     let _control = match crate::control::Server::start(
@@ -517,12 +553,13 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(idle) = a.idle {
-        let (fs, mountpoint, activity) = (fs.clone(), a.mountpoint.clone(), activity.clone());
+        let (fs, own, activity) = (fs.clone(), own.clone(), activity.clone());
         std::thread::Builder::new()
             .name("strata-idle".into())
-            .spawn(move || watch_idle(idle, &fs, &activity, &mountpoint))
+            .spawn(move || watch_idle(idle, &fs, &activity, &own))
             .context("starting the idle watcher")?;
     }
+    let fs_status = fs.clone();
     let watcher = watch::Watcher::new(
         vault,
         store_config,
@@ -540,13 +577,15 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .name("strata-keys".into())
         .spawn(move || watcher.run())
         .context("starting the key watcher")?;
-    let mountpoint = a.mountpoint.clone();
+    let own = own.clone();
+    let fs_signals = fs_status.clone();
     std::thread::Builder::new()
         .name("strata-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let first = signals.forever().next();
+            if let Some(sig) = first {
                 tracing::info!(signal = sig, "unmounting on signal");
-                unmount_on_signal(&mountpoint);
+                unmount_on_signal(&own, &fs_signals, &mut signals);
             }
         })
         .context("starting the signal thread")?;
@@ -606,7 +645,9 @@ const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     let store = store_of_mount(m);
     let mountpoint = m.canonicalize().ok();
-    let code = unmount(m)?;
+    // By the resolved path: the unmount itself follows no symbolic link
+    // in the last component.
+    let code = unmount(mountpoint.as_deref().unwrap_or(m))?;
     if let (Some(store), Some(point)) = (store, mountpoint) {
         let held_by_this_mount = || matches!(store::lock::holder(&store), Ok(Some(h)) if h.mount.as_deref() == Some(point.as_path()));
         let start = std::time::Instant::now();
@@ -640,29 +681,46 @@ fn while_busy<T>(mut attempt: impl FnMut() -> T, busy: impl Fn(&T) -> bool) -> T
     result
 }
 
-/// Unmounts `m` for a signal as `strata umount` does, trying again while
-/// the mount is busy. (The session's own one-shot unmounter gives up for
-/// good at the first EBUSY, which a file closed just before the signal
-/// causes: the daemon then went on serving.) A mount still busy after that
-/// is detached lazily on Linux, as gocryptfs does: it leaves the namespace
-/// and the daemon serves the files still open until they close, then
-/// exits. macOS has no lazy unmount (only a forced one), so a busy mount
-/// stays there.
-fn unmount_on_signal(m: &Path) {
-    use crate::platform::{Unmount, UnmountError};
-    let mut result = while_busy(
-        || crate::platform::unmount(m, Unmount::Plain),
-        |r| matches!(r, Err(UnmountError::Busy)),
-    );
-    if cfg!(target_os = "linux") && matches!(result, Err(UnmountError::Busy)) {
-        tracing::warn!(
-            "the mount is busy: detaching it; files still open are served until they close"
-        );
-        result = crate::platform::unmount(m, Unmount::Dead);
-    }
-    match result {
-        Ok(()) | Err(UnmountError::NotMounted) => {}
-        Err(e) => tracing::error!("unmount on signal failed: {e}"),
+/// How long a signal's unmount finds the mount busy before saying so.
+const BUSY_WARNING: Duration = Duration::from_secs(10);
+
+/// Unmounts for a signal as `strata umount` does, once nothing uses the
+/// mount: while it is busy (a file, a mapping or a working directory under
+/// it; also for a moment after a close, which the kernel completes
+/// asynchronously) the unmount is tried again, every 100 ms for the first
+/// seconds and then every second, until it goes through; a warning says so
+/// after [`BUSY_WARNING`] and at each further signal. Never lazily: a
+/// detached mount would hand its mountpoint to the directory beneath,
+/// where programs still working by path would write unencrypted; a daemon
+/// killed meanwhile leaves a dead mount, which says so (ENOTCONN).
+/// (The session's own one-shot unmounter gave up for good at the first
+/// EBUSY: the daemon then went on serving.)
+fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterator::Signals) {
+    use crate::platform::UnmountError;
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        match own.unmount() {
+            Ok(()) | Err(OwnUnmountError::Failed(UnmountError::NotMounted)) => return,
+            Err(OwnUnmountError::Failed(UnmountError::Busy)) => {}
+            Err(e) => {
+                tracing::error!("not unmounting on signal: {e}");
+                return;
+            }
+        }
+        let again = signals.pending().next().is_some();
+        if again || (!warned && started.elapsed() >= BUSY_WARNING) {
+            warned = true;
+            tracing::warn!(
+                open_handles = fs.status().open_handles,
+                "the mount is busy: it unmounts once nothing under it is open (files, working directories)"
+            );
+        }
+        std::thread::sleep(if started.elapsed() < BUSY_WARNING {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        });
     }
 }
 

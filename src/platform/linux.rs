@@ -227,7 +227,7 @@ pub fn mounts() -> Vec<MountEntry> {
 
 /// The `major:minor` device of the newest mount at `path`, from
 /// /proc/self/mountinfo (without touching the mount itself).
-fn mount_device(path: &Path) -> Option<String> {
+pub fn mount_device(path: &Path) -> Option<String> {
     let canon = path.canonicalize().ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().rev().find_map(|l| {
@@ -240,9 +240,12 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     if !rustix::process::geteuid().is_root() {
         return fusermount(path, how);
     }
+    // A symbolic link planted at the mountpoint's place is not followed.
     let flags = match how {
-        Unmount::Plain => rustix::mount::UnmountFlags::empty(),
-        Unmount::Dead => rustix::mount::UnmountFlags::DETACH,
+        Unmount::Plain => rustix::mount::UnmountFlags::NOFOLLOW,
+        Unmount::Dead => {
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW
+        }
     };
     match rustix::mount::unmount(path, flags) {
         Ok(()) => Ok(()),
@@ -278,8 +281,9 @@ fn fusermount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     }
     let said = String::from_utf8_lossy(&out.stderr);
     let said = said.lines().next().unwrap_or("").trim();
-    // "fusermount3: failed to unmount /m: Device or resource busy"
-    if said.ends_with("Device or resource busy") {
+    // "fusermount3: failed to unmount /m: Device or resource busy" (glibc;
+    // musl's strerror says "Resource busy"; fusermount3 sets no locale).
+    if said.to_ascii_lowercase().ends_with("busy") {
         return Err(UnmountError::Busy);
     }
     Err(UnmountError::Helper(if said.is_empty() {

@@ -495,6 +495,10 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     })
 }
 
+pub fn mount_device(_path: &Path) -> Option<String> {
+    None
+}
+
 pub fn tune_readahead(mountpoint: &Path, _bytes: u32) {
     tracing::info!(
         mountpoint = %mountpoint.display(),

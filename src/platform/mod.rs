@@ -362,6 +362,14 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     imp::unmount(path, how)
 }
 
+/// Which mount is the newest at `path` (Linux: its `major:minor` from
+/// /proc/self/mountinfo, read without touching the mount), for a daemon
+/// to tell its own mount from one put over it later. macOS: None (not
+/// told apart).
+pub fn mount_device(path: &Path) -> Option<String> {
+    imp::mount_device(path)
+}
+
 /// Raises the kernel's readahead for the FUSE mount at `mountpoint` to
 /// `bytes` (Linux: the mount's bdi read_ahead_kb, best effort, needs root).
 /// macOS has no such knob (macFUSE sizes its reads itself): a log line says
