@@ -90,7 +90,10 @@ class JournaledExt4:
             print(f"could not unmount {self.mnt}: left mounted on {self.dev}", file=sys.stderr)
             return False
         sh(["losetup", "-d", self.dev], check=False)
-        os.unlink(self.image)
+        try:
+            os.unlink(self.image)
+        except OSError as e:
+            print(f"could not remove {self.image}: {e}", file=sys.stderr)
         return True
 
 

@@ -210,32 +210,131 @@ fn sigterm_on_a_mount_that_stays_busy_waits_for_it() {
     m.unmount();
 }
 
+/// An automount point (autofs, as systemd's `x-systemd.automount` puts at
+/// the mountpoint), unmounted when dropped. The pipe to the automounter is
+/// held and never read: this process group is the automounter's, so its
+/// own accesses trigger nothing.
+#[cfg(target_os = "linux")]
+struct Autofs {
+    dir: std::path::PathBuf,
+    _pipe: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+}
+
+#[cfg(target_os = "linux")]
+impl Autofs {
+    fn mount(dir: &Path) -> Autofs {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills the two-element array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: both descriptors were just made and are owned here only.
+        let pipe = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        // SAFETY: getpgrp(2) cannot fail.
+        let pgrp = unsafe { libc::getpgrp() };
+        let opts = std::ffi::CString::new(format!(
+            "fd={},pgrp={pgrp},minproto=5,maxproto=5,indirect",
+            pipe.1.as_raw_fd()
+        ))
+        .expect("options");
+        let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
+        // SAFETY: every argument is a valid NUL-terminated string.
+        let rc = unsafe {
+            libc::mount(
+                c"strata-test".as_ptr(),
+                target.as_ptr(),
+                c"autofs".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount autofs: {}", std::io::Error::last_os_error());
+        Autofs {
+            dir: dir.to_path_buf(),
+            _pipe: pipe,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Autofs {
+    fn drop(&mut self) {
+        if top_mount_type(&self.dir).as_deref() == Some("autofs") {
+            lazy_unmount(&self.dir);
+        }
+    }
+}
+
+/// A mount beneath the daemon's survives its unmount by `strata umount`
+/// and by a signal: nothing unmounts the mountpoint a second time once the
+/// daemon's mount is gone. Beneath is an automount point, where fstab's
+/// `x-systemd.automount` has strata mount (over it, as here).
+#[cfg(target_os = "linux")]
+#[test]
+fn unmounting_leaves_a_mount_beneath_alone() {
+    let f = Fixture::new("general");
+    let beneath = Autofs::mount(&f.mnt);
+    for signal in [None, Some(libc::SIGTERM)] {
+        let m = f.mount();
+        assert_eq!(
+            top_mount_type(&f.mnt).as_deref(),
+            Some("fuse.strata"),
+            "the daemon's mount is not over the tmpfs"
+        );
+        match signal {
+            None => m.unmount(),
+            Some(signal) => {
+                let (status, left_mounted, report) = m.signal_and_wait(signal);
+                assert!(
+                    status.is_some_and(|s| s.success()) && !left_mounted,
+                    "daemon did not unmount and exit on signal {signal}; {report}"
+                );
+            }
+        }
+        assert_eq!(
+            top_mount_type(&f.mnt).as_deref(),
+            Some("autofs"),
+            "the mount beneath went with the daemon's ({signal:?})"
+        );
+    }
+    drop(beneath);
+}
+
 /// A signal never unmounts what was mounted over the daemon's mount (an
-/// unmount by the path would take the newest mount there).
+/// unmount by the path would take the newest mount there): the daemon
+/// waits, says why at the next signal, and unmounts its own once the
+/// other is gone.
 #[test]
 fn sigterm_leaves_a_mount_put_over_the_daemons_alone() {
     let f = Fixture::new("general");
     let m = f.mount_with(&["-v"]);
     let over = Tmpfs::mount(&f.mnt, "1m");
     m.signal(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    m.signal(libc::SIGTERM);
     assert!(
         poll_until(std::time::Duration::from_secs(10), || m
             .log()
             .contains("no longer this daemon's")),
-        "the daemon did not notice the mount over its own; log:\n{}",
+        "the daemon did not say why it waits; log:\n{}",
         m.log()
     );
-    assert!(
-        fs::read_dir(&f.mnt)
-            .expect("list the top mount")
-            .next()
-            .is_none(),
-        "the mount over the daemon's is gone: the listing shows the disks"
+    assert_eq!(
+        top_mount_type(&f.mnt).as_deref(),
+        Some("tmpfs"),
+        "the mount over the daemon's is gone"
     );
     drop(over);
-    // Its own mount is there again, served, and unmounts normally.
-    assert!(f.disk("data").is_dir(), "the daemon's mount is not served");
-    m.unmount();
+    let (status, left_mounted, report) = m.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()) && !left_mounted,
+        "the daemon did not unmount its own mount once the other was gone; {report}"
+    );
 }
 
 /// Plain files: contents, an in-place overwrite, a sparse tail and an

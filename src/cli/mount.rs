@@ -28,10 +28,13 @@ pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
         .map(|(_, store)| store)
 }
 
-/// Whether `path` is a mountpoint now, by the mount table.
-fn is_mounted(path: &Path) -> bool {
-    path.canonicalize()
-        .is_ok_and(|canon| crate::platform::is_mountpoint(&canon))
+/// The newest mount at `path` by the mount table, if it is a mountpoint.
+fn top_mount(path: &Path) -> Option<crate::platform::MountEntry> {
+    let canon = path.canonicalize().ok()?;
+    crate::platform::mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.point == canon)
 }
 
 /// Lets the daemon hold as many open files as the system allows it: every
@@ -69,8 +72,13 @@ fn check_mountpoint(m: &Path) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("mountpoint {} is not a directory", m.display());
     }
-    if is_mounted(m) {
-        bail!("mountpoint {} is already mounted", m.display());
+    match top_mount(m) {
+        // An automount point (fstab's x-systemd.automount): this mount is
+        // what it stands for and goes over it. Its directory is empty, and
+        // listing it would wait for this very mount.
+        Some(top) if top.automount => return Ok(()),
+        Some(_) => bail!("mountpoint {} is already mounted", m.display()),
+        None => {}
     }
     if std::fs::read_dir(m)
         .with_context(|| format!("mountpoint {}", m.display()))?
@@ -297,12 +305,9 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
                 );
                 return;
             }
-            Err(OwnUnmountError::NotOurs) => {
-                tracing::warn!("idle, but not unmounting: {}", OwnUnmountError::NotOurs);
-                return;
-            }
-            Err(OwnUnmountError::Failed(e)) => {
-                tracing::debug!("idle, but the mount is in use ({e}); staying mounted");
+            Err(OwnUnmountError::Failed(crate::platform::UnmountError::NotMounted)) => return,
+            Err(e) => {
+                tracing::debug!("idle, but not unmounting ({e}); staying mounted");
                 activity.touch();
             }
         }
@@ -333,10 +338,17 @@ impl OwnMount {
     /// never forced (umount(2) as root or `fusermount3 -u` on Linux,
     /// unmount(2) on macOS), and only while the newest mount at the
     /// mountpoint is still this daemon's.
+    /// (Between the check and the unmount a mount could still be put
+    /// over it: an unmount goes by path, and the kernel has no call that
+    /// unmounts one given mount.)
     fn unmount(&self) -> Result<(), OwnUnmountError> {
+        use crate::platform::UnmountError;
         if let Some(own) = &self.device {
-            if crate::platform::mount_device(&self.point).as_ref() != Some(own) {
-                return Err(OwnUnmountError::NotOurs);
+            match crate::platform::mount_device(&self.point) {
+                // Nothing is mounted there any more (unmounted meanwhile).
+                None => return Err(OwnUnmountError::Failed(UnmountError::NotMounted)),
+                Some(top) if top != *own => return Err(OwnUnmountError::NotOurs),
+                Some(_) => {}
             }
         }
         crate::platform::unmount(&self.point, crate::platform::Unmount::Plain)
@@ -537,6 +549,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         point: a.mountpoint.clone(),
         device: crate::platform::mount_device(&a.mountpoint),
     };
+    if cfg!(target_os = "linux") && own.device.is_none() {
+        tracing::warn!(
+            "this mount is not in the mount table under its mountpoint's name: a signal or --idle will unmount whatever is mounted there"
+        );
+    }
     let notifier = session.notifier();
     // Removed again when the guard drops at unmount.
     let _control = match crate::control::Server::start(
@@ -685,13 +702,14 @@ fn while_busy<T>(mut attempt: impl FnMut() -> T, busy: impl Fn(&T) -> bool) -> T
 const BUSY_WARNING: Duration = Duration::from_secs(10);
 
 /// Unmounts for a signal as `strata umount` does, once nothing uses the
-/// mount: while it is busy (a file, a mapping or a working directory under
-/// it; also for a moment after a close, which the kernel completes
-/// asynchronously) the unmount is tried again, every 100 ms for the first
-/// seconds and then every second, until it goes through; a warning says so
-/// after [`BUSY_WARNING`] and at each further signal. Never lazily: a
-/// detached mount would hand its mountpoint to the directory beneath,
-/// where programs still working by path would write unencrypted; a daemon
+/// mount: while it is busy (a file, a mapping, a working directory or a
+/// mount under it; also for a moment after a close, which the kernel
+/// completes asynchronously), or while another mount is over it, the
+/// unmount is tried again, every 100 ms for the first seconds and then
+/// every second, until it goes through; a warning says why after
+/// [`BUSY_WARNING`] and at each further signal. Never lazily: a detached
+/// mount would hand its mountpoint to the directory beneath, where
+/// programs still working by path would write unencrypted; a daemon
 /// killed meanwhile leaves a dead mount, which says so (ENOTCONN).
 /// (The session's own one-shot unmounter gave up for good at the first
 /// EBUSY: the daemon then went on serving.)
@@ -700,21 +718,23 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
     let started = std::time::Instant::now();
     let mut warned = false;
     loop {
-        match own.unmount() {
+        let why = match own.unmount() {
             Ok(()) | Err(OwnUnmountError::Failed(UnmountError::NotMounted)) => return,
-            Err(OwnUnmountError::Failed(UnmountError::Busy)) => {}
+            Err(OwnUnmountError::Failed(UnmountError::Busy)) => {
+                "the mount is busy: it unmounts once nothing under it is open (files, working directories, mounts under it)"
+            }
+            Err(OwnUnmountError::NotOurs) => {
+                "not unmounting yet: the mount at the mountpoint is no longer this daemon's (another is over it)"
+            }
             Err(e) => {
-                tracing::error!("not unmounting on signal: {e}");
+                tracing::error!("unmount on signal failed: {e}");
                 return;
             }
-        }
+        };
         let again = signals.pending().next().is_some();
         if again || (!warned && started.elapsed() >= BUSY_WARNING) {
             warned = true;
-            tracing::warn!(
-                open_handles = fs.status().open_handles,
-                "the mount is busy: it unmounts once nothing under it is open (files, working directories)"
-            );
+            tracing::warn!(open_handles = fs.status().open_handles, "{why}");
         }
         std::thread::sleep(if started.elapsed() < BUSY_WARNING {
             Duration::from_millis(100)

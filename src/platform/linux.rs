@@ -221,14 +221,22 @@ pub fn mounts() -> Vec<MountEntry> {
             point,
             source,
             fuse: fstype.starts_with("fuse"),
+            automount: fstype == "autofs",
         })
         .collect()
 }
 
-/// The `major:minor` device of the newest mount at `path`, from
-/// /proc/self/mountinfo (without touching the mount itself).
+/// The `major:minor` device of the last mount listed at `path` in
+/// /proc/self/mountinfo (the newest: the top one unless mounts were moved).
+/// An absolute `path` is taken as canonical and the mount itself is not
+/// touched (resolving it would stat the mount's root, which a daemon that
+/// does not serve yet cannot answer).
 pub fn mount_device(path: &Path) -> Option<String> {
-    let canon = path.canonicalize().ok()?;
+    let canon = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        path.canonicalize().ok()?
+    };
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().rev().find_map(|l| {
         let (point, dev, _, _) = parse_mountinfo_line(l)?;
@@ -283,7 +291,7 @@ fn fusermount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     let said = said.lines().next().unwrap_or("").trim();
     // "fusermount3: failed to unmount /m: Device or resource busy" (glibc;
     // musl's strerror says "Resource busy"; fusermount3 sets no locale).
-    if said.to_ascii_lowercase().ends_with("busy") {
+    if said.ends_with(": Device or resource busy") || said.ends_with(": Resource busy") {
         return Err(UnmountError::Busy);
     }
     Err(UnmountError::Helper(if said.is_empty() {

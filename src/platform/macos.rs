@@ -465,6 +465,7 @@ pub fn mounts() -> Vec<MountEntry> {
                 point: PathBuf::from(OsStr::from_bytes(&field(&s.f_mntonname))),
                 source: String::from_utf8_lossy(&field(&s.f_mntfromname)).into_owned(),
                 fuse: fstype.starts_with(b"macfuse") || fstype.starts_with(b"osxfuse"),
+                automount: fstype == b"autofs",
             }
         })
         .collect()

@@ -306,6 +306,10 @@ pub struct MountEntry {
     pub source: String,
     /// Whether it is a FUSE filesystem (fuse.* on Linux, macFUSE on macOS).
     pub fuse: bool,
+    /// Whether it is an automount point (autofs), which the filesystem it
+    /// stands for is mounted over when first used (systemd's
+    /// `x-systemd.automount`, the automounter's maps).
+    pub automount: bool,
 }
 
 /// Every mount this process sees, in mount order, read without touching any
@@ -363,9 +367,9 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
 }
 
 /// Which mount is the newest at `path` (Linux: its `major:minor` from
-/// /proc/self/mountinfo, read without touching the mount), for a daemon
-/// to tell its own mount from one put over it later. macOS: None (not
-/// told apart).
+/// /proc/self/mountinfo, read without touching the mount; an absolute
+/// `path` is taken as canonical), for a daemon to tell its own mount from
+/// one put over it later. macOS: None (not told apart).
 pub fn mount_device(path: &Path) -> Option<String> {
     imp::mount_device(path)
 }

@@ -198,6 +198,25 @@ pub fn is_mounted(path: &Path) -> bool {
     })
 }
 
+/// The filesystem type of the newest mount at `path` ("fuse.strata",
+/// "tmpfs"), if any.
+pub fn top_mount_type(path: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    info.lines().rev().find_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let point = head.split(' ').nth(4)?;
+        (unescape_mountinfo(point) == want)
+            .then(|| tail.split(' ').next().unwrap_or("").to_string())
+    })
+}
+
+/// Whether the newest mount at `path` is a FUSE mount (a daemon's): what
+/// a mount guard unmounts, leaving any other mount there alone.
+pub fn fuse_mounted(path: &Path) -> bool {
+    top_mount_type(path).is_some_and(|t| t.starts_with("fuse"))
+}
+
 fn unescape_mountinfo(field: &str) -> Vec<u8> {
     // mountinfo escapes space, tab, newline and backslash as \ooo.
     let b = field.as_bytes();
@@ -498,7 +517,7 @@ impl MountGuard {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let still_mounted = is_mounted(&self.mnt);
+        let still_mounted = fuse_mounted(&self.mnt);
         if still_mounted || !out.status.success() {
             lazy_unmount(&self.mnt);
         }
@@ -534,7 +553,7 @@ impl MountGuard {
         let _ = child.wait();
         lazy_unmount(&self.mnt);
         assert!(
-            poll_until(EXIT_TIMEOUT, || !is_mounted(&self.mnt)),
+            poll_until(EXIT_TIMEOUT, || !fuse_mounted(&self.mnt)),
             "dead mount at {} could not be detached",
             self.mnt.display()
         );
@@ -570,7 +589,7 @@ impl MountGuard {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let left_mounted = is_mounted(&self.mnt);
+        let left_mounted = fuse_mounted(&self.mnt);
         if left_mounted {
             lazy_unmount(&self.mnt);
         }
@@ -583,7 +602,7 @@ impl MountGuard {
 impl Drop for MountGuard {
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
-            if is_mounted(&self.mnt) {
+            if fuse_mounted(&self.mnt) {
                 lazy_unmount(&self.mnt);
             }
             return;
@@ -600,7 +619,7 @@ impl Drop for MountGuard {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if is_mounted(&self.mnt) {
+        if fuse_mounted(&self.mnt) {
             lazy_unmount(&self.mnt);
         }
     }
