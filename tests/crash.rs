@@ -238,7 +238,7 @@ impl Autofs {
         // SAFETY: getpgrp(2) cannot fail.
         let pgrp = unsafe { libc::getpgrp() };
         let opts = std::ffi::CString::new(format!(
-            "fd={},pgrp={pgrp},minproto=5,maxproto=5,indirect",
+            "fd={},pgrp={pgrp},minproto=5,maxproto=5,direct",
             pipe.1.as_raw_fd()
         ))
         .expect("options");
@@ -284,7 +284,7 @@ fn unmounting_leaves_a_mount_beneath_alone() {
         assert_eq!(
             top_mount_type(&f.mnt).as_deref(),
             Some("fuse.strata"),
-            "the daemon's mount is not over the tmpfs"
+            "the daemon's mount is not over the automount point"
         );
         match signal {
             None => m.unmount(),
@@ -318,7 +318,7 @@ fn sigterm_leaves_a_mount_put_over_the_daemons_alone() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     m.signal(libc::SIGTERM);
     assert!(
-        poll_until(std::time::Duration::from_secs(10), || m
+        poll_until(std::time::Duration::from_secs(20), || m
             .log()
             .contains("no longer this daemon's")),
         "the daemon did not say why it waits; log:\n{}",

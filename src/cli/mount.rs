@@ -356,6 +356,15 @@ impl OwnMount {
     }
 }
 
+/// Whether this daemon's mount is still the one at its mountpoint (by its
+/// device where known: an automount point beneath shares the mountpoint).
+fn own_mount_listed(own: &OwnMount) -> bool {
+    match &own.device {
+        Some(dev) => crate::platform::mount_device(&own.point).as_ref() == Some(dev),
+        None => crate::platform::is_mountpoint(&own.point),
+    }
+}
+
 /// Runs `mount`.
 pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     // Options this system cannot honour are refused before anything else.
@@ -451,7 +460,6 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             }
             crate::sys::Forked::Child => {
                 drop(reader);
-                let _ = rustix::process::setsid();
                 // The lock came through the fork; name the daemon as holder.
                 let _ = store_lock.note(&holder(std::process::id()));
                 ready = Some(writer);
@@ -594,6 +602,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         .name("strata-keys".into())
         .spawn(move || watcher.run())
         .context("starting the key watcher")?;
+    let own_end = own.clone();
     let own = own.clone();
     let fs_signals = fs_status.clone();
     std::thread::Builder::new()
@@ -607,6 +616,11 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         })
         .context("starting the signal thread")?;
     if let Some(mut w) = ready.take() {
+        // A session of its own only now that the mount exists (as libfuse
+        // daemonizes after mounting): an automount's mount job runs in the
+        // process group that the automount point lets through, and the
+        // mount itself walks onto that point.
+        let _ = rustix::process::setsid();
         let _ = w.write_all(b"ok");
         drop(w);
         detach_stdio();
@@ -617,10 +631,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         // likely the more threads there are): with the mount gone from the
         // table, that is the end. An abort of a mount still in the table
         // (through /sys/fs/fuse/connections) stays an error.
-        Err(e)
-            if e.raw_os_error() == Some(libc::ECONNABORTED)
-                && !crate::platform::is_mountpoint(&a.mountpoint) =>
-        {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) && !own_mount_listed(&own_end) => {
             tracing::info!("the connection ended with the unmount");
             Ok(())
         }
@@ -746,6 +757,16 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
 
 fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     use crate::platform::{Unmount, UnmountError};
+    // Only a FUSE mount: after its daemon went (--idle, say), what is left
+    // at the mountpoint may be an automount point, which stays.
+    if let Some(top) = top_mount(m) {
+        if !top.fuse {
+            bail!(
+                "{} is not a strata mount (nothing of strata is mounted there)",
+                m.display()
+            );
+        }
+    }
     let result = while_busy(
         || crate::platform::unmount(m, Unmount::Plain),
         |r| matches!(r, Err(UnmountError::Busy)),

@@ -216,14 +216,25 @@ pub fn mounts() -> Vec<MountEntry> {
         return Vec::new();
     };
     info.lines()
-        .filter_map(parse_mountinfo_line)
-        .map(|(point, _, source, fstype)| MountEntry {
-            point,
-            source,
-            fuse: fstype.starts_with("fuse"),
-            automount: fstype == "autofs",
+        .filter_map(|l| {
+            let (point, _, source, fstype) = parse_mountinfo_line(l)?;
+            Some(MountEntry {
+                point,
+                source,
+                fuse: fstype.starts_with("fuse"),
+                automount: fstype == "autofs" && direct_autofs(l),
+            })
         })
         .collect()
+}
+
+/// Whether a mountinfo line's super options say "direct": an autofs that
+/// stands for one filesystem at its own mountpoint (systemd's automount
+/// units, the automounter's direct maps), not a directory of them.
+fn direct_autofs(line: &str) -> bool {
+    line.split_once(" - ")
+        .and_then(|(_, tail)| tail.split(' ').nth(2))
+        .is_some_and(|opts| opts.split(',').any(|o| o == "direct"))
 }
 
 /// The `major:minor` device of the last mount listed at `path` in

@@ -465,7 +465,10 @@ pub fn mounts() -> Vec<MountEntry> {
                 point: PathBuf::from(OsStr::from_bytes(&field(&s.f_mntonname))),
                 source: String::from_utf8_lossy(&field(&s.f_mntfromname)).into_owned(),
                 fuse: fstype.starts_with(b"macfuse") || fstype.starts_with(b"osxfuse"),
-                automount: fstype == b"autofs",
+                // Not told apart: the session's own unmount at its end
+                // (macFUSE's library) goes by path and would take an
+                // automount point beneath.
+                automount: false,
             }
         })
         .collect()

@@ -306,9 +306,10 @@ pub struct MountEntry {
     pub source: String,
     /// Whether it is a FUSE filesystem (fuse.* on Linux, macFUSE on macOS).
     pub fuse: bool,
-    /// Whether it is an automount point (autofs), which the filesystem it
-    /// stands for is mounted over when first used (systemd's
-    /// `x-systemd.automount`, the automounter's maps).
+    /// Whether it is a direct automount point (Linux: an autofs with the
+    /// `direct` option), which the one filesystem it stands for is mounted
+    /// over when first used (systemd's `x-systemd.automount`); always
+    /// false on macOS.
     pub automount: bool,
 }
 
