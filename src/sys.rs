@@ -1,6 +1,6 @@
-//! Process-level system calls: forking into a daemon (the one call that
-//! needs `unsafe`) and keeping a process that holds keys out of core dumps
-//! (through rustix, which wraps them safely).
+//! Process-level system calls: forking into a daemon and setting signal
+//! dispositions (the calls that need `unsafe`) and keeping a process that
+//! holds keys out of core dumps (through rustix, which wraps them safely).
 
 /// Result of a fork, seen from one side.
 pub enum Forked {
@@ -20,6 +20,25 @@ pub fn fork() -> std::io::Result<Forked> {
         -1 => Err(std::io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         p => Ok(Forked::Parent(p)),
+    }
+}
+
+/// The terminal's job-control and quit signals (SIGTSTP, SIGTTIN, SIGTTOU,
+/// SIGQUIT) ignored (`true`) or back to their defaults: a daemon still in
+/// the terminal's session while it mounts is neither stopped with its
+/// mount not yet served nor killed with the mount half made.
+pub fn terminal_signals_ignored(ignored: bool) {
+    let action = if ignored {
+        libc::SIG_IGN
+    } else {
+        libc::SIG_DFL
+    };
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGQUIT] {
+        // SAFETY: signal(2) with SIG_IGN or SIG_DFL installs no handler
+        // code; it only sets the disposition.
+        unsafe {
+            libc::signal(sig, action);
+        }
     }
 }
 

@@ -305,6 +305,23 @@ fn unmounting_leaves_a_mount_beneath_alone() {
     drop(beneath);
 }
 
+/// `strata umount` unmounts only a strata mount: another filesystem at
+/// the path (an automount point left after --idle, say) stays.
+#[test]
+fn strata_umount_leaves_other_mounts_alone() {
+    let f = Fixture::new("general");
+    let other = Tmpfs::mount(&f.mnt, "1m");
+    let out = run(strata([std::ffi::OsStr::new("umount"), f.mnt.as_os_str()]));
+    assert!(!out.status.success(), "strata umount took a tmpfs");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a strata mount"),
+        "unclear refusal: {}",
+        describe(&out)
+    );
+    assert_eq!(top_mount_type(&f.mnt).as_deref(), Some("tmpfs"));
+    drop(other);
+}
+
 /// A signal never unmounts what was mounted over the daemon's mount (an
 /// unmount by the path would take the newest mount there): the daemon
 /// waits, says why at the next signal, and unmounts its own once the

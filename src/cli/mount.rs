@@ -460,6 +460,8 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             }
             crate::sys::Forked::Child => {
                 drop(reader);
+                // Until it has a session of its own (once mounted).
+                crate::sys::terminal_signals_ignored(true);
                 // The lock came through the fork; name the daemon as holder.
                 let _ = store_lock.note(&holder(std::process::id()));
                 ready = Some(writer);
@@ -621,6 +623,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         // process group that the automount point lets through, and the
         // mount itself walks onto that point.
         let _ = rustix::process::setsid();
+        crate::sys::terminal_signals_ignored(false);
         let _ = w.write_all(b"ok");
         drop(w);
         detach_stdio();
@@ -760,9 +763,9 @@ fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     // Only a FUSE mount: after its daemon went (--idle, say), what is left
     // at the mountpoint may be an automount point, which stays.
     if let Some(top) = top_mount(m) {
-        if !top.fuse {
+        if !top.fuse || !top.source.starts_with("strata:") {
             bail!(
-                "{} is not a strata mount (nothing of strata is mounted there)",
+                "the newest mount at {} is not a strata mount: not unmounting it",
                 m.display()
             );
         }

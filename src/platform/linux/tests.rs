@@ -393,8 +393,12 @@ fn the_default_is_four_threads_per_cpu_from_4_to_8_each_with_its_descriptor() {
 fn only_a_direct_autofs_counts_as_an_automount_point() {
     let direct = "42 27 0:39 / /srv/data rw,relatime shared:9 - autofs systemd-1 rw,fd=61,pgrp=1,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=1";
     let indirect = "43 27 0:40 / /net rw,relatime - autofs -hosts rw,fd=7,pgrp=9,timeout=300,minproto=5,maxproto=5,indirect,pipe_ino=2";
-    let named = "44 27 0:41 / /m rw,relatime - autofs direct rw,fd=7,pgrp=9,minproto=5,maxproto=5,offset";
+    let named =
+        "44 27 0:41 / /m rw,relatime - autofs direct rw,fd=7,pgrp=9,minproto=5,maxproto=5,offset";
     assert!(super::direct_autofs(direct));
     assert!(!super::direct_autofs(indirect));
-    assert!(!super::direct_autofs(named), "a source named direct is not the option");
+    assert!(
+        !super::direct_autofs(named),
+        "a source named direct is not the option"
+    );
 }
