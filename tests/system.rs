@@ -159,13 +159,14 @@ fn an_unknown_mount_option_fails_mount_with_one_line_naming_it() {
     let f = Fixture::new("general");
     let fstab = f.path().join("fstab");
     let body = r#"
-if mount -t fuse.strata "$STORE" "$MNT" -o "vault=$VAULT,passphrase_file=$PASS,bogus_flag=1" 2>err; then
+err="${FSTAB%/*}/mount.err"
+if mount -t fuse.strata "$STORE" "$MNT" -o "vault=$VAULT,passphrase_file=$PASS,bogus_flag=1" 2>"$err"; then
     echo "mount: succeeded"
 else
     echo "mount: failed"
 fi
-echo "stderr lines: $(wc -l < err)"
-echo "stderr: $(cat err)"
+echo "stderr lines: $(wc -l < "$err")"
+echo "stderr: $(cat "$err")"
 echo "mounted: $(awk -v m="$MNT" '$2 == m' /proc/mounts | wc -l)"
 "#;
     let out = ns::run_in_namespace(&script(body), &env_of(&f, &fstab), SCRIPT_LIMIT);
