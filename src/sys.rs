@@ -23,17 +23,17 @@ pub fn fork() -> std::io::Result<Forked> {
     }
 }
 
-/// The terminal's job-control and quit signals (SIGTSTP, SIGTTIN, SIGTTOU,
-/// SIGQUIT) ignored (`true`) or back to their defaults: a daemon still in
-/// the terminal's session while it mounts is neither stopped with its
-/// mount not yet served nor killed with the mount half made.
+/// The terminal's job-control signals (SIGTSTP, SIGTTIN, SIGTTOU) ignored
+/// (`true`) or back to their defaults: a daemon still in the terminal's
+/// session while it mounts is not stopped with its mount not yet served.
+/// (SIGQUIT unmounts as SIGTERM does: the daemon handles it.)
 pub fn terminal_signals_ignored(ignored: bool) {
     let action = if ignored {
         libc::SIG_IGN
     } else {
         libc::SIG_DFL
     };
-    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGQUIT] {
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         // SAFETY: signal(2) with SIG_IGN or SIG_DFL installs no handler
         // code; it only sets the disposition.
         unsafe {

@@ -369,6 +369,88 @@ fn sigterm_leaves_a_mount_put_over_the_daemons_alone() {
     );
 }
 
+/// Puts a directory back where a test moved it, and removes the symbolic
+/// link left in its place, on every way out of the test.
+#[cfg(target_os = "linux")]
+struct MovedBack {
+    moved: std::path::PathBuf,
+    home: std::path::PathBuf,
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for MovedBack {
+    fn drop(&mut self) {
+        if fs::symlink_metadata(&self.home).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = fs::remove_file(&self.home);
+        }
+        if self.moved.exists() && !self.home.exists() {
+            let _ = fs::rename(&self.moved, &self.home);
+        }
+    }
+}
+
+/// While a busy mount waits to be unmounted (by `strata umount`, or by the
+/// daemon on a signal), a directory above the mountpoint is renamed and a
+/// symbolic link to another mount's parent is put in its place: the
+/// unmount, once the mount is free, takes the strata mount (where it now
+/// is) and never the mount the old path leads to.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_waiting_unmount_follows_no_path_planted_meanwhile() {
+    for by_signal in [false, true] {
+        let mut f = Fixture::new("general");
+        let home = f.path().join("a");
+        let moved = f.path().join("a-moved");
+        f.mnt = home.join("mnt");
+        fs::create_dir_all(&f.mnt).expect("mountpoint");
+        let decoy = f.path().join("decoy");
+        let other = Tmpfs::mount(&decoy.join("mnt"), "1m");
+        let m = f.mount_with(&["-v"]);
+        let path = f.disk("data").join("held");
+        fs::write(&path, pattern(11, 5_000)).expect("write");
+        let held = File::open(&path).expect("open");
+        let mut umount = None;
+        if by_signal {
+            m.signal(libc::SIGTERM);
+        } else {
+            let mut cmd = strata([std::ffi::OsStr::new("umount"), f.mnt.as_os_str()]);
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            umount = Some(cmd.spawn().expect("spawn strata umount"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let back = MovedBack {
+            moved: moved.clone(),
+            home: home.clone(),
+        };
+        fs::rename(&home, &moved).expect("rename the mountpoint's parent");
+        std::os::unix::fs::symlink(&decoy, &home).expect("plant the link");
+        drop(held);
+        let said = umount.map(|u| u.wait_with_output().expect("strata umount"));
+        let gone = poll_until(EXIT_TIMEOUT, || !fuse_mounted(&moved.join("mnt")));
+        let decoy_kept = top_mount_type(&decoy.join("mnt")).as_deref() == Some("tmpfs");
+        // Put back before anything unmounts by the fixture's path.
+        drop(back);
+        let (status, _, report) = m.wait_exit(EXIT_TIMEOUT);
+        if let Some(out) = said {
+            assert!(out.status.success(), "strata umount: {}", describe(&out));
+        }
+        assert!(
+            decoy_kept,
+            "the unmount took the mount the planted link leads to (signal: {by_signal}); {report}"
+        );
+        assert!(
+            gone,
+            "the strata mount stayed (signal: {by_signal}); {report}"
+        );
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the daemon did not exit cleanly (signal: {by_signal}); {report}"
+        );
+        drop(other);
+    }
+}
+
 /// Plain files: contents, an in-place overwrite, a sparse tail and an
 /// atomic rename, each made durable with fsync before the kill.
 fn fsynced_files_survive_kill9(preset: &str) {
@@ -438,11 +520,13 @@ fn fsynced_files_survive_kill9(preset: &str) {
     m.unmount();
 }
 
-/// SIGTERM to a foreground daemon unmounts cleanly and exits 0 (SIGINT in
-/// the second round), and everything written is there at the next mount.
+/// SIGTERM to a foreground daemon unmounts cleanly and exits 0 (SIGINT,
+/// SIGHUP and SIGQUIT in the rounds after), and everything written is
+/// there at the next mount.
 fn sigterm_unmounts_cleanly(preset: &str) {
     let f = Fixture::new(preset);
-    for (round, signal) in [(0u64, libc::SIGTERM), (1, libc::SIGINT)] {
+    let signals = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+    for (round, signal) in (0u64..).zip(signals) {
         // -v: the log says when the signal came and the unmount began.
         let m = f.mount_with(&["-v"]);
         fs::write(
@@ -464,7 +548,7 @@ fn sigterm_unmounts_cleanly(preset: &str) {
         );
     }
     let m = f.mount();
-    for round in 0..2u64 {
+    for round in (0u64..).take(signals.len()) {
         let got = fs::read(f.disk("data").join(format!("file-{round}"))).expect("read");
         assert_bytes_eq(
             &got,

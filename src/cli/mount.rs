@@ -318,15 +318,16 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
 #[derive(Clone)]
 struct OwnMount {
     point: PathBuf,
-    /// Its device (Linux), read right after mounting; None where mounts
-    /// are not told apart.
-    device: Option<String>,
+    /// The mountpoint held by its parent directory's descriptor and the ID
+    /// of this daemon's mount there (Linux), found right after mounting;
+    /// None where mounts are not told apart.
+    held: Option<(Arc<crate::platform::MountSite>, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum OwnUnmountError {
-    /// Another mount is over this daemon's at the mountpoint (or the path
-    /// now leads elsewhere): unmounting by the path would take that one.
+    /// Another mount is over this daemon's at the mountpoint (or the mount
+    /// was moved): unmounting there would take that one.
     #[error("the mount at the mountpoint is no longer this daemon's (another is over it)")]
     NotOurs,
     #[error(transparent)]
@@ -334,33 +335,65 @@ enum OwnUnmountError {
 }
 
 impl OwnMount {
+    /// The newest mount at `point` right after this daemon mounted there,
+    /// if it is a strata FUSE mount and the kernel finds it at the
+    /// mountpoint too.
+    fn find(point: &Path) -> OwnMount {
+        let held = top_strata_mount(point).map(|(site, id)| (Arc::new(site), id));
+        OwnMount {
+            point: point.to_path_buf(),
+            held,
+        }
+    }
+
     /// Unmounts this daemon's mount unless something uses it: never lazily,
     /// never forced (umount(2) as root or `fusermount3 -u` on Linux,
     /// unmount(2) on macOS), and only while the newest mount at the
-    /// mountpoint is still this daemon's.
-    /// (Between the check and the unmount a mount could still be put
-    /// over it: an unmount goes by path, and the kernel has no call that
-    /// unmounts one given mount.)
+    /// mountpoint is still this daemon's, asked through the mountpoint's
+    /// parent held since the mount (a directory above renamed meanwhile
+    /// changes nothing). (Between the check and the unmount a mount could
+    /// still be put over it: the kernel has no call that unmounts one given
+    /// mount.)
     fn unmount(&self) -> Result<(), OwnUnmountError> {
-        use crate::platform::UnmountError;
-        if let Some(own) = &self.device {
-            match crate::platform::mount_device(&self.point) {
-                // Nothing is mounted there any more (unmounted meanwhile).
-                None => return Err(OwnUnmountError::Failed(UnmountError::NotMounted)),
-                Some(top) if top != *own => return Err(OwnUnmountError::NotOurs),
-                Some(_) => {}
-            }
+        use crate::platform::{Unmount, UnmountError};
+        let Some((site, id)) = &self.held else {
+            return crate::platform::unmount(&self.point, Unmount::Plain)
+                .map_err(OwnUnmountError::Failed);
+        };
+        if site.top_id() != Some(*id) {
+            return Err(match crate::platform::mount_listed(*id) {
+                // Gone from the table: unmounted meanwhile.
+                Some(false) => OwnUnmountError::Failed(UnmountError::NotMounted),
+                _ => OwnUnmountError::NotOurs,
+            });
         }
-        crate::platform::unmount(&self.point, crate::platform::Unmount::Plain)
+        site.unmount(Unmount::Plain)
             .map_err(OwnUnmountError::Failed)
     }
 }
 
-/// Whether this daemon's mount is still the one at its mountpoint (by its
-/// device where known: an automount point beneath shares the mountpoint).
+/// The newest mount at `point` (canonical) held by its parent's descriptor,
+/// with its ID, if it is a strata FUSE mount and the kernel's walk to the
+/// point finds that same mount; None otherwise, and always on macOS.
+fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64)> {
+    let entry = crate::platform::mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.point == point)?;
+    if !entry.fuse || !entry.source.starts_with("strata:") {
+        return None;
+    }
+    let id = entry.id?;
+    let site = crate::platform::MountSite::open(point).ok()?;
+    (site.top_id() == Some(id)).then_some((site, id))
+}
+
+/// Whether this daemon's mount is still mounted (by its ID where known,
+/// wherever it now is; by its mountpoint otherwise). A mount table that
+/// cannot be read counts as still listing it.
 fn own_mount_listed(own: &OwnMount) -> bool {
-    match &own.device {
-        Some(dev) => crate::platform::mount_device(&own.point).as_ref() == Some(dev),
+    match &own.held {
+        Some((_, id)) => crate::platform::mount_listed(*id) != Some(false),
         None => crate::platform::is_mountpoint(&own.point),
     }
 }
@@ -476,6 +509,9 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        // Not the default (an exit that leaves a dead mount): Ctrl-\ of a
+        // daemon in the foreground unmounts as Ctrl-C does.
+        signal_hook::consts::SIGQUIT,
     ])
     .context("installing signal handlers")?;
     rustix::process::umask(rustix::fs::Mode::empty());
@@ -555,11 +591,8 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
     crate::platform::tune_readahead(&a.mountpoint, crate::fuse::READAHEAD);
-    let own = OwnMount {
-        point: a.mountpoint.clone(),
-        device: crate::platform::mount_device(&a.mountpoint),
-    };
-    if cfg!(target_os = "linux") && own.device.is_none() {
+    let own = OwnMount::find(&a.mountpoint);
+    if cfg!(target_os = "linux") && own.held.is_none() {
         tracing::warn!(
             "this mount is not in the mount table under its mountpoint's name: a signal or --idle will unmount whatever is mounted there"
         );
@@ -675,11 +708,9 @@ const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// lock, so that a command run next finds the store free.
 pub fn umount(m: &Path) -> anyhow::Result<ExitCode> {
     let store = store_of_mount(m);
-    let mountpoint = m.canonicalize().ok();
-    // By the resolved path: the unmount itself follows no symbolic link
-    // in the last component.
-    let code = unmount(mountpoint.as_deref().unwrap_or(m))?;
-    if let (Some(store), Some(point)) = (store, mountpoint) {
+    let point = canonical_mountpoint(m);
+    let code = unmount(&point)?;
+    if let Some(store) = store {
         let held_by_this_mount = || matches!(store::lock::holder(&store), Ok(Some(h)) if h.mount.as_deref() == Some(point.as_path()));
         let start = std::time::Instant::now();
         while held_by_this_mount() {
@@ -731,6 +762,7 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
     use crate::platform::UnmountError;
     let started = std::time::Instant::now();
     let mut warned = false;
+    let mut told_failure = false;
     loop {
         let why = match own.unmount() {
             Ok(()) | Err(OwnUnmountError::Failed(UnmountError::NotMounted)) => return,
@@ -740,9 +772,14 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
             Err(OwnUnmountError::NotOurs) => {
                 "not unmounting yet: the mount at the mountpoint is no longer this daemon's (another is over it)"
             }
-            Err(e) => {
-                tracing::error!("unmount on signal failed: {e}");
-                return;
+            // Tried again, as a busy mount is: the signal thread stays,
+            // so that no later signal goes unheard.
+            Err(OwnUnmountError::Failed(e)) => {
+                if !told_failure {
+                    told_failure = true;
+                    tracing::error!("unmount on signal failed: {e}; trying again");
+                }
+                "the unmount failed; trying again"
             }
         };
         let again = signals.pending().next().is_some();
@@ -758,41 +795,90 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
     }
 }
 
+/// `m` resolved, or, where it cannot be (a dead mount, whose root answers
+/// nothing), its parent resolved and its last name.
+fn canonical_mountpoint(m: &Path) -> PathBuf {
+    if let Ok(p) = m.canonicalize() {
+        return p;
+    }
+    let parent = match m.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (parent.canonicalize(), m.file_name()) {
+        (Ok(p), Some(name)) => p.join(name),
+        _ => m.to_path_buf(),
+    }
+}
+
+/// Unmounts the strata mount at `m` (canonical). Only a strata mount:
+/// after its daemon went (--idle, say), what is left at the mountpoint may
+/// be an automount point, which stays. The mountpoint is held by its
+/// parent's descriptor from the first look on, and before every attempt
+/// the kernel must find there the mount that the table listed: while the
+/// mount is busy, renaming a directory above it and planting a symbolic
+/// link in its place leads no attempt to another mount.
 fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     use crate::platform::{Unmount, UnmountError};
-    // Only a FUSE mount: after its daemon went (--idle, say), what is left
-    // at the mountpoint may be an automount point, which stays.
-    if let Some(top) = top_mount(m) {
-        if !top.fuse || !top.source.starts_with("strata:") {
-            bail!(
-                "the newest mount at {} is not a strata mount: not unmounting it",
-                m.display()
-            );
-        }
+    let Some(top) = crate::platform::mounts()
+        .into_iter()
+        .rev()
+        .find(|e| e.point == m)
+    else {
+        bail!("{} is not mounted", m.display());
+    };
+    if !top.fuse || !top.source.starts_with("strata:") {
+        bail!(
+            "the newest mount at {} is not a strata mount: not unmounting it",
+            m.display()
+        );
+    }
+    let site = crate::platform::MountSite::open(m)
+        .with_context(|| format!("mountpoint {}", m.display()))?;
+    let still_there = || match top.id {
+        Some(id) => site.top_id() == Some(id),
+        None => true,
+    };
+    if !still_there() {
+        bail!(
+            "the mount at {} is not the one the mount table lists there: not unmounting it",
+            m.display()
+        );
     }
     let result = while_busy(
-        || crate::platform::unmount(m, Unmount::Plain),
-        |r| matches!(r, Err(UnmountError::Busy)),
+        || {
+            if still_there() {
+                site.unmount(Unmount::Plain).map_err(Some)
+            } else {
+                Err(None)
+            }
+        },
+        |r| matches!(r, Err(Some(UnmountError::Busy))),
     );
+    let result = match result {
+        Ok(()) => return Ok(ExitCode::SUCCESS),
+        Err(None) => bail!(
+            "the mount at {} changed while it was busy: not unmounting what is there now",
+            m.display()
+        ),
+        Err(Some(e)) => e,
+    };
     match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(UnmountError::Busy) => bail!(
+        UnmountError::Busy => bail!(
             "{} is busy: close the files open under it and try again",
             m.display()
         ),
-        Err(UnmountError::NotMounted) => bail!("{} is not mounted", m.display()),
-        Err(UnmountError::NoSuchPath) => {
+        UnmountError::NotMounted => bail!("{} is not mounted", m.display()),
+        UnmountError::NoSuchPath => {
             bail!("mountpoint {} does not exist", m.display())
         }
-        Err(UnmountError::Dead) => {
-            crate::platform::unmount(m, Unmount::Dead)
+        UnmountError::Dead => {
+            site.unmount(Unmount::Dead)
                 .with_context(|| format!("unmounting the dead mount {}", m.display()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(UnmountError::Helper(msg)) => bail!("cannot unmount {}: {msg}", m.display()),
-        Err(UnmountError::Other(e)) => {
-            Err(e).with_context(|| format!("unmounting {}", m.display()))
-        }
+        UnmountError::Helper(msg) => bail!("cannot unmount {}: {msg}", m.display()),
+        UnmountError::Other(e) => Err(e).with_context(|| format!("unmounting {}", m.display())),
     }
 }
 

@@ -199,16 +199,18 @@ pub fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// One mountinfo line: (mount point, major:minor, source, fstype).
-fn parse_mountinfo_line(l: &str) -> Option<(PathBuf, &str, String, &str)> {
+/// One mountinfo line: (mount ID, mount point, major:minor, source,
+/// fstype).
+fn parse_mountinfo_line(l: &str) -> Option<(u64, PathBuf, &str, String, &str)> {
     let (head, tail) = l.split_once(" - ")?;
     let mut h = head.split(' ');
-    let dev = h.nth(2)?;
+    let id = h.next()?.parse().ok()?;
+    let dev = h.nth(1)?;
     let point = unescape_mountinfo(h.nth(1)?);
     let mut t = tail.split(' ');
     let fstype = t.next()?;
     let source = unescape_mountinfo(t.next()?);
-    Some((PathBuf::from(point), dev, source, fstype))
+    Some((id, PathBuf::from(point), dev, source, fstype))
 }
 
 pub fn mounts() -> Vec<MountEntry> {
@@ -217,9 +219,10 @@ pub fn mounts() -> Vec<MountEntry> {
     };
     info.lines()
         .filter_map(|l| {
-            let (point, _, source, fstype) = parse_mountinfo_line(l)?;
+            let (id, point, _, source, fstype) = parse_mountinfo_line(l)?;
             Some(MountEntry {
                 point,
+                id: Some(id),
                 source,
                 fuse: fstype.starts_with("fuse"),
                 automount: fstype == "autofs" && direct_autofs(l),
@@ -250,15 +253,107 @@ pub fn mount_device(path: &Path) -> Option<String> {
     };
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().rev().find_map(|l| {
-        let (point, dev, _, _) = parse_mountinfo_line(l)?;
+        let (_, point, dev, _, _) = parse_mountinfo_line(l)?;
         (point == canon).then(|| dev.to_string())
     })
+}
+
+/// Whether the mount with this ID is in the mount table (anywhere: a
+/// directory above it may have been renamed); None if the table cannot be
+/// read.
+pub fn mount_listed(id: u64) -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    Some(
+        info.lines()
+            .any(|l| parse_mountinfo_line(l).is_some_and(|(i, ..)| i == id)),
+    )
+}
+
+/// The ID of the newest mount the table lists at `path`.
+fn newest_mount_id(path: &Path) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let (id, point, ..) = parse_mountinfo_line(l)?;
+        (point == path).then_some(id)
+    })
+}
+
+/// A mountpoint held by a descriptor of its parent directory.
+pub struct MountSite {
+    parent: rustix::fd::OwnedFd,
+    name: std::ffi::OsString,
+    path: PathBuf,
+}
+
+impl MountSite {
+    pub fn open(path: &Path) -> std::io::Result<MountSite> {
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} names no directory to mount on", path.display()),
+            )
+        })?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let parent = rfs::open(
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(MountSite {
+            parent,
+            name: name.to_os_string(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The ID of the newest mount at the site, from the kernel's own
+    /// walk (statx(2) STATX_MNT_ID without syncing: no request reaches a
+    /// FUSE daemon, so a dead or not yet serving one is no obstacle).
+    /// Before Linux 5.8, which has no STATX_MNT_ID, the newest mount the
+    /// table lists at the site's path.
+    pub fn top_id(&self) -> Option<u64> {
+        let st = rfs::statx(
+            &self.parent,
+            self.name.as_os_str(),
+            rfs::AtFlags::SYMLINK_NOFOLLOW
+                | rfs::AtFlags::NO_AUTOMOUNT
+                | rfs::AtFlags::STATX_DONT_SYNC,
+            rfs::StatxFlags::MNT_ID,
+        );
+        match st {
+            Ok(st) if st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Some(st.stx_mnt_id),
+            Ok(_) | Err(rustix::io::Errno::NOSYS) => newest_mount_id(&self.path),
+            Err(_) => None,
+        }
+    }
+
+    /// As root, umount2(2) of the site through the parent's descriptor
+    /// (`/proc/self/fd/N/name`): a directory above it renamed, or a
+    /// symbolic link put in its path since, leads nowhere else. Otherwise
+    /// `fusermount3 -u` of the path, which unmounts only the user's own
+    /// FUSE mounts.
+    pub fn unmount(&self, how: Unmount) -> Result<(), UnmountError> {
+        use rustix::fd::AsRawFd;
+        if !rustix::process::geteuid().is_root() {
+            return fusermount(&self.path, how);
+        }
+        let through =
+            PathBuf::from(format!("/proc/self/fd/{}", self.parent.as_raw_fd())).join(&self.name);
+        umount2(&through, how)
+    }
 }
 
 pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     if !rustix::process::geteuid().is_root() {
         return fusermount(path, how);
     }
+    umount2(path, how)
+}
+
+fn umount2(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     // A symbolic link planted at the mountpoint's place is not followed.
     let flags = match how {
         Unmount::Plain => rustix::mount::UnmountFlags::NOFOLLOW,

@@ -463,6 +463,7 @@ pub fn mounts() -> Vec<MountEntry> {
             let fstype = field(&s.f_fstypename);
             MountEntry {
                 point: PathBuf::from(OsStr::from_bytes(&field(&s.f_mntonname))),
+                id: None,
                 source: String::from_utf8_lossy(&field(&s.f_mntfromname)).into_owned(),
                 fuse: fstype.starts_with(b"macfuse") || fstype.starts_with(b"osxfuse"),
                 // Not told apart: the session's own unmount at its end
@@ -501,6 +502,27 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
 
 pub fn mount_device(_path: &Path) -> Option<String> {
     None
+}
+
+pub fn mount_listed(_id: u64) -> Option<bool> {
+    None
+}
+
+/// macOS has no mount IDs: the site is its path.
+pub struct MountSite(PathBuf);
+
+impl MountSite {
+    pub fn open(path: &Path) -> std::io::Result<MountSite> {
+        Ok(MountSite(path.to_path_buf()))
+    }
+
+    pub fn top_id(&self) -> Option<u64> {
+        None
+    }
+
+    pub fn unmount(&self, how: Unmount) -> Result<(), UnmountError> {
+        unmount(&self.0, how)
+    }
 }
 
 pub fn tune_readahead(mountpoint: &Path, _bytes: u32) {

@@ -302,6 +302,9 @@ pub fn peer_uid(sock: BorrowedFd<'_>) -> std::io::Result<u32> {
 pub struct MountEntry {
     /// Where it is mounted.
     pub point: PathBuf,
+    /// Which mount it is (Linux: its mount ID, mountinfo's first field,
+    /// which statx(2) reports too); None on macOS.
+    pub id: Option<u64>,
     /// Its source (for a strata mount, `strata:<absolute store path>`).
     pub source: String,
     /// Whether it is a FUSE filesystem (fuse.* on Linux, macFUSE on macOS).
@@ -365,6 +368,38 @@ pub enum UnmountError {
 /// belong to that user).
 pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     imp::unmount(path, how)
+}
+
+/// Whether the mount with this ID (a [`MountEntry::id`]) is still mounted,
+/// wherever it now is; None if the mount table cannot be read.
+pub fn mount_listed(id: u64) -> Option<bool> {
+    imp::mount_listed(id)
+}
+
+/// A mountpoint held by a descriptor of its parent directory (Linux), so
+/// that a directory above it renamed, or a symbolic link planted in its
+/// path, after it was found leads nothing elsewhere: which mount is newest
+/// there is asked of the kernel through that descriptor, and an unmount
+/// as root goes through it too. macOS: the path (no mount IDs).
+pub struct MountSite(imp::MountSite);
+
+impl MountSite {
+    /// Holds the parent directory of `path` (absolute and canonical,
+    /// except that its last name may be a dead mount's).
+    pub fn open(path: &Path) -> std::io::Result<MountSite> {
+        imp::MountSite::open(path).map(MountSite)
+    }
+
+    /// The ID of the newest mount at the site, asked without a request to
+    /// any FUSE daemon; None if it cannot be told (always on macOS).
+    pub fn top_id(&self) -> Option<u64> {
+        self.0.top_id()
+    }
+
+    /// Unmounts the newest mount at the site, as [`unmount`] does a path.
+    pub fn unmount(&self, how: Unmount) -> Result<(), UnmountError> {
+        self.0.unmount(how)
+    }
 }
 
 /// Which mount is the newest at `path` (Linux: its `major:minor` from

@@ -278,6 +278,34 @@ fn a_mount_shows_in_the_table_with_its_source_until_it_is_unmounted() {
 }
 
 #[test]
+fn a_mount_site_finds_and_unmounts_its_mount_after_its_parent_is_renamed() {
+    let d = tempfile::tempdir().expect("tmp");
+    let base = d.path().canonicalize().expect("canon");
+    let point = base.join("a").join("mnt");
+    std::fs::create_dir_all(&point).expect("mkdir");
+    let fs = Tmpfs::mount(&point, "1m");
+    let id = platform::mounts()
+        .into_iter()
+        .rfind(|m| m.point == point)
+        .and_then(|m| m.id)
+        .expect("in the table with an ID");
+    let site = platform::MountSite::open(&point).expect("hold the parent");
+    assert_eq!(site.top_id(), Some(id));
+    assert_eq!(platform::mount_listed(id), Some(true));
+
+    // Renamed: the table lists the mount elsewhere, the site still finds it.
+    std::fs::rename(base.join("a"), base.join("b")).expect("rename");
+    assert!(!platform::is_mountpoint(&point));
+    assert_eq!(site.top_id(), Some(id));
+    site.unmount(Unmount::Plain)
+        .expect("unmount through the site");
+    assert_eq!(platform::mount_listed(id), Some(false));
+    assert_ne!(site.top_id(), Some(id));
+    assert!(!platform::is_mountpoint(&base.join("b").join("mnt")));
+    drop(fs);
+}
+
+#[test]
 fn a_dead_unmount_detaches_even_a_busy_mount() {
     let d = tempfile::tempdir().expect("tmp");
     let point = d.path().canonicalize().expect("canon");

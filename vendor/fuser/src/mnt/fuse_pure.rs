@@ -129,16 +129,15 @@ fn fuse_mount_pure(
     fuse_mount_fusermount(mountpoint, options, acl)
 }
 
+// Patched (PATCHED.md): never lazily or by force. A mount still live here
+// (the session's run ended early, a worker having panicked, while other
+// workers served on) is unmounted only if nothing uses it; a busy one stays
+// mounted and says so (ENOTCONN once the process is gone) rather than
+// being detached under its writers.
 fn fuse_unmount_pure(mountpoint: &CStr) {
-    #[cfg(target_os = "linux")]
-    {
-        if nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH).is_ok() {
-            return;
-        }
-    }
     #[cfg(target_os = "macos")]
     {
-        if nix::mount::unmount(mountpoint, nix::mount::MntFlags::MNT_FORCE).is_ok() {
+        if nix::mount::unmount(mountpoint, nix::mount::MntFlags::empty()).is_ok() {
             return;
         }
     }
@@ -148,7 +147,6 @@ fn fuse_unmount_pure(mountpoint: &CStr) {
     builder
         .arg("-u")
         .arg("-q")
-        .arg("-z")
         .arg("--")
         .arg(OsStr::new(&mountpoint.to_string_lossy().into_owned()));
 
