@@ -318,10 +318,17 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
 #[derive(Clone)]
 struct OwnMount {
     point: PathBuf,
-    /// The mountpoint held by its parent directory's descriptor and the ID
-    /// of this daemon's mount there (Linux), found right after mounting;
-    /// None where mounts are not told apart.
-    held: Option<(Arc<crate::platform::MountSite>, u64)>,
+    /// The mountpoint held by its parent directory's descriptor, and the ID
+    /// and device of this daemon's mount there (Linux), found right after
+    /// mounting; None where mounts are not told apart.
+    held: Option<Held>,
+}
+
+#[derive(Clone)]
+struct Held {
+    site: Arc<crate::platform::MountSite>,
+    id: u64,
+    device: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,7 +346,11 @@ impl OwnMount {
     /// if it is a strata FUSE mount and the kernel finds it at the
     /// mountpoint too.
     fn find(point: &Path) -> OwnMount {
-        let held = top_strata_mount(point).map(|(site, id)| (Arc::new(site), id));
+        let held = top_strata_mount(point).map(|(site, id, device)| Held {
+            site: Arc::new(site),
+            id,
+            device,
+        });
         OwnMount {
             point: point.to_path_buf(),
             held,
@@ -356,18 +367,23 @@ impl OwnMount {
     /// mount.)
     fn unmount(&self) -> Result<(), OwnUnmountError> {
         use crate::platform::{Unmount, UnmountError};
-        let Some((site, id)) = &self.held else {
+        let Some(h) = &self.held else {
             return crate::platform::unmount(&self.point, Unmount::Plain)
                 .map_err(OwnUnmountError::Failed);
         };
-        if site.top_id() != Some(*id) {
-            return Err(match crate::platform::mount_listed(*id) {
-                // Gone from the table: unmounted meanwhile.
-                Some(false) => OwnUnmountError::Failed(UnmountError::NotMounted),
-                _ => OwnUnmountError::NotOurs,
-            });
+        // By ID and device: a mount ID is given again as soon as it is
+        // free, a device not while this mount's filesystem lives.
+        match crate::platform::mount_listed(h.id, &h.device) {
+            // Gone from the table: unmounted meanwhile.
+            Some(false) => return Err(OwnUnmountError::Failed(UnmountError::NotMounted)),
+            None => return Err(OwnUnmountError::NotOurs),
+            Some(true) => {}
         }
-        site.unmount(Unmount::Plain)
+        if h.site.top_id() != Some(h.id) {
+            return Err(OwnUnmountError::NotOurs);
+        }
+        h.site
+            .unmount(Unmount::Plain)
             .map_err(OwnUnmountError::Failed)
     }
 }
@@ -375,7 +391,7 @@ impl OwnMount {
 /// The newest mount at `point` (canonical) held by its parent's descriptor,
 /// with its ID, if it is a strata FUSE mount and the kernel's walk to the
 /// point finds that same mount; None otherwise, and always on macOS.
-fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64)> {
+fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64, String)> {
     let entry = crate::platform::mounts()
         .into_iter()
         .rev()
@@ -384,8 +400,9 @@ fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64)> {
         return None;
     }
     let id = entry.id?;
+    let device = entry.device?;
     let site = crate::platform::MountSite::open(point).ok()?;
-    (site.top_id() == Some(id)).then_some((site, id))
+    (site.top_id() == Some(id)).then_some((site, id, device))
 }
 
 /// Whether this daemon's mount is still mounted (by its ID where known,
@@ -393,7 +410,7 @@ fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64)> {
 /// cannot be read counts as still listing it.
 fn own_mount_listed(own: &OwnMount) -> bool {
     match &own.held {
-        Some((_, id)) => crate::platform::mount_listed(*id) != Some(false),
+        Some(h) => crate::platform::mount_listed(h.id, &h.device) != Some(false),
         None => crate::platform::is_mountpoint(&own.point),
     }
 }
@@ -762,7 +779,7 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
     use crate::platform::UnmountError;
     let started = std::time::Instant::now();
     let mut warned = false;
-    let mut told_failure = false;
+    let mut last_failure: Option<String> = None;
     loop {
         let why = match own.unmount() {
             Ok(()) | Err(OwnUnmountError::Failed(UnmountError::NotMounted)) => return,
@@ -775,9 +792,10 @@ fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterato
             // Tried again, as a busy mount is: the signal thread stays,
             // so that no later signal goes unheard.
             Err(OwnUnmountError::Failed(e)) => {
-                if !told_failure {
-                    told_failure = true;
-                    tracing::error!("unmount on signal failed: {e}; trying again");
+                let said = e.to_string();
+                if last_failure.as_deref() != Some(said.as_str()) {
+                    tracing::error!("unmount on signal failed: {said}; trying again");
+                    last_failure = Some(said);
                 }
                 "the unmount failed; trying again"
             }
@@ -835,9 +853,12 @@ fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     }
     let site = crate::platform::MountSite::open(m)
         .with_context(|| format!("mountpoint {}", m.display()))?;
-    let still_there = || match top.id {
-        Some(id) => site.top_id() == Some(id),
-        None => true,
+    // By ID and device (an ID is given again as soon as it is free).
+    let still_there = || match (top.id, &top.device) {
+        (Some(id), Some(dev)) => {
+            crate::platform::mount_listed(id, dev) == Some(true) && site.top_id() == Some(id)
+        }
+        _ => true,
     };
     if !still_there() {
         bail!(
@@ -873,6 +894,12 @@ fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
             bail!("mountpoint {} does not exist", m.display())
         }
         UnmountError::Dead => {
+            if !still_there() {
+                bail!(
+                    "the mount at {} changed meanwhile: not unmounting what is there now",
+                    m.display()
+                );
+            }
             site.unmount(Unmount::Dead)
                 .with_context(|| format!("unmounting the dead mount {}", m.display()))?;
             Ok(ExitCode::SUCCESS)

@@ -199,6 +199,13 @@ pub fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// /proc/self/mountinfo, whose names the kernel does not check for UTF-8
+/// (a mount of anyone's, named in other bytes, must not hide the table).
+fn mountinfo() -> Option<String> {
+    let bytes = std::fs::read("/proc/self/mountinfo").ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// One mountinfo line: (mount ID, mount point, major:minor, source,
 /// fstype).
 fn parse_mountinfo_line(l: &str) -> Option<(u64, PathBuf, &str, String, &str)> {
@@ -214,15 +221,16 @@ fn parse_mountinfo_line(l: &str) -> Option<(u64, PathBuf, &str, String, &str)> {
 }
 
 pub fn mounts() -> Vec<MountEntry> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Some(info) = mountinfo() else {
         return Vec::new();
     };
     info.lines()
         .filter_map(|l| {
-            let (id, point, _, source, fstype) = parse_mountinfo_line(l)?;
+            let (id, point, dev, source, fstype) = parse_mountinfo_line(l)?;
             Some(MountEntry {
                 point,
                 id: Some(id),
+                device: Some(dev.to_string()),
                 source,
                 fuse: fstype.starts_with("fuse"),
                 automount: fstype == "autofs" && direct_autofs(l),
@@ -251,27 +259,28 @@ pub fn mount_device(path: &Path) -> Option<String> {
     } else {
         path.canonicalize().ok()?
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let info = mountinfo()?;
     info.lines().rev().find_map(|l| {
         let (_, point, dev, _, _) = parse_mountinfo_line(l)?;
         (point == canon).then(|| dev.to_string())
     })
 }
 
-/// Whether the mount with this ID is in the mount table (anywhere: a
-/// directory above it may have been renamed); None if the table cannot be
-/// read.
-pub fn mount_listed(id: u64) -> Option<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+/// Whether the mount with this ID and device is in the mount table
+/// (anywhere: a directory above it may have been renamed); None if the
+/// table cannot be read.
+pub fn mount_listed(id: u64, device: &str) -> Option<bool> {
+    let info = mountinfo()?;
     Some(
-        info.lines()
-            .any(|l| parse_mountinfo_line(l).is_some_and(|(i, ..)| i == id)),
+        info.lines().any(|l| {
+            parse_mountinfo_line(l).is_some_and(|(i, _, dev, ..)| i == id && dev == device)
+        }),
     )
 }
 
 /// The ID of the newest mount the table lists at `path`.
 fn newest_mount_id(path: &Path) -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let info = mountinfo()?;
     info.lines().rev().find_map(|l| {
         let (id, point, ..) = parse_mountinfo_line(l)?;
         (point == path).then_some(id)
@@ -315,18 +324,20 @@ impl MountSite {
     /// Before Linux 5.8, which has no STATX_MNT_ID, the newest mount the
     /// table lists at the site's path.
     pub fn top_id(&self) -> Option<u64> {
+        // Nothing asked for: the kernel gives the mount ID regardless, and
+        // FUSE answers a process it does not let in (root at a user's mount
+        // without allow_other) only when nothing is asked.
         let st = rfs::statx(
             &self.parent,
             self.name.as_os_str(),
             rfs::AtFlags::SYMLINK_NOFOLLOW
                 | rfs::AtFlags::NO_AUTOMOUNT
                 | rfs::AtFlags::STATX_DONT_SYNC,
-            rfs::StatxFlags::MNT_ID,
+            rfs::StatxFlags::empty(),
         );
         match st {
             Ok(st) if st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Some(st.stx_mnt_id),
-            Ok(_) | Err(rustix::io::Errno::NOSYS) => newest_mount_id(&self.path),
-            Err(_) => None,
+            _ => newest_mount_id(&self.path),
         }
     }
 
@@ -337,18 +348,20 @@ impl MountSite {
     /// FUSE mounts.
     pub fn unmount(&self, how: Unmount) -> Result<(), UnmountError> {
         use rustix::fd::AsRawFd;
+        let parent = PathBuf::from(format!("/proc/self/fd/{}", self.parent.as_raw_fd()));
         if !rustix::process::geteuid().is_root() {
-            return fusermount(&self.path, how);
+            // From the held parent as its working directory (set in the
+            // child before fusermount3 runs, the descriptor still open).
+            let name = Path::new(".").join(&self.name);
+            return fusermount(&name, how, Some(&parent));
         }
-        let through =
-            PathBuf::from(format!("/proc/self/fd/{}", self.parent.as_raw_fd())).join(&self.name);
-        umount2(&through, how)
+        umount2(&parent.join(&self.name), how)
     }
 }
 
 pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     if !rustix::process::geteuid().is_root() {
-        return fusermount(path, how);
+        return fusermount(path, how, None);
     }
     umount2(path, how)
 }
@@ -373,14 +386,17 @@ fn umount2(path: &Path, how: Unmount) -> Result<(), UnmountError> {
 
 /// `fusermount3 -u` (`-uz` for a dead mount), else the older `fusermount`:
 /// the setuid helper that lets the user who mounted unmount.
-fn fusermount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
+fn fusermount(path: &Path, how: Unmount, dir: Option<&Path>) -> Result<(), UnmountError> {
     let flag = match how {
         Unmount::Plain => "-u",
         Unmount::Dead => "-uz",
     };
     let run = |prog: &str| {
-        std::process::Command::new(prog)
-            .arg(flag)
+        let mut cmd = std::process::Command::new(prog);
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        cmd.arg(flag)
             .arg(path)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

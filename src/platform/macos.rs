@@ -464,6 +464,7 @@ pub fn mounts() -> Vec<MountEntry> {
             MountEntry {
                 point: PathBuf::from(OsStr::from_bytes(&field(&s.f_mntonname))),
                 id: None,
+                device: None,
                 source: String::from_utf8_lossy(&field(&s.f_mntfromname)).into_owned(),
                 fuse: fstype.starts_with(b"macfuse") || fstype.starts_with(b"osxfuse"),
                 // Not told apart: the session's own unmount at its end
@@ -504,7 +505,7 @@ pub fn mount_device(_path: &Path) -> Option<String> {
     None
 }
 
-pub fn mount_listed(_id: u64) -> Option<bool> {
+pub fn mount_listed(_id: u64, _device: &str) -> Option<bool> {
     None
 }
 

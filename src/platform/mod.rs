@@ -305,6 +305,10 @@ pub struct MountEntry {
     /// Which mount it is (Linux: its mount ID, mountinfo's first field,
     /// which statx(2) reports too); None on macOS.
     pub id: Option<u64>,
+    /// Its device (Linux: mountinfo's `major:minor`, which no other mount
+    /// has while this one's filesystem lives; mount IDs are reused at
+    /// once); None on macOS.
+    pub device: Option<String>,
     /// Its source (for a strata mount, `strata:<absolute store path>`).
     pub source: String,
     /// Whether it is a FUSE filesystem (fuse.* on Linux, macFUSE on macOS).
@@ -370,10 +374,10 @@ pub fn unmount(path: &Path, how: Unmount) -> Result<(), UnmountError> {
     imp::unmount(path, how)
 }
 
-/// Whether the mount with this ID (a [`MountEntry::id`]) is still mounted,
-/// wherever it now is; None if the mount table cannot be read.
-pub fn mount_listed(id: u64) -> Option<bool> {
-    imp::mount_listed(id)
+/// Whether the mount with this ID and device (a [`MountEntry`]'s) is still
+/// mounted, wherever it now is; None if the mount table cannot be read.
+pub fn mount_listed(id: u64, device: &str) -> Option<bool> {
+    imp::mount_listed(id, device)
 }
 
 /// A mountpoint held by a descriptor of its parent directory (Linux), so

@@ -284,14 +284,15 @@ fn a_mount_site_finds_and_unmounts_its_mount_after_its_parent_is_renamed() {
     let point = base.join("a").join("mnt");
     std::fs::create_dir_all(&point).expect("mkdir");
     let fs = Tmpfs::mount(&point, "1m");
-    let id = platform::mounts()
+    let entry = platform::mounts()
         .into_iter()
         .rfind(|m| m.point == point)
-        .and_then(|m| m.id)
-        .expect("in the table with an ID");
+        .expect("in the table");
+    let (id, dev) = (entry.id.expect("an ID"), entry.device.expect("a device"));
     let site = platform::MountSite::open(&point).expect("hold the parent");
     assert_eq!(site.top_id(), Some(id));
-    assert_eq!(platform::mount_listed(id), Some(true));
+    assert_eq!(platform::mount_listed(id, &dev), Some(true));
+    assert_eq!(platform::mount_listed(id, "0:0"), Some(false));
 
     // Renamed: the table lists the mount elsewhere, the site still finds it.
     std::fs::rename(base.join("a"), base.join("b")).expect("rename");
@@ -299,7 +300,7 @@ fn a_mount_site_finds_and_unmounts_its_mount_after_its_parent_is_renamed() {
     assert_eq!(site.top_id(), Some(id));
     site.unmount(Unmount::Plain)
         .expect("unmount through the site");
-    assert_eq!(platform::mount_listed(id), Some(false));
+    assert_eq!(platform::mount_listed(id, &dev), Some(false));
     assert_ne!(site.top_id(), Some(id));
     assert!(!platform::is_mountpoint(&base.join("b").join("mnt")));
     drop(fs);
