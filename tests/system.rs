@@ -272,3 +272,35 @@ fn the_systemd_unit_template_passes_systemd_analyze_verify() {
     // What the template runs is a command line strata accepts.
     assert!(unit.contains("--passphrase-command"), "{unit}");
 }
+
+/// A mount that the kernel refuses (here: no FUSE device) ends the session
+/// it began: the next mount does not take it for a crash.
+#[test]
+fn a_refused_mount_leaves_no_session_for_the_next_to_call_a_crash() {
+    let f = Fixture::new("general");
+    let fstab = f.path().join("fstab");
+    let body = r#"
+dir="${FSTAB%/*}"
+mount --bind /dev/null /dev/fuse
+if strata mount "$STORE" "$MNT" --vault "$VAULT" --passphrase-file "$PASS" 2>"$dir/first.err"; then
+    echo "first: mounted"
+else
+    echo "first: refused"
+fi
+umount /dev/fuse
+strata mount "$STORE" "$MNT" --vault "$VAULT" --passphrase-file "$PASS" --log-file "$dir/second.log"
+echo "second mounted: $(awk -v m="$MNT" '$2 == m' /proc/mounts | wc -l)"
+strata umount "$MNT"
+echo "crash taken: $(grep -c 'without unmounting' "$dir/second.log" || true)"
+"#;
+    let out = ns::run_in_namespace(&script(body), &env_of(&f, &fstab), SCRIPT_LIMIT);
+    let text = assert_ok(&out, "refused mount script");
+    assert_eq!(field(&text, "first"), Some("refused"), "{}", describe(&out));
+    assert_eq!(
+        field(&text, "second mounted"),
+        Some("1"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(field(&text, "crash taken"), Some("0"), "{}", describe(&out));
+}

@@ -599,6 +599,13 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount on {}: {e}", a.mountpoint.display());
+            // Nothing was served: the session ends here, not as a crash
+            // for the next mount to find.
+            if session_id != 0 {
+                if let Err(e) = store::sessions::end(&store_path, &record_key, &session_end) {
+                    tracing::warn!("the session record was not updated: {e}");
+                }
+            }
             if let Some(mut w) = ready {
                 let _ = w.write_all(msg.as_bytes());
                 return Ok(ExitCode::FAILURE);
