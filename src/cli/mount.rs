@@ -30,11 +30,15 @@ pub(super) fn store_of_mount(path: &Path) -> Option<PathBuf> {
 
 /// The newest mount at `path` by the mount table, if it is a mountpoint.
 fn top_mount(path: &Path) -> Option<crate::platform::MountEntry> {
-    let canon = path.canonicalize().ok()?;
+    newest_mount_at(&path.canonicalize().ok()?)
+}
+
+/// The newest mount the table lists at `point` (canonical).
+fn newest_mount_at(point: &Path) -> Option<crate::platform::MountEntry> {
     crate::platform::mounts()
         .into_iter()
         .rev()
-        .find(|m| m.point == canon)
+        .find(|m| m.point == point)
 }
 
 /// Lets the daemon hold as many open files as the system allows it: every
@@ -288,7 +292,7 @@ fn idle_tick(idle: Duration) -> Duration {
 /// unmount itself is the kernel's plain one (never lazy), which fails with
 /// EBUSY while any process has a file, a mapping or its working directory
 /// there; the watcher then waits another full `idle`.
-fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
+fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &FoundMount) {
     loop {
         std::thread::sleep(idle_tick(idle));
         let Some(quiet) = activity.idle_for() else {
@@ -305,7 +309,7 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
                 );
                 return;
             }
-            Err(OwnUnmountError::Failed(crate::platform::UnmountError::NotMounted)) => return,
+            Err(FoundUnmountError::Failed(crate::platform::UnmountError::NotMounted)) => return,
             Err(e) => {
                 tracing::debug!("idle, but not unmounting ({e}); staying mounted");
                 activity.touch();
@@ -314,9 +318,11 @@ fn watch_idle(idle: Duration, fs: &Fs, activity: &Activity, own: &OwnMount) {
     }
 }
 
-/// This daemon's own mount: its mountpoint and which mount it is there.
+/// A mount found once (this daemon's own right after mounting, or the one
+/// `strata umount` is asked to unmount), unmounted only while it is still
+/// the one there: its mountpoint and which mount it is.
 #[derive(Clone)]
-struct OwnMount {
+struct FoundMount {
     point: PathBuf,
     /// The mountpoint held by its parent directory's descriptor, and the ID
     /// and device of this daemon's mount there (Linux), found right after
@@ -332,7 +338,7 @@ struct Held {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum OwnUnmountError {
+enum FoundUnmountError {
     /// Another mount is over this daemon's at the mountpoint (or the mount
     /// was moved): unmounting there would take that one.
     #[error("the mount at the mountpoint is no longer this daemon's (another is over it)")]
@@ -341,17 +347,17 @@ enum OwnUnmountError {
     Failed(crate::platform::UnmountError),
 }
 
-impl OwnMount {
+impl FoundMount {
     /// The newest mount at `point` right after this daemon mounted there,
     /// if it is a strata FUSE mount and the kernel finds it at the
     /// mountpoint too.
-    fn find(point: &Path) -> OwnMount {
+    fn own(point: &Path) -> FoundMount {
         let held = top_strata_mount(point).map(|(site, id, device)| Held {
             site: Arc::new(site),
             id,
             device,
         });
-        OwnMount {
+        FoundMount {
             point: point.to_path_buf(),
             held,
         }
@@ -365,26 +371,29 @@ impl OwnMount {
     /// changes nothing). (Between the check and the unmount a mount could
     /// still be put over it: the kernel has no call that unmounts one given
     /// mount.)
-    fn unmount(&self) -> Result<(), OwnUnmountError> {
-        use crate::platform::{Unmount, UnmountError};
+    fn unmount(&self) -> Result<(), FoundUnmountError> {
+        self.unmount_as(crate::platform::Unmount::Plain)
+    }
+
+    /// As [`FoundMount::unmount`], in the given way (a dead mount is
+    /// detached).
+    fn unmount_as(&self, how: crate::platform::Unmount) -> Result<(), FoundUnmountError> {
+        use crate::platform::UnmountError;
         let Some(h) = &self.held else {
-            return crate::platform::unmount(&self.point, Unmount::Plain)
-                .map_err(OwnUnmountError::Failed);
+            return crate::platform::unmount(&self.point, how).map_err(FoundUnmountError::Failed);
         };
         // By ID and device: a mount ID is given again as soon as it is
         // free, a device not while this mount's filesystem lives.
         match crate::platform::mount_listed(h.id, &h.device) {
             // Gone from the table: unmounted meanwhile.
-            Some(false) => return Err(OwnUnmountError::Failed(UnmountError::NotMounted)),
-            None => return Err(OwnUnmountError::NotOurs),
+            Some(false) => return Err(FoundUnmountError::Failed(UnmountError::NotMounted)),
+            None => return Err(FoundUnmountError::NotOurs),
             Some(true) => {}
         }
         if h.site.top_id() != Some(h.id) {
-            return Err(OwnUnmountError::NotOurs);
+            return Err(FoundUnmountError::NotOurs);
         }
-        h.site
-            .unmount(Unmount::Plain)
-            .map_err(OwnUnmountError::Failed)
+        h.site.unmount(how).map_err(FoundUnmountError::Failed)
     }
 }
 
@@ -392,10 +401,7 @@ impl OwnMount {
 /// with its ID, if it is a strata FUSE mount and the kernel's walk to the
 /// point finds that same mount; None otherwise, and always on macOS.
 fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64, String)> {
-    let entry = crate::platform::mounts()
-        .into_iter()
-        .rev()
-        .find(|m| m.point == point)?;
+    let entry = newest_mount_at(point)?;
     if !entry.fuse || !entry.source.starts_with("strata:") {
         return None;
     }
@@ -408,7 +414,7 @@ fn top_strata_mount(point: &Path) -> Option<(crate::platform::MountSite, u64, St
 /// Whether this daemon's mount is still mounted (by its ID where known,
 /// wherever it now is; by its mountpoint otherwise). A mount table that
 /// cannot be read counts as still listing it.
-fn own_mount_listed(own: &OwnMount) -> bool {
+fn own_mount_listed(own: &FoundMount) -> bool {
     match &own.held {
         Some(h) => crate::platform::mount_listed(h.id, &h.device) != Some(false),
         None => crate::platform::is_mountpoint(&own.point),
@@ -589,6 +595,14 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     config.n_threads = Some(threads);
     config.clone_fd = serving.clone_fd;
 
+    // A read-write session is marked ended once nothing more is served.
+    let end_session = || {
+        if session_id != 0 {
+            if let Err(e) = store::sessions::end(&store_path, &record_key, &session_end) {
+                tracing::warn!("the session record was not updated at unmount: {e}");
+            }
+        }
+    };
     let activity = Arc::new(Activity::new());
     let session = fuser::Session::new(
         crate::fuse::StrataFuse::new(fs.clone(), activity.clone()),
@@ -601,11 +615,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             let msg = format!("cannot mount on {}: {e}", a.mountpoint.display());
             // Nothing was served: the session ends here, not as a crash
             // for the next mount to find.
-            if session_id != 0 {
-                if let Err(e) = store::sessions::end(&store_path, &record_key, &session_end) {
-                    tracing::warn!("the session record was not updated: {e}");
-                }
-            }
+            end_session();
             if let Some(mut w) = ready {
                 let _ = w.write_all(msg.as_bytes());
                 return Ok(ExitCode::FAILURE);
@@ -615,7 +625,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(mountpoint = %a.mountpoint.display(), threads, logs = ?logs, "mounted");
     crate::platform::tune_readahead(&a.mountpoint, crate::fuse::READAHEAD);
-    let own = OwnMount::find(&a.mountpoint);
+    let own = FoundMount::own(&a.mountpoint);
     if cfg!(target_os = "linux") && own.held.is_none() {
         tracing::warn!(
             "this mount is not in the mount table under its mountpoint's name: a signal or --idle will unmount whatever is mounted there"
@@ -702,11 +712,7 @@ pub fn run(mut a: MountArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     while activity.idle_for().is_none() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if session_id != 0 {
-        if let Err(e) = store::sessions::end(&store_path, &record_key, &session_end) {
-            tracing::warn!("the session record was not updated at unmount: {e}");
-        }
-    }
+    end_session();
     served?;
     let stats = cache.stats();
     tracing::info!(hits = stats.hits, misses = stats.misses, "unmounted");
@@ -782,23 +788,23 @@ const BUSY_WARNING: Duration = Duration::from_secs(10);
 /// killed meanwhile leaves a dead mount, which says so (ENOTCONN).
 /// (The session's own one-shot unmounter gave up for good at the first
 /// EBUSY: the daemon then went on serving.)
-fn unmount_on_signal(own: &OwnMount, fs: &Fs, signals: &mut signal_hook::iterator::Signals) {
+fn unmount_on_signal(own: &FoundMount, fs: &Fs, signals: &mut signal_hook::iterator::Signals) {
     use crate::platform::UnmountError;
     let started = std::time::Instant::now();
     let mut warned = false;
     let mut last_failure: Option<String> = None;
     loop {
         let why = match own.unmount() {
-            Ok(()) | Err(OwnUnmountError::Failed(UnmountError::NotMounted)) => return,
-            Err(OwnUnmountError::Failed(UnmountError::Busy)) => {
+            Ok(()) | Err(FoundUnmountError::Failed(UnmountError::NotMounted)) => return,
+            Err(FoundUnmountError::Failed(UnmountError::Busy)) => {
                 "the mount is busy: it unmounts once nothing under it is open (files, working directories, mounts under it)"
             }
-            Err(OwnUnmountError::NotOurs) => {
+            Err(FoundUnmountError::NotOurs) => {
                 "not unmounting yet: the mount at the mountpoint is no longer this daemon's (another is over it)"
             }
             // Tried again, as a busy mount is: the signal thread stays,
             // so that no later signal goes unheard.
-            Err(OwnUnmountError::Failed(e)) => {
+            Err(FoundUnmountError::Failed(e)) => {
                 let said = e.to_string();
                 if last_failure.as_deref() != Some(said.as_str()) {
                     tracing::error!("unmount on signal failed: {said}; trying again");
@@ -845,11 +851,7 @@ fn canonical_mountpoint(m: &Path) -> PathBuf {
 /// link in its place leads no attempt to another mount.
 fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
     use crate::platform::{Unmount, UnmountError};
-    let Some(top) = crate::platform::mounts()
-        .into_iter()
-        .rev()
-        .find(|e| e.point == m)
-    else {
+    let Some(top) = newest_mount_at(m) else {
         bail!("{} is not mounted", m.display());
     };
     if !top.fuse || !top.source.starts_with("strata:") {
@@ -858,38 +860,32 @@ fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
             m.display()
         );
     }
-    let site = crate::platform::MountSite::open(m)
-        .with_context(|| format!("mountpoint {}", m.display()))?;
-    // By ID and device (an ID is given again as soon as it is free).
-    let still_there = || match (top.id, &top.device) {
-        (Some(id), Some(dev)) => {
-            crate::platform::mount_listed(id, dev) == Some(true) && site.top_id() == Some(id)
-        }
-        _ => true,
+    let held = match (top.id, top.device) {
+        (Some(id), Some(device)) => Some(Held {
+            site: Arc::new(
+                crate::platform::MountSite::open(m)
+                    .with_context(|| format!("mountpoint {}", m.display()))?,
+            ),
+            id,
+            device,
+        }),
+        _ => None,
     };
-    if !still_there() {
-        bail!(
-            "the mount at {} is not the one the mount table lists there: not unmounting it",
-            m.display()
-        );
-    }
+    let found = FoundMount {
+        point: m.to_path_buf(),
+        held,
+    };
     let result = while_busy(
-        || {
-            if still_there() {
-                site.unmount(Unmount::Plain).map_err(Some)
-            } else {
-                Err(None)
-            }
-        },
-        |r| matches!(r, Err(Some(UnmountError::Busy))),
+        || found.unmount(),
+        |r| matches!(r, Err(FoundUnmountError::Failed(UnmountError::Busy))),
     );
     let result = match result {
         Ok(()) => return Ok(ExitCode::SUCCESS),
-        Err(None) => bail!(
-            "the mount at {} changed while it was busy: not unmounting what is there now",
+        Err(FoundUnmountError::NotOurs) => bail!(
+            "the mount at {} is no longer the one the mount table listed there: not unmounting what is there now",
             m.display()
         ),
-        Err(Some(e)) => e,
+        Err(FoundUnmountError::Failed(e)) => e,
     };
     match result {
         UnmountError::Busy => bail!(
@@ -901,13 +897,8 @@ fn unmount(m: &Path) -> anyhow::Result<ExitCode> {
             bail!("mountpoint {} does not exist", m.display())
         }
         UnmountError::Dead => {
-            if !still_there() {
-                bail!(
-                    "the mount at {} changed meanwhile: not unmounting what is there now",
-                    m.display()
-                );
-            }
-            site.unmount(Unmount::Dead)
+            found
+                .unmount_as(Unmount::Dead)
                 .with_context(|| format!("unmounting the dead mount {}", m.display()))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -259,10 +259,15 @@ pub fn mount_device(path: &Path) -> Option<String> {
     } else {
         path.canonicalize().ok()?
     };
+    newest_listed_at(&canon).map(|(_, dev)| dev)
+}
+
+/// The ID and device of the newest mount the table lists at `path`.
+fn newest_listed_at(path: &Path) -> Option<(u64, String)> {
     let info = mountinfo()?;
     info.lines().rev().find_map(|l| {
-        let (_, point, dev, _, _) = parse_mountinfo_line(l)?;
-        (point == canon).then(|| dev.to_string())
+        let (id, point, dev, ..) = parse_mountinfo_line(l)?;
+        (point == path).then(|| (id, dev.to_string()))
     })
 }
 
@@ -276,15 +281,6 @@ pub fn mount_listed(id: u64, device: &str) -> Option<bool> {
             parse_mountinfo_line(l).is_some_and(|(i, _, dev, ..)| i == id && dev == device)
         }),
     )
-}
-
-/// The ID of the newest mount the table lists at `path`.
-fn newest_mount_id(path: &Path) -> Option<u64> {
-    let info = mountinfo()?;
-    info.lines().rev().find_map(|l| {
-        let (id, point, ..) = parse_mountinfo_line(l)?;
-        (point == path).then_some(id)
-    })
 }
 
 /// A mountpoint held by a descriptor of its parent directory.
@@ -337,7 +333,7 @@ impl MountSite {
         );
         match st {
             Ok(st) if st.stx_mask & rfs::StatxFlags::MNT_ID.bits() != 0 => Some(st.stx_mnt_id),
-            _ => newest_mount_id(&self.path),
+            _ => newest_listed_at(&self.path).map(|(id, _)| id),
         }
     }
 
